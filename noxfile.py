@@ -1,0 +1,88 @@
+"""The one entry point for tests, theory verification, benchmarks and lint (CI runs the same).
+
+All sessions share one environment, ``.nox/project``: torch alone is 5.5 GB, so one install per
+machine, refreshed only when ``constraints.txt`` or a package's ``pyproject.toml`` changes.
+torch is pinned by ``constraints.txt`` (the torch 2.14.1 / torchvision 0.29.1 pair that the project
+machines hold on local disk); an unpinned install would pull a newer multi-GB CUDA build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+ENV = ROOT / ".nox" / "project"
+PACKAGES = ["packages/rd-theory"]
+EXTRAS = "[test]"
+TOOLS = ["ruff", "mypy", "pytest-benchmark"]
+
+nox.options.sessions = ["tests"]
+nox.options.default_venv_backend = "none"
+
+
+def _fingerprint() -> str:
+    digest = hashlib.sha256()
+    for path in [ROOT / "constraints.txt", *(ROOT / p / "pyproject.toml" for p in PACKAGES)]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def project_python(session: nox.Session) -> str:
+    """Create or refresh the shared environment; return its python."""
+    python = ENV / "bin" / "python"
+    stamp = ENV / ".fingerprint"
+    if not python.exists():
+        session.run(sys.executable, "-m", "venv", str(ENV), external=True)
+    if not stamp.exists() or stamp.read_text() != _fingerprint():
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        session.run(*pip, "--upgrade", "pip", external=True)
+        editable = [arg for p in PACKAGES for arg in ("-e", f"{p}{EXTRAS}")]
+        session.run(*pip, "-c", "constraints.txt", *editable, *TOOLS, external=True)
+        stamp.write_text(_fingerprint())
+    return str(python)
+
+
+def _env() -> dict[str, str]:
+    # Two cores: keep BLAS and torch from oversubscribing them; matplotlib never opens a window.
+    return {"MPLBACKEND": "Agg", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Fast tests of every package and the cross-package tests (pass `-- -m slow` for the slow ones)."""
+    python = project_python(session)
+    session.run(python, "-m", "pytest", *session.posargs, external=True, env=_env())
+
+
+@nox.session
+def verify_theory(session: nox.Session) -> None:
+    """Verify every rate-distortion claim; writes paper/tables/theory.md and the toy table/figure."""
+    python = project_python(session)
+    session.run(python, "-m", "rd_theory.verify", "--out-dir", "paper", *session.posargs,
+                external=True, env=_env())
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """pytest-benchmark runs; JSON lands in benchmarks/results/ (pass `-- -m slow` for the big ones)."""
+    python = project_python(session)
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    session.run(python, "-m", "pytest", "packages/rd-theory/benchmarks", "--benchmark-only",
+                "-o", "python_files=bench_*.py",
+                "-o", "addopts=--import-mode=importlib -m 'not slow'",
+                f"--benchmark-json={out / 'cpu-rd-theory.json'}", *session.posargs,
+                external=True, env=_env())
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff and mypy over the packages."""
+    python = project_python(session)
+    session.run(python, "-m", "ruff", "check", "packages", "tests", "noxfile.py", external=True)
+    session.run(python, "-m", "mypy", *(f"{p}/src" for p in PACKAGES), external=True)
