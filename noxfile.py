@@ -17,7 +17,7 @@ import nox
 
 ROOT = Path(__file__).parent
 ENV = ROOT / ".nox" / "project"
-PACKAGES = ["packages/rd-theory"]
+PACKAGES = ["packages/rd-theory", "packages/rd-kernels"]
 EXTRAS = "[test]"
 TOOLS = ["ruff", "mypy", "pytest-benchmark"]
 
@@ -49,7 +49,13 @@ def project_python(session: nox.Session) -> str:
 
 def _env() -> dict[str, str]:
     # Two cores: keep BLAS and torch from oversubscribing them; matplotlib never opens a window.
-    return {"MPLBACKEND": "Agg", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    # Triton kernels run on CPU tensors through Triton's interpreter (no GPU in CI); on a GPU
+    # machine set TRITON_INTERPRET=0 to test the compiled kernels on CUDA tensors.
+    return {
+        "MPLBACKEND": "Agg",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+        "TRITON_INTERPRET": os.environ.get("TRITON_INTERPRET", "1"),
+    }
 
 
 @nox.session
@@ -73,10 +79,11 @@ def bench(session: nox.Session) -> None:
     python = project_python(session)
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    session.run(python, "-m", "pytest", "packages/rd-theory/benchmarks", "--benchmark-only",
+    session.run(python, "-m", "pytest", "packages/rd-theory/benchmarks", "packages/rd-kernels/benchmarks",
+                "--benchmark-only",
                 "-o", "python_files=bench_*.py",
                 "-o", "addopts=--import-mode=importlib -m 'not slow'",
-                f"--benchmark-json={out / 'cpu-rd-theory.json'}", *session.posargs,
+                f"--benchmark-json={out / 'cpu.json'}", *session.posargs,
                 external=True, env=_env())
 
 

@@ -416,7 +416,7 @@ def toy_figure(pair: toy.MatchedRatePair, path: Path) -> None:
         ax.plot(np.append(theta, theta[0]), np.append(std, std[0]), style, ms=3,
                 label=f"{point.name}: varKL {point.rate:.2f} nats, anisotropy {point.anisotropy:.3f}")
     ax.set_xticks(theta[::4], [f"z{i}" for i in range(0, TOY_DIM, 4)])
-    ax.set_rlabel_position(100)
+    ax.set_rlabel_position(100)  # type: ignore[attr-defined]  # a PolarAxes method
     ax.set_title("Toy model: per-dimension posterior std at matched rate\n"
                  "(angle = latent coordinate, radius = σ_i)", fontsize=10)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), fontsize=8)
