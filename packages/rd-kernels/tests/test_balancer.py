@@ -1,12 +1,14 @@
 """Balancer vs an independent, straightforward implementation of audiocraft's semantics."""
 
 import math
+import os
 
 import pytest
 import torch
 from rd_kernels import Balancer
 
 BACKENDS = ["triton", "reference"]
+DEVICE = os.environ.get("RD_KERNELS_TEST_DEVICE", "cpu")
 
 
 class NaiveBalancer:
@@ -39,8 +41,8 @@ class NaiveBalancer:
 
 def decoder_and_losses(seed, k, batch=3):
     torch.manual_seed(seed)
-    net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 10))
-    x, target = torch.randn(batch, 6), torch.randn(batch, 10)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 10)).to(DEVICE)
+    x, target = torch.randn(batch, 6, device=DEVICE), torch.randn(batch, 10, device=DEVICE)
 
     def losses(output, step):
         scales = [1.0, 100.0, 0.01, 3.0, 7.0][:k]  # very different natural scales
@@ -75,8 +77,8 @@ def test_matches_naive_implementation_over_steps(backend, k, per_batch_item, bal
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_weights_become_gradient_fractions(backend):
     """With orthogonal gradients of fixed norms 1 and 1000, weights 1:3 give norms 1/4 and 3/4."""
-    output = torch.zeros(2, 8, requires_grad=True)
-    a, b = torch.zeros(2, 8), torch.zeros(2, 8)
+    output = torch.zeros(2, 8, requires_grad=True, device=DEVICE)
+    a, b = torch.zeros(2, 8, device=DEVICE), torch.zeros(2, 8, device=DEVICE)
     a[:, 0], b[:, 1] = 1.0, 1000.0
     balancer = Balancer({"pixel": 1.0, "neural": 3.0}, backend=backend)
     for _ in range(3):

@@ -1,5 +1,7 @@
 """Triton (interpreter) and reference vs a float64 autograd ground truth, forward and backward."""
 
+import os
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -10,6 +12,7 @@ SHAPES = [(1, 1), (1, 7), (4, 1000), (3, 1025), (2, 3, 5, 7), (2, 4, 17, 9), (1,
 # Relative error ||out - ref|| / ||ref|| allowed per dtype (fp32 accumulation in every case).
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 3e-3}
 BACKENDS = ["triton", "reference"]
+DEVICE = os.environ.get("RD_KERNELS_TEST_DEVICE", "cpu")
 
 
 def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -37,7 +40,8 @@ def inputs(shape, dtype, logvar_range, seed=0):
     mu = torch.randn(shape, generator=g).to(dtype)
     logvar = ((torch.rand(shape, generator=g) * 2 - 1) * logvar_range).to(dtype)
     eps = torch.randn(shape, generator=g).to(dtype)
-    return mu, logvar, eps, torch.randn(shape[0], generator=g), torch.randn(shape, generator=g).to(dtype)
+    grad_kl, grad_z = torch.randn(shape[0], generator=g), torch.randn(shape, generator=g).to(dtype)
+    return tuple(t.to(DEVICE) for t in (mu, logvar, eps, grad_kl, grad_z))
 
 
 def run(backend, mu, logvar, eps, grad_kl, grad_z):
@@ -71,13 +75,13 @@ def test_extreme_logvar(backend, dtype):
     """logvar at ±30: e^30 ≈ 1e13 must neither overflow the fp32 accumulator nor lose the variance."""
     mu, _, eps, grad_kl, grad_z = inputs((3, 4, 9, 9), dtype, 1.0, seed=1)
     logvar = torch.where(torch.rand(mu.shape, generator=torch.Generator().manual_seed(2)) > 0.5, 30.0, -30.0)
-    logvar = logvar.to(dtype)
+    logvar = logvar.to(dtype).to(DEVICE)
     truth = ground_truth(mu, logvar, eps, grad_kl, grad_z)
     out = run(backend, mu, logvar, eps, grad_kl, grad_z)
     for key in ("kl", "grad_mu", "grad_lv", "anisotropy", "variance_kl", "z"):
         assert rel_err(out[key], truth[key]) <= TOLERANCE[dtype], key
     # All-equal large logvar: the shifted variance is exactly 0, not cancellation noise.
-    flat = torch.full((2, 5000), 30.0, dtype=dtype)
+    flat = torch.full((2, 5000), 30.0, dtype=dtype, device=DEVICE)
     _, _, stats = sample_and_kl(torch.zeros_like(flat), flat, torch.zeros_like(flat), backend=backend)
     assert torch.all(stats.anisotropy.abs() < 1e-6)
 
@@ -85,10 +89,11 @@ def test_extreme_logvar(backend, dtype):
 def test_fp16_extreme_logvar_kl_stays_finite():
     """fp16 cannot hold ∂KL/∂logvar = (e^ℓ - 1)/2 beyond ℓ ≈ 11, but the fp32 KL itself is exact."""
     mu, _, _, _, _ = inputs((2, 64), torch.float16, 1.0)
-    logvar = torch.full((2, 64), 30.0, dtype=torch.float16)
+    logvar = torch.full((2, 64), 30.0, dtype=torch.float16, device=DEVICE)
     for backend in BACKENDS:
         kl = gaussian_kl(mu, logvar, backend=backend)
         expected = 0.5 * (mu.double() ** 2 + torch.exp(torch.tensor(30.0, dtype=torch.float64)) - 31).sum(1)
+        expected = expected.to(kl.device)
         assert rel_err(kl, expected) < 1e-6
 
 
@@ -108,7 +113,7 @@ def test_kl_only_and_sample_only_gradients(backend):
 
 def test_backends_draw_the_same_noise_from_a_generator():
     mu, logvar, _, _, _ = inputs((2, 3, 4, 4), torch.float32, 2.0)
-    zs = [sample_and_kl(mu, logvar, generator=torch.Generator().manual_seed(5), backend=b)[0]
+    zs = [sample_and_kl(mu, logvar, generator=torch.Generator(DEVICE).manual_seed(5), backend=b)[0]
           for b in BACKENDS]
     torch.testing.assert_close(zs[0], zs[1])
 
@@ -142,6 +147,7 @@ def test_bad_input(mu, logvar, error, message):
         gaussian_kl(mu, logvar)
 
 
+@pytest.mark.skipif(DEVICE != "cpu", reason="checks the CPU interpreter requirement")
 def test_eps_shape_and_backend_errors(monkeypatch):
     with pytest.raises(ValueError, match="eps must match"):
         sample_and_kl(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 4))
