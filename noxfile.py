@@ -17,7 +17,7 @@ import nox
 
 ROOT = Path(__file__).parent
 ENV = ROOT / ".nox" / "project"
-PACKAGES = ["packages/rd-theory", "packages/rd-kernels"]
+PACKAGES = ["packages/rd-theory", "packages/rd-kernels", "packages/rd-train"]
 EXTRAS = "[test]"
 TOOLS = ["ruff", "mypy", "pytest-benchmark"]
 

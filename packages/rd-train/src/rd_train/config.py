@@ -1,0 +1,228 @@
+"""Typed run configuration, validated where it is built.
+
+A run is one `TrainConfig`, loaded from YAML (or a dict, e.g. a `params.yaml` section). Unknown keys,
+wrong types and out-of-range values stop the run with an error naming the dotted key, before any
+data is touched. Defaults describe a small CPU run on the embedded dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the key."""
+
+
+@dataclass
+class DataConfig:
+    name: Literal["embedded", "celeba", "imagefolder"] = "embedded"
+    root: str | None = None  # celeba / imagefolder: local root; embedded: a built dataset dir (optional)
+    image_size: int = 32
+    batch_size: int = 64
+    num_workers: int = 0
+    hflip: bool = True
+    n_train: int = 4096  # embedded only: patches drawn from the training photographs
+    n_val: int = 512
+    seed: int = 0
+
+    def validate(self, prefix: str) -> None:
+        _positive(prefix, "image_size", self.image_size)
+        _positive(prefix, "batch_size", self.batch_size)
+        _positive(prefix, "n_train", self.n_train)
+        _positive(prefix, "n_val", self.n_val)
+        if self.name in ("celeba", "imagefolder") and not self.root:
+            raise ConfigError(f"{prefix}.root: the {self.name} dataset needs its local root directory")
+
+
+@dataclass
+class ModelConfig:
+    kind: Literal["vector", "spatial"] = "vector"
+    # vector (pythae CelebA-style conv VAE)
+    latent_dim: int = 32
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128])
+    # spatial (diffusers AutoencoderKL)
+    latent_channels: int = 4
+    block_out_channels: list[int] = field(default_factory=lambda: [32, 64])
+    layers_per_block: int = 1
+    norm_num_groups: int = 8
+    mid_block_add_attention: bool = True
+
+    def validate(self, prefix: str) -> None:
+        _positive(prefix, "latent_dim", self.latent_dim)
+        _positive(prefix, "latent_channels", self.latent_channels)
+        if not self.channels or any(c <= 0 for c in self.channels):
+            raise ConfigError(f"{prefix}.channels must be a non-empty list of positive widths")
+        if any(c % self.norm_num_groups for c in self.block_out_channels):
+            raise ConfigError(f"{prefix}.block_out_channels must be multiples of norm_num_groups "
+                              f"({self.norm_num_groups}), got {self.block_out_channels}")
+
+
+@dataclass
+class LossConfig:
+    neural: Literal["none", "lpips", "dinov2", "patchgan"] = "none"
+    lam: float = 0.0  # balancer weight of the neural term (pixel SSE has weight 1)
+    lpips_net: Literal["vgg", "alex"] = "vgg"
+    weights_path: str | None = None  # local backbone weights (LPIPS / DINOv2); never downloaded
+    dinov2_model: str = "vit_small_patch14_dinov2"
+    dinov2_layers: list[int] = field(default_factory=lambda: [2, 5, 8, 11])
+    disc_channels: int = 64
+    disc_layers: int = 3
+    disc_spectral_norm: bool = False
+    disc_start_step: int = 0
+    feature_matching_weight: float = 1.0
+    balancer_ema_decay: float = 0.999
+
+    def validate(self, prefix: str) -> None:
+        if self.lam < 0:
+            raise ConfigError(f"{prefix}.lam must be >= 0, got {self.lam}")
+        if self.neural == "none" and self.lam > 0:
+            raise ConfigError(f"{prefix}.lam={self.lam} but {prefix}.neural is 'none'")
+        if not 0 < self.balancer_ema_decay <= 1:
+            raise ConfigError(f"{prefix}.balancer_ema_decay must be in (0, 1]")
+        if self.disc_start_step < 0:
+            raise ConfigError(f"{prefix}.disc_start_step must be >= 0")
+
+
+@dataclass
+class RateConfig:
+    mode: Literal["fixed", "geco"] = "fixed"
+    beta: float = 1.0  # fixed mode: the KL weight; geco: the initial multiplier
+    warmup_steps: int = 0  # sine warm-up of β (fixed) / hold of β (GECO)
+    target: float | None = None  # GECO rate target, nats per sample
+    geco_step_size: float = 0.01
+    geco_ema_decay: float = 0.99
+    beta_min: float = 1e-4
+    beta_max: float = 1e4
+
+    def validate(self, prefix: str) -> None:
+        if self.beta <= 0:
+            raise ConfigError(f"{prefix}.beta must be > 0, got {self.beta}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"{prefix}.warmup_steps must be >= 0")
+        if self.mode == "geco":
+            if self.target is None or self.target <= 0:
+                raise ConfigError(f"{prefix}.target: GECO needs a rate target > 0 (nats per sample)")
+            if not 0 < self.beta_min <= self.beta <= self.beta_max:
+                raise ConfigError(f"{prefix}: need 0 < beta_min <= beta <= beta_max")
+            if not 0 < self.geco_ema_decay < 1:
+                raise ConfigError(f"{prefix}.geco_ema_decay must be in (0, 1)")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    max_steps: int = 200
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+
+    def validate(self, prefix: str) -> None:
+        if self.lr <= 0:
+            raise ConfigError(f"{prefix}.lr must be > 0")
+        _positive(prefix, "max_steps", self.max_steps)
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/default"
+    seed: int = 0
+    accelerator: str = "cpu"
+    devices: int = 1
+    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    rate: RateConfig = field(default_factory=RateConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def validate(self, prefix: str = "") -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                typing.cast(Any, value).validate(f"{prefix}{f.name}")
+        _positive(prefix.rstrip(".") or "config", "devices", self.devices)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Build and validate a `TrainConfig`; every error names its dotted key."""
+    config = _build(TrainConfig, data, "")
+    config.validate()
+    return config
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return from_dict(data)
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown config key(s) {[where + k for k in unknown]}; valid: {sorted(names)}")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        hint = hints[name]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, key)
+        else:
+            kwargs[name] = _coerce(hint, value, key)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _positive(prefix: str, name: str, value: int | float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{prefix}.{name} must be > 0, got {value}")

@@ -1,0 +1,147 @@
+import json
+import math
+
+import pytest
+import torch
+from rd_train import from_dict, metrics
+from rd_train.config import RateConfig
+from rd_train.rate import GECO, FixedBeta
+from rd_train.run import fit
+
+
+def test_fixed_beta_sine_warmup():
+    rate = FixedBeta(RateConfig(beta=2.0, warmup_steps=10))
+    assert rate.value(0) == 0.0
+    assert rate.value(5) == pytest.approx(2.0 * math.sin(math.pi / 4))
+    assert rate.value(10) == rate.value(99) == 2.0
+
+
+def test_geco_holds_during_warmup_then_tracks_the_target():
+    geco = GECO(RateConfig(mode="geco", beta=1.0, target=4.0, warmup_steps=5, geco_step_size=0.1))
+    for step in range(5):
+        geco.update(step, 10.0)
+    assert geco.beta == 1.0  # held, EMA tracked
+    for step in range(5, 3000):
+        geco.update(step, 8.0 / geco.beta)  # a toy model whose rate falls as β grows
+    assert 8.0 / geco.beta == pytest.approx(4.0, rel=0.05)
+    restored = GECO(RateConfig(mode="geco", beta=1.0, target=4.0))
+    restored.load_state_dict(geco.state_dict())
+    assert restored.beta == geco.beta and restored.kl_ema == geco.kl_ema
+
+
+def test_metrics_on_hand_made_posteriors():
+    logvar = torch.tensor([[0.0, 0.0, 0.0, 0.0], [-2.0, 0.0, 0.0, 2.0]])
+    torch.testing.assert_close(metrics.anisotropy(logvar), torch.tensor([0.0, 2.0]))
+    spatial = logvar.view(2, 1, 2, 2)
+    torch.testing.assert_close(metrics.anisotropy(spatial), torch.tensor([0.0, 2.0]))
+    mu = torch.tensor([[1.0, 0.0, 0.0, 0.0], [-1.0, 0.0, 0.0, 0.0]])
+    stats = metrics.LatentStatistics()
+    stats.update(mu, logvar, torch.zeros(2, 3, 2, 2), torch.zeros(2, 3, 2, 2))
+    summary = stats.summary()
+    assert summary["active_units"] == 1  # only coordinate 0's mean varies over the data
+    expected_kl = 0.5 * (1.0 + 0.5 * ((math.exp(-2) + 2 - 1) + (math.exp(2) - 2 - 1)))
+    assert summary["kl"] == pytest.approx(expected_kl)
+    assert summary["aggregate_covariance_spectrum"][0] == pytest.approx(1.0)
+    assert summary["std_profile_sorted"] == sorted(summary["std_profile_sorted"])
+
+
+def test_fit_writes_metrics_and_reuses_a_finished_run(tiny):
+    config = from_dict(tiny())
+    first = fit(config)
+    assert first["steps"] == 16 and math.isfinite(first["kl"]) and first["kl"] > 0
+    stamp = (config_path := __import__("pathlib").Path(config.out_dir) / "metrics.json").stat().st_mtime
+    assert fit(config)["kl"] == first["kl"] and config_path.stat().st_mtime == stamp
+
+
+@pytest.mark.parametrize("neural", ["patchgan"])
+def test_each_neural_family_trains(tiny, neural):
+    config = from_dict(tiny(loss={"neural": neural, "lam": 1.0, "disc_channels": 8, "disc_layers": 1},
+                            optim={"max_steps": 4}))
+    result = fit(config)
+    assert result["steps"] == 4 and math.isfinite(result["kl"])
+
+
+def test_dinov2_family_trains_with_a_small_vit(tiny):
+    import timm
+    from rd_train.losses.perceptual import DINOv2Loss
+
+    vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, depth=1, embed_dim=24,
+                            num_heads=2, img_size=14, dynamic_img_size=True)
+    config = from_dict(tiny(loss={"neural": "dinov2", "lam": 1.0}, optim={"max_steps": 3}))
+    result = fit(config, neural_loss=DINOv2Loss(layers=[0], model=vit))
+    assert result["steps"] == 3 and "neural" in result["distortion"]
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(tiny, tmp_path, monkeypatch):
+    base = tiny(optim={"max_steps": 24})
+    reference = fit(from_dict({**base, "out_dir": str(tmp_path / "straight")}))
+
+    from rd_train import module as module_lib
+
+    original = module_lib.VAEModule.training_step
+
+    def dies_at_step_12(self, batch, batch_idx):
+        if self.step_count == 12:  # mid epoch 2 (8 batches per epoch): last.ckpt is from step 8
+            raise RuntimeError("simulated kill")
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(module_lib.VAEModule, "training_step", dies_at_step_12)
+    interrupted = from_dict({**base, "out_dir": str(tmp_path / "killed")})
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        fit(interrupted)
+    ckpt = torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["rd_train"]["step_count"] == 8
+    trained = []
+
+    def counting(self, batch, batch_idx):
+        trained.append(self.step_count)
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(module_lib.VAEModule, "training_step", counting)
+    resumed = fit(interrupted)
+    assert trained == list(range(8, 24))  # resumed at the checkpoint, not restarted
+    for key in ("kl", "anisotropy", "psnr", "variance_kl"):
+        assert resumed[key] == pytest.approx(reference[key], rel=1e-6), key
+
+
+def test_non_finite_loss_stops_with_step_and_term_and_keeps_checkpoint(tiny, tmp_path):
+    class ExplodesAtStep10(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, x, x_hat):
+            self.calls += 1
+            bad = torch.tensor(float("nan")) if self.calls > 10 else torch.tensor(0.0)
+            return (x_hat - x).abs().mean() + bad
+
+    config = from_dict(tiny(loss={"neural": "lpips", "lam": 1.0}))
+    with pytest.raises(FloatingPointError, match=r"step 10: loss term 'neural' is nan"):
+        fit(config, neural_loss=ExplodesAtStep10())
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["rd_train"]["step_count"] == 8  # the last good epoch end
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["loss"]["lam"] == 1.0
+
+
+def test_geco_reaches_its_rate_target_in_training(tiny):
+    config = from_dict(tiny(rate={"mode": "geco", "beta": 1.0, "target": 3.0, "warmup_steps": 10,
+                                  "geco_step_size": 0.05, "geco_ema_decay": 0.95},
+                            optim={"max_steps": 320}))
+    from rd_train import run
+    from rd_train.module import VAEModule
+
+    captured = {}
+    original = VAEModule.evaluate
+
+    def keep_module(self, loader):
+        captured["rate"] = self.rate
+        return original(self, loader)
+
+    VAEModule.evaluate = keep_module
+    try:
+        result = run.fit(config)
+    finally:
+        VAEModule.evaluate = original
+    assert captured["rate"].kl_ema == pytest.approx(3.0, rel=0.05)  # the training rate GECO controls
+    assert result["beta"] != 1.0  # β moved
