@@ -145,3 +145,31 @@ def test_geco_reaches_its_rate_target_in_training(tiny):
         VAEModule.evaluate = original
     assert captured["rate"].kl_ema == pytest.approx(3.0, rel=0.05)  # the training rate GECO controls
     assert result["beta"] != 1.0  # β moved
+
+
+def test_spatial_autoencoderkl_trains_and_reports_spatial_latents(tiny):
+    config = from_dict(tiny(model={"kind": "spatial", "block_out_channels": [8, 16], "norm_num_groups": 4,
+                                   "latent_channels": 2, "layers_per_block": 1},
+                            optim={"max_steps": 4}))
+    result = fit(config)
+    assert result["steps"] == 4 and math.isfinite(result["kl"])
+    assert result["latent_dims"] == 2 * 8 * 8  # C x H x W coordinates of the latent grid
+
+
+def test_lambda_sets_the_neural_share_of_the_gradient(tiny):
+    """Balancer({pixel: 1, neural: λ}) in training: the per-loss scales make the EMA'd gradient norms
+    contribute in the ratio 1 : λ (scale_i * ema_norm_i = w_i / Σw * total_norm)."""
+    from rd_train.module import VAEModule
+
+    module = VAEModule(tiny(loss={"neural": "lpips", "lam": 3.0}),
+                       neural_loss=lambda x, x_hat: (x_hat - x).abs().mean())
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    mu, logvar = module.model.encode(x)
+    x_hat = module.model.decode(mu)
+    losses = {"pixel": ((x_hat - x) ** 2).flatten(1).sum(1).mean(), "neural": (x_hat - x).abs().mean()}
+    module.balancer.gradient(losses, x_hat)
+    state = module.balancer.state_dict()
+    ema = {k: state["ema_sum"][k] / state["ema_weight"][k] for k in losses}
+    share = {k: module.balancer.metrics[f"scale_{k}"] * ema[k] for k in losses}
+    assert share["neural"] / share["pixel"] == pytest.approx(3.0, rel=1e-6)
+    assert share["pixel"] + share["neural"] == pytest.approx(1.0, rel=1e-6)
