@@ -164,7 +164,7 @@ def test_lambda_sets_the_neural_share_of_the_gradient(tiny):
     module = VAEModule(tiny(loss={"neural": "lpips", "lam": 3.0}),
                        neural_loss=lambda x, x_hat: (x_hat - x).abs().mean())
     x = torch.rand(4, 3, 16, 16) * 2 - 1
-    mu, logvar = module.model.encode(x)
+    mu, _ = module.model.encode(x)
     x_hat = module.model.decode(mu)
     losses = {"pixel": ((x_hat - x) ** 2).flatten(1).sum(1).mean(), "neural": (x_hat - x).abs().mean()}
     module.balancer.gradient(losses, x_hat)

@@ -33,7 +33,7 @@ def _config(path: str | None, overrides: list[str]) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rd-train", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("fit", "evaluate", "prepare"):
+    for name in ("fit", "evaluate", "prepare", "train-features"):
         p = sub.add_parser(name)
         p.add_argument("--config", help="YAML run config")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--out", help="write the metrics JSON here")
         if name == "prepare":
             p.add_argument("--out", required=True, help="directory for the embedded dataset")
+        if name == "train-features":
+            p.add_argument("--out", required=True, help="file for the learned feature network")
+            p.add_argument("--steps", type=int, default=600)
     args = parser.parse_args(argv)
     try:
         config = _config(args.config, args.set)
@@ -53,6 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     from rd_train import run
     from rd_train.metrics import write_json
 
+    if args.command == "train-features":
+        from rd_train.losses.learned_features import train_feature_network
+
+        info = train_feature_network(args.out, config.data.image_size, config.data.n_train, args.steps,
+                                     config.seed)
+        print(f"held-out photo accuracy {info['heldout_accuracy']:.3f} "
+              f"(chance {info['chance_accuracy']:.3f}) -> {args.out}")
+        return 0
     if args.command == "prepare":
         from rd_train.data import save_embedded
 

@@ -67,10 +67,10 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    neural: Literal["none", "lpips", "dinov2", "patchgan"] = "none"
+    neural: Literal["none", "lpips", "dinov2", "features", "patchgan"] = "none"
     lam: float = 0.0  # balancer weight of the neural term (pixel SSE has weight 1)
     lpips_net: Literal["vgg", "alex"] = "vgg"
-    weights_path: str | None = None  # local backbone weights (LPIPS / DINOv2); never downloaded
+    weights_path: str | None = None  # local weights (LPIPS / DINOv2 backbone, learned features)
     dinov2_model: str = "vit_small_patch14_dinov2"
     dinov2_layers: list[int] = field(default_factory=lambda: [2, 5, 8, 11])
     disc_channels: int = 64

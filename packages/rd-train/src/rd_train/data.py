@@ -75,17 +75,26 @@ def _pyramid(ref: str, size: int) -> tuple[torch.Tensor, ...]:
 
 def build_embedded(photos: tuple[str, ...], n: int, size: int, seed: int) -> torch.Tensor:
     """``n`` crops of ``size`` px (uint8, N x 3 x size x size) from ``photos`` at SCALES."""
+    return build_labelled(photos, n, size, seed)[0]
+
+
+def build_labelled(
+    photos: tuple[str, ...], n: int, size: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`build_embedded`'s crops and, for each, the index of its source photograph."""
     pyramids = [_pyramid(ref, size) for ref in photos]
     rng = np.random.default_rng(seed)
     crops = torch.empty((n, 3, size, size), dtype=torch.uint8)
+    labels = torch.empty(n, dtype=torch.long)
     for i in range(n):
-        levels = pyramids[rng.integers(len(pyramids))]
+        labels[i] = source = int(rng.integers(len(pyramids)))
+        levels = pyramids[source]
         level = levels[rng.integers(len(levels))]
         top = rng.integers(level.shape[1] - size + 1)
         left = rng.integers(level.shape[2] - size + 1)
         crop = level[:, top:top + size, left:left + size]
         crops[i] = (crop * 255.0).round().clamp(0, 255).to(torch.uint8)
-    return crops
+    return crops, labels
 
 
 def save_embedded(out_dir: str | Path, config: DataConfig) -> None:

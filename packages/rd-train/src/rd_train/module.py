@@ -33,6 +33,10 @@ def build_neural_loss(config: LossConfig) -> nn.Module | None:
         from rd_train.losses.perceptual import LPIPSLoss
 
         return LPIPSLoss(config.lpips_net, config.weights_path)
+    if config.neural == "features":
+        from rd_train.losses.learned_features import LearnedFeatureLoss
+
+        return LearnedFeatureLoss(config.weights_path)
     if config.neural == "dinov2":
         from rd_train.losses.perceptual import DINOv2Loss
 
