@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import torch
 from scipy.optimize import minimize
 
 from rd_theory import neural, toy
+from rd_theory.atomic import atomic_write, atomic_write_text
 from rd_theory.domination import affine_domination, check_rd_ordering
 from rd_theory.lipschitz import jacobian_lower_bound, lipschitz_upper_bound, pair_lower_bound
 from rd_theory.networks import nlayer_discriminator, vgg_style_features
@@ -421,28 +421,8 @@ def toy_figure(pair: toy.MatchedRatePair, path: Path) -> None:
                  "(angle = latent coordinate, radius = σ_i)", fontsize=10)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), fontsize=8)
     fig.tight_layout()
-    _atomic_save(lambda tmp: fig.savefig(tmp, dpi=130, format="png"), path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=130, format="png"))
     plt.close(fig)
-
-
-def _atomic_save(write: Callable[[str], None], path: Path) -> None:
-    """Write to a temporary file beside ``path`` and rename: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_text(path: Path, text: str) -> None:
-    def write(tmp: str) -> None:
-        Path(tmp).write_text(text)
-
-    _atomic_save(write, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -453,11 +433,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
     results = run_checks(args.seed)
-    write_text(args.out_dir / "tables" / "theory.md", theory_table(results))
+    atomic_write_text(args.out_dir / "tables" / "theory.md", theory_table(results))
     pair = table3_pair()
     exact = toy.matched_rate_pair(pair.isotropic.coefficients, pair.anisotropic.coefficients,
                                   TOY_TARGET_RATE)
-    write_text(args.out_dir / "tables" / "toy_anisotropy.md", toy_table(pair, exact))
+    atomic_write_text(args.out_dir / "tables" / "toy_anisotropy.md", toy_table(pair, exact))
     toy_figure(pair, args.out_dir / "figures" / "toy_anisotropy.png")
 
     width = max(len(r.claim) for r in results)

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
+from rd_theory.atomic import atomic_write
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rd_train.config import DataConfig
@@ -106,26 +105,15 @@ def save_embedded(out_dir: str | Path, config: DataConfig) -> None:
         "val": build_embedded(VAL_PHOTOS, config.n_val, config.image_size, config.seed + 1),
     }
     for name, tensor in splits.items():
-        _atomic(out / f"{name}.pt", functools.partial(_save_tensor, tensor))
+        atomic_write(out / f"{name}.pt", functools.partial(_save_tensor, tensor))
     meta = {"train_photos": TRAIN_PHOTOS, "val_photos": VAL_PHOTOS, "scales": SCALES,
             "image_size": config.image_size, "n_train": config.n_train, "n_val": config.n_val,
             "seed": config.seed}
-    _atomic(out / "meta.json", lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+    atomic_write(out / "meta.json", lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
 
 
 def _save_tensor(tensor: torch.Tensor, path: str) -> None:
     torch.save(tensor, path)
-
-
-def _atomic(path: Path, write: Callable[[str], object]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class UInt8Images(Dataset):

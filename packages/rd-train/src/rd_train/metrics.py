@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from rd_theory.atomic import atomic_write_text
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 
@@ -88,13 +87,7 @@ class LatentStatistics:
 
 def write_json(path: str | Path, data: dict[str, Any]) -> None:
     """Atomic write: a reader never sees half a file, a crash never corrupts the last good one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
 
 
 def _jsonable(value: Any) -> Any:

@@ -16,12 +16,11 @@ positions, and sum over stages:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from rd_theory.atomic import atomic_write
 from rd_theory.networks import vgg_style_features
 from torch import nn
 
@@ -58,12 +57,7 @@ def train_feature_network(out: str | Path, image_size: int = 32, n_train: int = 
     record = {"state_dict": features.state_dict(), "stage_channels": list(STAGE_CHANNELS),
               "heldout_accuracy": accuracy, "chance_accuracy": 1 / len(TRAIN_PHOTOS),
               "steps": steps, "image_size": image_size, "seed": seed, "name": NAME}
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    torch.save(record, tmp)
-    os.replace(tmp, path)
+    atomic_write(out, lambda tmp: torch.save(record, tmp))
     return {k: v for k, v in record.items() if k != "state_dict"}
 
 
