@@ -173,3 +173,26 @@ def test_lambda_sets_the_neural_share_of_the_gradient(tiny):
     share = {k: module.balancer.metrics[f"scale_{k}"] * ema[k] for k in losses}
     assert share["neural"] / share["pixel"] == pytest.approx(3.0, rel=1e-6)
     assert share["pixel"] + share["neural"] == pytest.approx(1.0, rel=1e-6)
+
+
+def test_bf16_mixed_precision_trains_on_cpu(tiny):
+    config = from_dict({**tiny(optim={"max_steps": 3}), "precision": "bf16-mixed"})
+    result = fit(config)
+    assert result["steps"] == 3 and math.isfinite(result["kl"])
+
+
+def test_imagefolder_tree_trains(tiny, tmp_path):
+    """The Tiny-ImageNet layout: root/{train,val}/<class>/*.png, read through torchvision."""
+    from PIL import Image
+    from rd_train.data import TRAIN_PHOTOS, build_embedded
+
+    crops = build_embedded(TRAIN_PHOTOS, 40, 24, seed=9)
+    for i, crop in enumerate(crops):
+        split = "train" if i < 32 else "val"
+        folder = tmp_path / "tiny" / split / f"class{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(crop.permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
+    config = from_dict(tiny(data={"name": "imagefolder", "root": str(tmp_path / "tiny"), "n_train": 32,
+                                  "batch_size": 8}, optim={"max_steps": 2}))
+    result = fit(config)
+    assert result["steps"] == 2 and result["samples"] == 8  # the 8 validation images
