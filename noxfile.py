@@ -19,7 +19,7 @@ ROOT = Path(__file__).parent
 ENV = ROOT / ".nox" / "project"
 PACKAGES = ["packages/rd-theory", "packages/rd-kernels", "packages/rd-train"]
 EXTRAS = "[test]"
-TOOLS = ["ruff", "mypy", "pytest-benchmark"]
+TOOLS = ["ruff", "mypy", "pytest-benchmark", "dvc"]
 
 nox.options.sessions = ["tests"]
 nox.options.default_venv_backend = "none"
@@ -71,6 +71,15 @@ def verify_theory(session: nox.Session) -> None:
     python = project_python(session)
     session.run(python, "-m", "rd_theory.verify", "--out-dir", "paper", *session.posargs,
                 external=True, env=_env())
+
+
+@nox.session
+def repro(session: nox.Session) -> None:
+    """`dvc repro`: the sweeps on the embedded data, then every figure and table under paper/."""
+    python = project_python(session)
+    env = {**_env(), "PATH": f"{Path(python).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "DVC_NO_ANALYTICS": "1", "TRITON_INTERPRET": "0"}
+    session.run(str(Path(python).parent / "dvc"), "repro", *session.posargs, external=True, env=env)
 
 
 @nox.session

@@ -1,4 +1,5 @@
-"""``rd-train fit|evaluate|prepare --config run.yaml [--set key=value ...]``."""
+"""``rd-train fit|evaluate|prepare|train-features --config run.yaml [--set key=value ...]``, and the
+DVC stage commands ``rd-train sweep`` and ``rd-train aggregate``."""
 
 from __future__ import annotations
 
@@ -43,10 +44,32 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--out", help="write the metrics JSON here")
         if name == "prepare":
             p.add_argument("--out", required=True, help="directory for the embedded dataset")
+            p.add_argument("--expect", help="the dataset's pinned DVC hash (params.yaml dataset.md5; "
+                           "'unpinned' skips the check)")
         if name == "train-features":
             p.add_argument("--out", required=True, help="file for the learned feature network")
             p.add_argument("--steps", type=int, default=600)
+    sweep = sub.add_parser("sweep", help="run one (sweep, loss family) of params.yaml (a DVC stage)")
+    sweep.add_argument("--params", default="params.yaml")
+    sweep.add_argument("--sweep", choices=["fixed", "geco"], required=True)
+    sweep.add_argument("--family", required=True, help="pixel, or a key of params.yaml's losses")
+    sweep.add_argument("--out", required=True)
+    sweep.add_argument("--summary", required=True, help="JSON of the family's scalar metrics (DVC metrics)")
+    agg = sub.add_parser("aggregate", help="figures and tables under paper/ from the runs' metrics")
+    agg.add_argument("--params", default="params.yaml")
+    agg.add_argument("--runs", default="runs")
+    agg.add_argument("--paper", default="paper")
     args = parser.parse_args(argv)
+    if args.command == "sweep":
+        from rd_train.sweep import run_sweep
+
+        run_sweep(args.params, args.sweep, args.family, args.out, args.summary)
+        return 0
+    if args.command == "aggregate":
+        from rd_train.report import aggregate
+
+        aggregate(args.params, args.runs, args.paper)
+        return 0
     try:
         config = _config(args.config, args.set)
     except (ConfigError, FileNotFoundError) as error:
@@ -65,9 +88,16 @@ def main(argv: list[str] | None = None) -> int:
               f"(chance {info['chance_accuracy']:.3f}) -> {args.out}")
         return 0
     if args.command == "prepare":
-        from rd_train.data import save_embedded
+        from rd_train.data import dataset_md5, save_embedded
 
         save_embedded(args.out, config.data)
+        built = dataset_md5(args.out)
+        print(f"{args.out}: {built}")
+        if args.expect and args.expect != "unpinned" and args.expect != built:
+            print(f"rd-train: the rebuilt dataset {args.out} hashes to {built}, but params.yaml pins "
+                  f"{args.expect}: the embedded photographs or the crop code changed (check the "
+                  "scikit-image / scikit-learn versions against constraints.txt)", file=sys.stderr)
+            return 1
         return 0
     if args.command == "fit":
         metrics = run.fit(config)

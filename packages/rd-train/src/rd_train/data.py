@@ -13,6 +13,7 @@ sees exactly the batches an uninterrupted one would.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,6 +95,17 @@ def build_labelled(
         crop = level[:, top:top + size, left:left + size]
         crops[i] = (crop * 255.0).round().clamp(0, 255).to(torch.uint8)
     return crops, labels
+
+
+def dataset_md5(directory: str | Path) -> str:
+    """DVC's hash of a directory: md5 of the sorted (relpath, md5) listing as JSON, plus ".dir"."""
+    root = Path(directory)
+    entries = sorted(
+        ({"md5": hashlib.md5(p.read_bytes()).hexdigest(), "relpath": p.relative_to(root).as_posix()}
+         for p in root.rglob("*") if p.is_file()),
+        key=lambda e: e["relpath"],
+    )
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
 
 
 def save_embedded(out_dir: str | Path, config: DataConfig) -> None:
