@@ -73,14 +73,14 @@ class VAEModule(L.LightningModule):
         disc = torch.optim.Adam(self.neural.parameters(), lr=o.lr / 2, betas=(0.5, 0.999))
         return [gen, disc], [schedule]
 
-    def _noise(self, shape: torch.Size, step: int) -> tuple[torch.Generator, torch.Tensor]:
-        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
-        return g, torch.randn(shape, generator=g)
+    def _step_generator(self, index: int) -> torch.Generator:
+        """CPU generator for step (or validation batch) ``index``: same draws after a resume."""
+        return torch.Generator().manual_seed(self.config.seed * 1_000_003 + index)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         step = self.step_count
         x = batch
-        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
+        g = self._step_generator(step)
         if self.config.data.hflip:
             flip = (torch.rand(x.shape[0], generator=g) < 0.5).to(x.device)
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
@@ -146,7 +146,8 @@ class VAEModule(L.LightningModule):
         was_training = self.training
         self.eval()
         stats = LatentStatistics()
-        totals = {"pixel_sse": 0.0, "neural": 0.0}
+        scores_neural = self.neural is not None and not self.adversarial  # PatchGAN's depends on D
+        totals = {"pixel_sse": 0.0, **({"neural": 0.0} if scores_neural else {})}
         count = 0
         for i, x in enumerate(loader):
             x = x.to(self.device)
@@ -156,20 +157,20 @@ class VAEModule(L.LightningModule):
             x_hat = self.model.decode(z)
             stats.update(mu, logvar, x, x_hat)
             totals["pixel_sse"] += float(pixel_sse(x, x_hat)) * x.shape[0]
-            if self.neural is not None and not self.adversarial:
-                totals["neural"] += float(self.neural(x, x_hat)) * x.shape[0]
+            if scores_neural:
+                totals["neural"] += float(self.neural(x, x_hat)) * x.shape[0]  # type: ignore[misc]
             count += x.shape[0]
         self.train(was_training)
         result = stats.summary()
-        result["distortion"] = {k: v / count for k, v in totals.items()
-                                if k == "pixel_sse" or (self.neural is not None and not self.adversarial)}
+        result["distortion"] = {k: v / count for k, v in totals.items()}
         result["beta"] = self.rate.value(self.step_count)
         result["steps"] = self.step_count
         return result
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         mu, logvar = self.model.encode(batch)
-        z, kl, stats = sample_and_kl(mu, logvar, self._noise(mu.shape, batch_idx)[1].to(mu))
+        eps = torch.randn(mu.shape, generator=self._step_generator(batch_idx)).to(mu)
+        z, kl, stats = sample_and_kl(mu, logvar, eps)
         self.log_dict({"val/kl": kl.mean(), "val/anisotropy": stats.anisotropy.mean(),
                        "val/pixel": pixel_sse(batch, self.model.decode(z))})
 
