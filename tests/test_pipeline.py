@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rd_train.data import dataset_md5
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -50,9 +51,15 @@ def pipeline(tmp_path_factory):
     run("git", "init", "-q")
     run(dvc, "init", "-q")
     run(dvc, "config", "core.analytics", "false")
+    # The miniature dataset differs from the default one, so it gets its own pin (rd-train prepare --pin).
+    embedded = yaml.safe_load((work / "params.yaml").read_text())["embedded"]
+    sets = [arg for key, value in embedded.items() for arg in ("--set", f"data.{key}={value}")]
+    run(str(BIN / "rd-train"), "prepare", "--out", "data/rebuilt/embedded", *sets, "--pin", "data.dvc")
+    shutil.rmtree(work / "data" / "rebuilt")  # as on a fresh clone: only the pin is committed
+    pin = (work / "data.dvc").read_text()
     first = run(dvc, "repro")
     second = run(dvc, "repro")
-    return work, first, second, run, dvc
+    return work, first, second, run, dvc, pin
 
 
 def test_every_declared_output_is_produced(pipeline):
@@ -73,7 +80,35 @@ def test_second_repro_does_nothing(pipeline):
     assert "Running stage" not in second
 
 
+def test_data_dvc_versions_the_rebuilt_dataset(pipeline):
+    work, first, _, _, _, pin = pipeline
+    assert "Importing 'data/rebuilt/embedded' -> 'data/embedded'" in first
+    assert (work / "data.dvc").read_text() == pin  # DVC's own rewrite of the pin changes no byte
+    assert f"md5: {dataset_md5(work / 'data' / 'embedded')}" in pin
+
+
 def test_metrics_and_plots_commands_work(pipeline):
-    _, _, _, run, dvc = pipeline
+    _, _, _, run, dvc, _ = pipeline
     assert "summaries/fixed-pixel.json" in run(dvc, "metrics", "show")
     run(dvc, "plots", "show", "--json")
+
+
+def test_a_rebuild_that_differs_from_the_pin_stops_the_pipeline(pipeline):
+    """Integrity: on a fresh clone `prepare` rebuilds the data; other bytes than data.dvc pins stop it.
+
+    Runs last: it empties the workspace's DVC cache.
+    """
+    work, _, _, _, dvc, pin = pipeline
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "DVC_NO_ANALYTICS": "1", "HOME": str(work)}
+    wrong = pin.replace(pin.split("md5: ")[1].split("\n")[0], "0" * 32 + ".dir")
+    try:
+        (work / "data.dvc").write_text(wrong)
+        for built in ("data/rebuilt", "data/embedded", ".dvc/cache"):  # a fresh clone: no data, no cache
+            shutil.rmtree(work / built)
+        done = subprocess.run([dvc, "repro"], cwd=work, env=env, capture_output=True, text=True, check=False)
+        assert done.returncode != 0
+        assert "but data.dvc pins 00000000000000000000000000000000.dir" in done.stderr + done.stdout
+        assert "Running stage 'fixed" not in done.stdout  # nothing trained on the unpinned bytes
+        assert (work / "data.dvc").read_text() == wrong  # and the pin was not rewritten
+    finally:
+        (work / "data.dvc").write_text(pin)

@@ -44,8 +44,13 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--out", help="write the metrics JSON here")
         if name == "prepare":
             p.add_argument("--out", required=True, help="directory for the embedded dataset")
-            p.add_argument("--expect", help="the dataset's pinned DVC hash (params.yaml dataset.md5; "
-                           "'unpinned' skips the check)")
+            pin = p.add_mutually_exclusive_group()
+            pin.add_argument("--check", metavar="DVC_FILE",
+                             help="stop unless the rebuilt dataset hashes as this DVC file pins (data.dvc)")
+            pin.add_argument("--pin", metavar="DVC_FILE",
+                             help="write a DVC file pinning the rebuilt dataset (after changing its params)")
+            p.add_argument("--dataset", default="data/embedded",
+                           help="with --pin: where the DVC file puts the dataset (default data/embedded)")
         if name == "train-features":
             p.add_argument("--out", required=True, help="file for the learned feature network")
             p.add_argument("--steps", type=int, default=600)
@@ -89,14 +94,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "prepare":
         from rd_train.data import dataset_md5, save_embedded
+        from rd_train.dvc_pin import PinError, check_pin, write_pin
 
         save_embedded(args.out, config.data)
-        built = dataset_md5(args.out)
-        print(f"{args.out}: {built}")
-        if args.expect and args.expect != "unpinned" and args.expect != built:
-            print(f"rd-train: the rebuilt dataset {args.out} hashes to {built}, but params.yaml pins "
-                  f"{args.expect}: the embedded photographs or the crop code changed (check the "
-                  "scikit-image / scikit-learn versions against constraints.txt)", file=sys.stderr)
+        try:
+            if args.check:
+                print(f"{args.out}: {check_pin(args.out, args.check)}, as {args.check} pins")
+            elif args.pin:
+                print(f"{args.out}: {write_pin(args.out, args.pin, args.dataset)}, pinned in {args.pin}")
+            else:
+                print(f"{args.out}: {dataset_md5(args.out)}")
+        except PinError as error:
+            print(f"rd-train: {error}", file=sys.stderr)
             return 1
         return 0
     if args.command == "fit":

@@ -128,6 +128,20 @@ def _save_tensor(tensor: torch.Tensor, path: str) -> None:
     torch.save(tensor, path)
 
 
+def _check_built_as_configured(root: Path, config: DataConfig) -> None:
+    """A built dataset whose size or seed differs from the run's config would train silently on other data."""
+    meta_path = root / "meta.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} is missing; rebuild it: `rd-train prepare --out {root}`")
+    meta = json.loads(meta_path.read_text())
+    for key in ("image_size", "n_train", "n_val", "seed"):
+        if meta.get(key) != getattr(config, key):
+            raise ValueError(
+                f"{root} was built with {key}={meta.get(key)}, but the run's data.{key} is "
+                f"{getattr(config, key)}; in params.yaml the `embedded` section (what `prepare` builds) and "
+                "the `data` section (what runs read) must agree")
+
+
 class UInt8Images(Dataset):
     """uint8 N x 3 x H x W images served as float in [-1, 1]."""
 
@@ -183,6 +197,7 @@ class ImageDataModule(L.LightningDataModule):
             if missing:
                 raise FileNotFoundError(f"embedded dataset files {missing} are missing; build them with "
                                         f"`rd-train prepare --out {root}` (the DVC prepare stage)")
+            _check_built_as_configured(root, c)
             train, val = (UInt8Images(torch.load(f, weights_only=True)) for f in files)
             return train, val
         return (UInt8Images(build_embedded(TRAIN_PHOTOS, c.n_train, c.image_size, c.seed)),
