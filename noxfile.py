@@ -94,6 +94,10 @@ def bench(session: nox.Session) -> None:
                 "-o", "addopts=--import-mode=importlib -m 'not slow'",
                 f"--benchmark-json={out / 'cpu.json'}", *session.posargs,
                 external=True, env=_env())
+    # What decides GPU speed, checked without a GPU: sm_80 / sm_90 cubins, registers, spills, access widths.
+    session.run(python, "-m", "rd_kernels.cuda_report", "--arch", "80", "--arch", "90",
+                "--json", str(out / "cuda_compile.json"),
+                external=True, env={**_env(), "TRITON_INTERPRET": "0"})
 
 
 @nox.session

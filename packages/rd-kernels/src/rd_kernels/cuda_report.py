@@ -1,0 +1,206 @@
+"""Compile every kernel specialisation for a CUDA architecture, without a GPU, and report what decides
+its speed: registers, spills (local memory), and the width of its global loads and stores.
+
+The kernels are memory-bound, so they reach the copy bandwidth only if each thread moves 128 bits per
+access (``ld.global.v4.b32``: 4 fp32 or 8 half values) and nothing spills to local memory. Triton
+compiles the same code on a GPU machine; here it stops at the cubin (ptxas ships in the triton wheel).
+Like Triton's launcher on aligned contiguous tensors, the pointers and the length are specialised as
+divisible by 16.
+
+    python -m rd_kernels.cuda_report --arch 90 [--json report.json]
+
+Needs ``TRITON_INTERPRET`` unset or 0 (the interpreter replaces the compiler); the command sets it
+for itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+DTYPES = {"fp32": "*fp32", "bf16": "*bf16", "fp16": "*fp16"}
+
+
+@dataclass(frozen=True)
+class Specialisation:
+    kernel: str  # module:function
+    label: str
+    signature: dict[str, str]
+    constexprs: dict[str, Any]
+    scalar_loads: int  # loads of one element by design (a row's shift, a per-row gradient, scales)
+    scalar_stores: int  # stores of one element by design (the per-program partial sums)
+
+
+@dataclass
+class CompiledKernel:
+    kernel: str
+    label: str
+    arch: int
+    registers: int
+    local_bytes: int  # spills: 0 for a kernel that keeps its state in registers
+    shared_bytes: int
+    loads: dict[str, int]  # PTX global load forms, e.g. {"ld.global.v4.b32": 8}
+    stores: dict[str, int]
+    scalar_loads_allowed: int
+    scalar_stores_allowed: int
+
+    @property
+    def vector_loads(self) -> int:
+        return sum(n for form, n in self.loads.items() if ".v4." in form)
+
+    @property
+    def narrow_loads(self) -> int:
+        return sum(n for form, n in self.loads.items() if ".v4." not in form)
+
+    @property
+    def narrow_stores(self) -> int:
+        return sum(n for form, n in self.stores.items() if ".v4." not in form)
+
+
+def _pointer_signature(names: list[str], pointer_type: dict[str, str], ints: list[str],
+                       constexprs: dict[str, Any]) -> dict[str, str]:
+    signature = {}
+    for name in names:
+        if name in constexprs:
+            signature[name] = "constexpr"
+        elif name in ints:
+            signature[name] = "i32"
+        else:
+            signature[name] = pointer_type[name]
+    return signature
+
+
+def specialisations() -> list[Specialisation]:
+    """Every (kernel, dtype, flag) combination the launchers in this package can produce."""
+    from rd_kernels.balancer import triton as bal
+    from rd_kernels.gaussian_kl import triton as kl
+
+    specs = []
+    forward = ["mu_ptr", "lv_ptr", "eps_ptr", "z_ptr", "partial_ptr", "N", "n_chunks",
+               "BLOCK", "CHUNK_BLOCKS", "SAMPLE"]
+    backward = ["mu_ptr", "lv_ptr", "eps_ptr", "grad_kl_ptr", "grad_z_ptr", "grad_mu_ptr", "grad_lv_ptr", "N",
+                "BLOCK", "HAS_GRAD_Z"]
+    for dtype, sample in itertools.product(DTYPES, (False, True)):
+        data = dict.fromkeys(["mu_ptr", "lv_ptr", "eps_ptr", "z_ptr", "grad_z_ptr", "grad_mu_ptr",
+                              "grad_lv_ptr"],
+                             DTYPES[dtype])
+        fp32 = {"partial_ptr": "*fp32", "grad_kl_ptr": "*fp32"}
+        c = {"BLOCK": kl.BLOCK, "CHUNK_BLOCKS": kl.CHUNK_BLOCKS, "SAMPLE": sample}
+        specs.append(Specialisation("gaussian_kl:_forward_kernel", f"{dtype} sample={sample}",
+                                    _pointer_signature(forward, {**data, **fp32}, ["N", "n_chunks"], c),
+                                    c, 1, 4))
+        c = {"BLOCK": kl.BLOCK, "HAS_GRAD_Z": sample}
+        specs.append(Specialisation("gaussian_kl:_backward_kernel", f"{dtype} grad_z={sample}",
+                                    _pointer_signature(backward, {**data, **fp32}, ["N"], c), c, 1, 0))
+    sq_norm = ["g0", "g1", "g2", "g3", "partial_ptr", "N", "n_chunks", "K", "BLOCK", "CHUNK_BLOCKS"]
+    weighted = ["g0", "g1", "g2", "g3", "scale_ptr", "out_ptr", "acc_ptr", "numel",
+                "K", "ACCUMULATE", "STORE_ACC", "BLOCK"]
+    for dtype, k in itertools.product(DTYPES, range(1, bal.GROUP + 1)):
+        grads = dict.fromkeys(["g0", "g1", "g2", "g3", "out_ptr"], DTYPES[dtype])
+        fp32 = {"partial_ptr": "*fp32", "scale_ptr": "*fp32", "acc_ptr": "*fp32"}
+        c = {"K": k, "BLOCK": bal.BLOCK, "CHUNK_BLOCKS": bal.CHUNK_BLOCKS}
+        specs.append(Specialisation("balancer:_sq_norm_kernel", f"{dtype} K={k}",
+                                    _pointer_signature(sq_norm, {**grads, **fp32}, ["N", "n_chunks"], c),
+                                    c, 0, 4))
+        # More than GROUP gradients chain launches: the first stores the fp32 accumulator, the last reads it.
+        for accumulate, store_acc in ((False, False), (False, True), (True, True), (True, False)):
+            c = {"K": k, "ACCUMULATE": accumulate, "STORE_ACC": store_acc, "BLOCK": bal.BLOCK}
+            specs.append(Specialisation(
+                "balancer:_weighted_sum_kernel",
+                f"{dtype} K={k} accumulate={accumulate} store_acc={store_acc}",
+                _pointer_signature(weighted, {**grads, **fp32}, ["numel"], c), c, k, 0))
+    return specs
+
+
+def _jit_function(path: str) -> Any:
+    module, name = path.split(":")
+    modules = {"gaussian_kl": "rd_kernels.gaussian_kl.triton", "balancer": "rd_kernels.balancer.triton"}
+    import importlib
+
+    return getattr(importlib.import_module(modules[module]), name)
+
+
+def _resource_usage(cubin: bytes) -> dict[str, int]:
+    """REG / SHARED / LOCAL from cuobjdump (shipped with triton's NVIDIA backend)."""
+    import triton
+
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        text = subprocess.run([str(tool), "-res-usage", f.name], capture_output=True, text=True,
+                              check=True).stdout
+    found = dict(re.findall(r"(REG|SHARED|LOCAL):(\d+)", text))
+    return {key: int(found.get(key, 0)) for key in ("REG", "SHARED", "LOCAL")}
+
+
+def _count(pattern: str, ptx: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for form in re.findall(pattern, ptx):
+        counts[form] = counts.get(form, 0) + 1
+    return counts
+
+
+def compile_for(spec: Specialisation, arch: int) -> CompiledKernel:
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    names = list(spec.signature)
+    aligned = {(i,): [["tt.divisibility", 16]]
+               for i, n in enumerate(names) if spec.signature[n] != "constexpr"}
+    source = ASTSource(fn=_jit_function(spec.kernel), signature=spec.signature, constexprs=spec.constexprs,
+                       attrs=aligned)
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32))
+    ptx = compiled.asm["ptx"]
+    usage = _resource_usage(compiled.asm["cubin"])
+    return CompiledKernel(
+        kernel=spec.kernel, label=spec.label, arch=arch, registers=usage["REG"], local_bytes=usage["LOCAL"],
+        shared_bytes=usage["SHARED"], loads=_count(r"\bld\.global[\w.:]*", ptx),
+        stores=_count(r"\bst\.global[\w.:]*", ptx), scalar_loads_allowed=spec.scalar_loads,
+        scalar_stores_allowed=spec.scalar_stores,
+    )
+
+
+def report(archs: list[int]) -> list[CompiledKernel]:
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        raise RuntimeError("TRITON_INTERPRET is set: the interpreter replaces the compiler; run with "
+                           "TRITON_INTERPRET=0 (python -m rd_kernels.cuda_report does)")
+    return [compile_for(spec, arch) for arch in archs for spec in specialisations()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rd_kernels.cuda_report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", type=int, action="append",
+                        help="compute capability x 10 (80, 90); repeatable")
+    parser.add_argument("--json", help="write the full report here")
+    args = parser.parse_args(argv)
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):  # re-run without the interpreter
+        env = {**os.environ, "TRITON_INTERPRET": "0"}
+        return subprocess.run([sys.executable, "-m", "rd_kernels.cuda_report", *(argv or sys.argv[1:])],
+                              env=env, check=False).returncode
+    rows = report(args.arch or [90])
+    print(f"{'kernel':<30} {'specialisation':<44} {'sm':>3} {'regs':>4} {'spill':>5} {'v4 ld':>5} "
+          f"{'narrow ld':>9} {'narrow st':>9}")
+    for r in rows:
+        print(f"{r.kernel:<30} {r.label:<44} {r.arch:>3} {r.registers:>4} {r.local_bytes:>5} "
+              f"{r.vector_loads:>5} {r.narrow_loads:>9} {r.narrow_stores:>9}")
+    if args.json:
+        derived = ("vector_loads", "narrow_loads", "narrow_stores")
+        payload = [{**asdict(r), **{key: getattr(r, key) for key in derived}} for r in rows]
+        Path(args.json).write_text(json.dumps(payload, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
