@@ -30,6 +30,12 @@ def declared_outputs(dvc_yaml: Path) -> list[str]:
     return paths
 
 
+def workspace_env(work: Path) -> dict[str, str]:
+    """Only the project environment's tools, and a HOME of the scratch workspace's own."""
+    return {"PATH": f"{BIN}:/usr/bin:/bin", "DVC_NO_ANALYTICS": "1", "TRITON_INTERPRET": "0",
+            "HOME": str(work), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "2"}
+
+
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     dvc = shutil.which("dvc", path=str(BIN)) or shutil.which("dvc")
@@ -40,11 +46,10 @@ def pipeline(tmp_path_factory):
     shutil.copy(ROOT / "tests" / "data" / "miniature_params.yaml", work / "params.yaml")
     for package in ("rd-theory", "rd-kernels", "rd-train"):
         shutil.copytree(ROOT / "packages" / package / "src", work / "packages" / package / "src")
-    env = {"PATH": f"{BIN}:/usr/bin:/bin", "DVC_NO_ANALYTICS": "1", "TRITON_INTERPRET": "0",
-           "HOME": str(work), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "2"}
 
     def run(*args: str) -> str:
-        done = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True, check=False)
+        done = subprocess.run(args, cwd=work, env=workspace_env(work), capture_output=True, text=True,
+                              check=False)
         assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         return done.stdout
 
@@ -99,13 +104,13 @@ def test_a_rebuild_that_differs_from_the_pin_stops_the_pipeline(pipeline):
     Runs last: it empties the workspace's DVC cache.
     """
     work, _, _, _, dvc, pin = pipeline
-    env = {"PATH": f"{BIN}:/usr/bin:/bin", "DVC_NO_ANALYTICS": "1", "HOME": str(work)}
     wrong = pin.replace(pin.split("md5: ")[1].split("\n")[0], "0" * 32 + ".dir")
     try:
         (work / "data.dvc").write_text(wrong)
         for built in ("data/rebuilt", "data/embedded", ".dvc/cache"):  # a fresh clone: no data, no cache
             shutil.rmtree(work / built)
-        done = subprocess.run([dvc, "repro"], cwd=work, env=env, capture_output=True, text=True, check=False)
+        done = subprocess.run([dvc, "repro"], cwd=work, env=workspace_env(work), capture_output=True,
+                              text=True, check=False)
         assert done.returncode != 0
         assert "but data.dvc pins 00000000000000000000000000000000.dir" in done.stderr + done.stdout
         assert "Running stage 'fixed" not in done.stdout  # nothing trained on the unpinned bytes

@@ -16,6 +16,7 @@ for itself.
 from __future__ import annotations
 
 import argparse
+import inspect
 import itertools
 import json
 import os
@@ -66,17 +67,21 @@ class CompiledKernel:
         return sum(n for form, n in self.stores.items() if ".v4." not in form)
 
 
-def _pointer_signature(names: list[str], pointer_type: dict[str, str], ints: list[str],
-                       constexprs: dict[str, Any]) -> dict[str, str]:
-    signature = {}
-    for name in names:
-        if name in constexprs:
-            signature[name] = "constexpr"
-        elif name in ints:
-            signature[name] = "i32"
-        else:
-            signature[name] = pointer_type[name]
-    return signature
+def _jit_function(path: str) -> Any:
+    module, name = path.split(":")
+    modules = {"gaussian_kl": "rd_kernels.gaussian_kl.triton", "balancer": "rd_kernels.balancer.triton"}
+    import importlib
+
+    return getattr(importlib.import_module(modules[module]), name)
+
+
+def _spec(kernel: str, label: str, pointers: dict[str, str], constexprs: dict[str, Any],
+          scalar_loads: int, scalar_stores: int) -> Specialisation:
+    """The kernel's own parameter list typed for Triton: constexprs, the given pointers, the rest i32."""
+    function = _jit_function(kernel)
+    names = inspect.signature(getattr(function, "fn", function)).parameters  # jit or interpreted
+    signature = {name: "constexpr" if name in constexprs else pointers.get(name, "i32") for name in names}
+    return Specialisation(kernel, label, signature, constexprs, scalar_loads, scalar_stores)
 
 
 def specialisations() -> list[Specialisation]:
@@ -85,48 +90,25 @@ def specialisations() -> list[Specialisation]:
     from rd_kernels.gaussian_kl import triton as kl
 
     specs = []
-    forward = ["mu_ptr", "lv_ptr", "eps_ptr", "z_ptr", "partial_ptr", "N", "n_chunks",
-               "BLOCK", "CHUNK_BLOCKS", "SAMPLE"]
-    backward = ["mu_ptr", "lv_ptr", "eps_ptr", "grad_kl_ptr", "grad_z_ptr", "grad_mu_ptr", "grad_lv_ptr", "N",
-                "BLOCK", "HAS_GRAD_Z"]
     for dtype, sample in itertools.product(DTYPES, (False, True)):
-        data = dict.fromkeys(["mu_ptr", "lv_ptr", "eps_ptr", "z_ptr", "grad_z_ptr", "grad_mu_ptr",
-                              "grad_lv_ptr"],
-                             DTYPES[dtype])
-        fp32 = {"partial_ptr": "*fp32", "grad_kl_ptr": "*fp32"}
+        pointers = {**dict.fromkeys(["mu_ptr", "lv_ptr", "eps_ptr", "z_ptr", "grad_z_ptr", "grad_mu_ptr",
+                                     "grad_lv_ptr"], DTYPES[dtype]),
+                    "partial_ptr": "*fp32", "grad_kl_ptr": "*fp32"}
         c = {"BLOCK": kl.BLOCK, "CHUNK_BLOCKS": kl.CHUNK_BLOCKS, "SAMPLE": sample}
-        specs.append(Specialisation("gaussian_kl:_forward_kernel", f"{dtype} sample={sample}",
-                                    _pointer_signature(forward, {**data, **fp32}, ["N", "n_chunks"], c),
-                                    c, 1, 4))
+        specs.append(_spec("gaussian_kl:_forward_kernel", f"{dtype} sample={sample}", pointers, c, 1, 4))
         c = {"BLOCK": kl.BLOCK, "HAS_GRAD_Z": sample}
-        specs.append(Specialisation("gaussian_kl:_backward_kernel", f"{dtype} grad_z={sample}",
-                                    _pointer_signature(backward, {**data, **fp32}, ["N"], c), c, 1, 0))
-    sq_norm = ["g0", "g1", "g2", "g3", "partial_ptr", "N", "n_chunks", "K", "BLOCK", "CHUNK_BLOCKS"]
-    weighted = ["g0", "g1", "g2", "g3", "scale_ptr", "out_ptr", "acc_ptr", "numel",
-                "K", "ACCUMULATE", "STORE_ACC", "BLOCK"]
+        specs.append(_spec("gaussian_kl:_backward_kernel", f"{dtype} grad_z={sample}", pointers, c, 1, 0))
     for dtype, k in itertools.product(DTYPES, range(1, bal.GROUP + 1)):
-        grads = dict.fromkeys(["g0", "g1", "g2", "g3", "out_ptr"], DTYPES[dtype])
-        fp32 = {"partial_ptr": "*fp32", "scale_ptr": "*fp32", "acc_ptr": "*fp32"}
+        pointers = {**dict.fromkeys(["g0", "g1", "g2", "g3", "out_ptr"], DTYPES[dtype]),
+                    "partial_ptr": "*fp32", "scale_ptr": "*fp32", "acc_ptr": "*fp32"}
         c = {"K": k, "BLOCK": bal.BLOCK, "CHUNK_BLOCKS": bal.CHUNK_BLOCKS}
-        specs.append(Specialisation("balancer:_sq_norm_kernel", f"{dtype} K={k}",
-                                    _pointer_signature(sq_norm, {**grads, **fp32}, ["N", "n_chunks"], c),
-                                    c, 0, 4))
+        specs.append(_spec("balancer:_sq_norm_kernel", f"{dtype} K={k}", pointers, c, 0, 4))
         # More than GROUP gradients chain launches: the first stores the fp32 accumulator, the last reads it.
         for accumulate, store_acc in ((False, False), (False, True), (True, True), (True, False)):
             c = {"K": k, "ACCUMULATE": accumulate, "STORE_ACC": store_acc, "BLOCK": bal.BLOCK}
-            specs.append(Specialisation(
-                "balancer:_weighted_sum_kernel",
-                f"{dtype} K={k} accumulate={accumulate} store_acc={store_acc}",
-                _pointer_signature(weighted, {**grads, **fp32}, ["numel"], c), c, k, 0))
+            label = f"{dtype} K={k} accumulate={accumulate} store_acc={store_acc}"
+            specs.append(_spec("balancer:_weighted_sum_kernel", label, pointers, c, k, 0))
     return specs
-
-
-def _jit_function(path: str) -> Any:
-    module, name = path.split(":")
-    modules = {"gaussian_kl": "rd_kernels.gaussian_kl.triton", "balancer": "rd_kernels.balancer.triton"}
-    import importlib
-
-    return getattr(importlib.import_module(modules[module]), name)
 
 
 def _resource_usage(cubin: bytes) -> dict[str, int]:
@@ -171,8 +153,12 @@ def compile_for(spec: Specialisation, arch: int) -> CompiledKernel:
     )
 
 
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
 def report(archs: list[int]) -> list[CompiledKernel]:
-    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+    if _interpreting():
         raise RuntimeError("TRITON_INTERPRET is set: the interpreter replaces the compiler; run with "
                            "TRITON_INTERPRET=0 (python -m rd_kernels.cuda_report does)")
     return [compile_for(spec, arch) for arch in archs for spec in specialisations()]
@@ -185,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="compute capability x 10 (80, 90); repeatable")
     parser.add_argument("--json", help="write the full report here")
     args = parser.parse_args(argv)
-    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):  # re-run without the interpreter
+    if _interpreting():  # re-run without the interpreter
         env = {**os.environ, "TRITON_INTERPRET": "0"}
         return subprocess.run([sys.executable, "-m", "rd_kernels.cuda_report", *(argv or sys.argv[1:])],
                               env=env, check=False).returncode
