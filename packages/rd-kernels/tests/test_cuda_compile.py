@@ -33,7 +33,7 @@ def test_every_specialisation_compiles_for_each_architecture(compiled):
     assert {(r["kernel"], r["label"], r["arch"]) for r in compiled} == expected
     kernels = {r["kernel"] for r in compiled}
     assert kernels == {"gaussian_kl:_forward_kernel", "gaussian_kl:_backward_kernel",
-                       "balancer:_sq_norm_kernel", "balancer:_weighted_sum_kernel"}
+                       "balancer:_norms_kernel", "balancer:_weighted_sum_kernel"}
     assert all(r["registers"] > 0 for r in compiled)
 
 
@@ -43,8 +43,10 @@ def test_no_register_spills(compiled):
 
 
 def test_bulk_loads_and_stores_are_128_bit(compiled):
+    """Every whole tensor is read with 128-bit loads; narrow accesses are only the design's per-row and
+    per-launch values (a bulk tensor read narrowly would add many more narrow loads than allowed)."""
     for r in compiled:
         where = (r["kernel"], r["label"], r["arch"])
-        assert r["vector_loads"] > 0, where
-        assert r["narrow_loads"] == r["scalar_loads_allowed"], (where, r["loads"])
-        assert r["narrow_stores"] == r["scalar_stores_allowed"], (where, r["stores"])
+        assert r["vector_loads"] >= r["bulk_loads"], (where, r["loads"])
+        assert r["narrow_loads"] <= r["narrow_loads_allowed"], (where, r["loads"])
+        assert r["narrow_stores"] <= r["narrow_stores_allowed"], (where, r["stores"])

@@ -37,8 +37,9 @@ class Specialisation:
     label: str
     signature: dict[str, str]
     constexprs: dict[str, Any]
-    scalar_loads: int  # loads of one element by design (a row's shift, a per-row gradient, scales)
-    scalar_stores: int  # stores of one element by design (the per-program partial sums)
+    bulk_loads: int  # whole tensors read (each must use 128-bit loads)
+    scalar_loads: int  # per-row or per-launch values by design: row shifts, ∂KL_b, partial sums, EMA state
+    scalar_stores: int
 
 
 @dataclass
@@ -51,8 +52,9 @@ class CompiledKernel:
     shared_bytes: int
     loads: dict[str, int]  # PTX global load forms, e.g. {"ld.global.v4.b32": 8}
     stores: dict[str, int]
-    scalar_loads_allowed: int
-    scalar_stores_allowed: int
+    bulk_loads: int
+    narrow_loads_allowed: int  # the design's scalar accesses (x2 for packed tiles: a vector per tile)
+    narrow_stores_allowed: int
 
     @property
     def vector_loads(self) -> int:
@@ -76,38 +78,68 @@ def _jit_function(path: str) -> Any:
 
 
 def _spec(kernel: str, label: str, pointers: dict[str, str], constexprs: dict[str, Any],
-          scalar_loads: int, scalar_stores: int) -> Specialisation:
+          bulk_loads: int, scalar_loads: int, scalar_stores: int) -> Specialisation:
     """The kernel's own parameter list typed for Triton: constexprs, the given pointers, the rest i32."""
     function = _jit_function(kernel)
     names = inspect.signature(getattr(function, "fn", function)).parameters  # jit or interpreted
     signature = {name: "constexpr" if name in constexprs else pointers.get(name, "i32") for name in names}
-    return Specialisation(kernel, label, signature, constexprs, scalar_loads, scalar_stores)
+    return Specialisation(kernel, label, signature, constexprs, bulk_loads, scalar_loads, scalar_stores)
+
+
+# Tiles the launchers use (`rd_kernels.gaussian_kl.triton.plan`): 64 short rows of 16 coordinates per
+# program (a vector latent), and one long row in 1024-wide steps (a spatial latent, an image), the
+# latter whole or as one chunk of a row split across programs.
+TILES = ((64, 16, False), (1, 1024, False), (1, 1024, True))
 
 
 def specialisations() -> list[Specialisation]:
-    """Every (kernel, dtype, flag) combination the launchers in this package can produce."""
+    """Every (kernel, dtype, tile, flag) combination the launchers in this package can produce."""
     from rd_kernels.balancer import triton as bal
-    from rd_kernels.gaussian_kl import triton as kl
 
     specs = []
-    for dtype, sample in itertools.product(DTYPES, (False, True)):
-        pointers = {**dict.fromkeys(["mu_ptr", "lv_ptr", "eps_ptr", "z_ptr", "grad_z_ptr", "grad_mu_ptr",
-                                     "grad_lv_ptr"], DTYPES[dtype]),
-                    "partial_ptr": "*fp32", "grad_kl_ptr": "*fp32"}
-        c = {"BLOCK": kl.BLOCK, "CHUNK_BLOCKS": kl.CHUNK_BLOCKS, "SAMPLE": sample}
-        specs.append(_spec("gaussian_kl:_forward_kernel", f"{dtype} sample={sample}", pointers, c, 1, 4))
-        c = {"BLOCK": kl.BLOCK, "HAS_GRAD_Z": sample}
-        specs.append(_spec("gaussian_kl:_backward_kernel", f"{dtype} grad_z={sample}", pointers, c, 1, 0))
-    for dtype, k in itertools.product(DTYPES, range(1, bal.GROUP + 1)):
+    for dtype in DTYPES:
+        pointers = {**dict.fromkeys(["mu_ptr", "lv_ptr", "eps_ptr", "z_ptr", "gz_ptr", "gmu_ptr", "glv_ptr"],
+                                    DTYPES[dtype]),
+                    **dict.fromkeys(["kl_ptr", "var_ptr", "aniso_ptr", "partial_ptr", "gkl_ptr"], "*fp32"),
+                    "counter_ptr": "*i32"}
+        for (rows, block_n, split), sample in itertools.product(TILES, (False, True)):
+            c = {"ROWS": rows, "BLOCK_N": block_n, "SAMPLE": sample, "SPLIT": split}
+            # μ, ℓ (+ε); the row's shift (+ the finisher's 4 partials); KL, varKL, A (+4 partials)
+            specs.append(_spec("gaussian_kl:_forward_kernel",
+                               f"{dtype} tile={rows}x{block_n} split={split} sample={sample}", pointers, c,
+                               2 + sample, 1 + 4 * split, 3 + 4 * split))
+        for (rows, block_n, _), (has_kl, has_z) in itertools.product(TILES[:2], ((True, False), (False, True),
+                                                                                 (True, True))):
+            c = {"ROWS": rows, "BLOCK_N": block_n, "HAS_GRAD_KL": has_kl, "HAS_GRAD_Z": has_z}
+            # ℓ (+μ) (+∂z, ε); ∂KL_b per row
+            specs.append(_spec("gaussian_kl:_backward_kernel",
+                               f"{dtype} tile={rows}x{block_n} grad_kl={has_kl} grad_z={has_z}", pointers, c,
+                               1 + has_kl + 2 * has_z, int(has_kl), 0))
         pointers = {**dict.fromkeys(["g0", "g1", "g2", "g3", "out_ptr"], DTYPES[dtype]),
-                    "partial_ptr": "*fp32", "scale_ptr": "*fp32", "acc_ptr": "*fp32"}
-        c = {"K": k, "BLOCK": bal.BLOCK, "CHUNK_BLOCKS": bal.CHUNK_BLOCKS}
-        specs.append(_spec("balancer:_sq_norm_kernel", f"{dtype} K={k}", pointers, c, 0, 4))
-        # More than GROUP gradients chain launches: the first stores the fp32 accumulator, the last reads it.
-        for accumulate, store_acc in ((False, False), (False, True), (True, True), (True, False)):
-            c = {"K": k, "ACCUMULATE": accumulate, "STORE_ACC": store_acc, "BLOCK": bal.BLOCK}
-            label = f"{dtype} K={k} accumulate={accumulate} store_acc={store_acc}"
-            specs.append(_spec("balancer:_weighted_sum_kernel", label, pointers, c, k, 0))
+                    **dict.fromkeys(["partial_ptr", "norm_ptr", "scale_ptr", "ema_sum_ptr", "ema_weight_ptr",
+                                     "factor_ptr", "acc_ptr"], "*fp32"),
+                    "counter_ptr": "*i32", "nonfinite_ptr": "*i32", "slot_ptr": "*i64",
+                    "decay": "fp32", "epsilon": "fp32"}
+        # One group that finishes and updates the EMA (one process), finishes without updating (DDP),
+        # or is an earlier group of more than four losses (partials only).
+        modes = [(k, k, True, True) for k in range(1, bal.GROUP + 1)]
+        modes += [(2, 2, True, False), (4, 8, False, False)]
+        for (rows, block_n, _), (k, k_total, finish, update) in itertools.product(TILES[:2], modes):
+            c = {"K": k, "K_TOTAL": k_total, "ROWS": rows, "BLOCK_N": block_n, "FINISH": finish,
+                 "UPDATE": update, "BALANCE": True}
+            label = f"{dtype} tile={rows}x{block_n} K={k}/{k_total} finish={finish} update={update}"
+            # K gradients; per loss: its partials (+ slot, EMA sum/weight, skip count, factor) and
+            # stores of the partials, the norm (+ EMA sum/weight, skip count, scale)
+            finished = k_total * finish
+            specs.append(_spec("balancer:_norms_kernel", label, pointers, c, k,
+                               finished * (1 + 5 * update), k + finished * (1 + 4 * update)))
+        for k in range(1, bal.GROUP + 1):
+            # More than GROUP gradients chain launches: the first stores the fp32 accumulator,
+            # the last reads it.
+            for accumulate, store_acc in ((False, False), (False, True), (True, True), (True, False)):
+                c = {"K": k, "ACCUMULATE": accumulate, "STORE_ACC": store_acc, "BLOCK": bal.BLOCK}
+                label = f"{dtype} K={k} accumulate={accumulate} store_acc={store_acc}"
+                specs.append(_spec("balancer:_weighted_sum_kernel", label, pointers, c, k + accumulate, k, 0))
     return specs
 
 
@@ -148,9 +180,15 @@ def compile_for(spec: Specialisation, arch: int) -> CompiledKernel:
     return CompiledKernel(
         kernel=spec.kernel, label=spec.label, arch=arch, registers=usage["REG"], local_bytes=usage["LOCAL"],
         shared_bytes=usage["SHARED"], loads=_count(r"\bld\.global[\w.:]*", ptx),
-        stores=_count(r"\bst\.global[\w.:]*", ptx), scalar_loads_allowed=spec.scalar_loads,
-        scalar_stores_allowed=spec.scalar_stores,
+        stores=_count(r"\bst\.global[\w.:]*", ptx), bulk_loads=spec.bulk_loads,
+        narrow_loads_allowed=spec.scalar_loads * _per_scalar(spec),
+        narrow_stores_allowed=spec.scalar_stores * _per_scalar(spec),
     )
+
+
+def _per_scalar(spec: Specialisation) -> int:
+    """A per-row value of a packed tile is a short vector: up to two narrow instructions."""
+    return 2 if spec.constexprs.get("ROWS", 1) > 1 else 1
 
 
 def _interpreting() -> bool:

@@ -7,11 +7,17 @@ For losses ℓ_i(y) of one model output y, with g_i = ∂ℓ_i/∂y:
     G    = Σ_i  (w_i / Σ_j w_j) · total_norm / (ε + n̄_i) · g_i                   (balance_grads)
     G    = Σ_i  w_i g_i                                                          (otherwise)
 
-G is back-propagated once, ``y.backward(G)``; the returned effective loss is Σ_i scale_i ℓ_i
-(detached), for logging. So each w_i / Σ w is the fraction of the gradient ℓ_i supplies on average,
-independently of ℓ_i's scale: the spec's appendix B uses it to make λ the neural share of the
-reconstruction gradient. Under DDP the EMA'd norms are averaged across workers (weighted by batch
-size), as audiocraft does. The EMA lives in the instance and round-trips through ``state_dict``.
+G is back-propagated once, ``y.backward(G)``. So each w_i / Σ w is the fraction of the gradient ℓ_i
+supplies on average, independently of ℓ_i's scale: the spec's appendix B uses it to make λ the
+neural share of the reconstruction gradient. Under DDP the norms are averaged across workers
+(weighted by batch size) before they enter the EMA, as audiocraft does.
+
+No host synchronisation: the EMA (Σ β^{t-s} n_i and Σ β^{t-s}) lives in device tensors, and on
+CUDA a step is two kernel launches (norms + EMA + scales; weighted sum) for up to four losses. A
+non-finite n_i is not folded into the EMA and is counted instead; `check_finite` reads the counts
+(one sync) and raises naming the loss. Training code calls it where it synchronises anyway (when it
+logs, or before a checkpoint); the NaN in G itself reaches the caller's own gradient check at once.
+``state_dict`` holds plain floats and round-trips exactly.
 """
 
 from __future__ import annotations
@@ -51,31 +57,58 @@ class Balancer:
         if epsilon < 0:
             raise ValueError(f"epsilon must be >= 0, got {epsilon!r}")
         self.weights = dict(weights)
+        self.names = list(weights)
         self.total_norm = float(total_norm)
         self.ema_decay = float(ema_decay)
         self.per_batch_item = per_batch_item
         self.epsilon = float(epsilon)
         self.balance_grads = balance_grads
         self.backend = backend
-        self._ema_sum: dict[str, float] = {}
-        self._ema_weight: dict[str, float] = {}
-        self.metrics: dict[str, float] = {}
+        # Device state, created on the first step's device: Σ β^{t-s} n_i, Σ β^{t-s}, skipped steps.
+        self._ema_sum = torch.zeros(len(self.names), dtype=torch.float32)
+        self._ema_weight = torch.zeros(len(self.names), dtype=torch.float32)
+        self._nonfinite = torch.zeros(len(self.names), dtype=torch.int32)
+        self._constants: dict[tuple[tuple[str, ...], torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._last: tuple[tuple[str, ...], torch.Tensor, torch.Tensor] | None = None  # names, norms, scales
 
-    def backward(self, losses: Mapping[str, torch.Tensor], output: torch.Tensor) -> torch.Tensor:
-        """Back-propagate the balanced gradient of ``losses`` through ``output``; return the
-        effective loss (detached)."""
-        gradient, effective = self.gradient(losses, output)
-        output.backward(gradient)
-        return effective
+    # -- one step -----------------------------------------------------------------------------
+    def backward(self, losses: Mapping[str, torch.Tensor], output: torch.Tensor) -> None:
+        """Back-propagate the balanced gradient of ``losses`` through ``output``."""
+        output.backward(self.gradient(losses, output))
 
-    def gradient(
-        self, losses: Mapping[str, torch.Tensor], output: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The balanced gradient G w.r.t. ``output`` (not back-propagated) and the effective loss.
+    def gradient(self, losses: Mapping[str, torch.Tensor], output: torch.Tensor) -> torch.Tensor:
+        """The balanced gradient G w.r.t. ``output`` (not back-propagated).
 
         Training code that must run a single backward (DDP, precision plugins) applies G through
         ``(output * G).sum()`` added to its other terms.
         """
+        names = self._validate(losses, output)
+        grads = []
+        for name in names:
+            (grad,) = torch.autograd.grad(losses[name], [output], retain_graph=True, allow_unused=True)
+            grads.append(torch.zeros_like(output) if grad is None else grad)
+        self._to_device(output.device)
+        slots, factors = self._step_constants(names, output.device)
+        ops = self._ops(output)
+        state = (self._ema_sum, self._ema_weight, self._nonfinite)
+        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        if ops is reference or distributed:
+            if ops is reference:
+                norms = reference.grad_norms(grads, self.per_batch_item)
+            else:
+                norms, _ = ops.norms_and_scales(grads, self.per_batch_item, None, None, None,
+                                                self.ema_decay, self.epsilon, self.balance_grads)
+            if distributed:
+                norms = _average_across_workers(norms, output.shape[0] if self.per_batch_item else 1)
+            scales = reference.update_and_scale(norms, *state, slots, factors, self.ema_decay, self.epsilon,
+                                                self.balance_grads)
+        else:
+            norms, scales = ops.norms_and_scales(grads, self.per_batch_item, state, slots, factors,
+                                                 self.ema_decay, self.epsilon, self.balance_grads)
+        self._last = (names, norms, scales)
+        return ops.weighted_sum(grads, scales)
+
+    def _validate(self, losses: Mapping[str, torch.Tensor], output: torch.Tensor) -> tuple[str, ...]:
         unknown = sorted(set(losses) - set(self.weights))
         if unknown:
             raise ValueError(f"loss names {unknown} have no weight; known: {sorted(self.weights)}")
@@ -83,43 +116,34 @@ class Balancer:
             raise ValueError("losses is empty")
         if not output.requires_grad:
             raise ValueError("output does not require grad: pass the model output the losses use")
-        names = list(losses)
-        grads = []
-        for name in names:
-            if losses[name].numel() != 1:
-                raise ValueError(f"loss {name!r} must be a scalar, got shape {tuple(losses[name].shape)}")
-            (grad,) = torch.autograd.grad(losses[name], [output], retain_graph=True, allow_unused=True)
-            grads.append(torch.zeros_like(output) if grad is None else grad)
+        for name, loss in losses.items():
+            if loss.numel() != 1:
+                raise ValueError(f"loss {name!r} must be a scalar, got shape {tuple(loss.shape)}")
+        if sum(self.weights[name] for name in losses) <= 0:
+            raise ValueError(f"the weights of the given losses {list(losses)} sum to 0")
+        return tuple(losses)
 
-        ops = self._ops(output)
-        norms = ops.grad_norms(grads, self.per_batch_item).tolist()  # one host sync for all K
-        for name, norm in zip(names, norms, strict=True):
-            if not math.isfinite(norm):
-                raise FloatingPointError(
-                    f"gradient of loss {name!r} has a non-finite norm ({norm}); check that loss "
-                    "for NaN/inf before it reaches the balancer"
-                )
-        averaged = self._update_ema(dict(zip(names, norms, strict=True)))
-        averaged = _average_across_workers(averaged, output.shape[0] if self.per_batch_item else 1)
+    def _step_constants(
+        self, names: tuple[str, ...], device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """State slots of ``names`` and their factors f_i (w_i/Σw · total_norm, or w_i): copied to the
+        device once per set of names, not every step."""
+        key = (names, device)
+        if key not in self._constants:
+            total = sum(self.weights[n] for n in names)
+            factors = [self.weights[n] / total * self.total_norm if self.balance_grads else self.weights[n]
+                       for n in names]
+            self._constants[key] = (
+                torch.tensor([self.names.index(n) for n in names], dtype=torch.int64, device=device),
+                torch.tensor(factors, dtype=torch.float32, device=device),
+            )
+        return self._constants[key]
 
-        total_weight = sum(self.weights[name] for name in names)
-        if total_weight <= 0:
-            raise ValueError(f"the weights of the given losses {names} sum to 0")
-        scales = [
-            self.weights[name] / total_weight * self.total_norm / (self.epsilon + averaged[name])
-            if self.balance_grads else self.weights[name]
-            for name in names
-        ]
-        gradient = ops.weighted_sum(grads, scales)
-
-        norm_sum = sum(averaged.values())
-        self.metrics = {f"ratio_{k}": (v / norm_sum if norm_sum > 0 else 0.0) for k, v in averaged.items()}
-        self.metrics.update({f"scale_{k}": s for k, s in zip(names, scales, strict=True)})
-        effective = sum(
-            (s * losses[name].detach().float() for name, s in zip(names, scales, strict=True)),
-            start=torch.zeros((), device=output.device),
-        )
-        return gradient, effective
+    def _to_device(self, device: torch.device) -> None:
+        if self._ema_sum.device != device:
+            self._ema_sum = self._ema_sum.to(device)
+            self._ema_weight = self._ema_weight.to(device)
+            self._nonfinite = self._nonfinite.to(device)
 
     def _ops(self, output: torch.Tensor) -> Any:
         if _backend.resolve(self.backend, output) == "triton" and output.dtype != torch.float64:
@@ -128,14 +152,41 @@ class Balancer:
             return kernels
         return reference
 
-    def _update_ema(self, norms: Mapping[str, float]) -> dict[str, float]:
-        for name, value in norms.items():
-            self._ema_sum[name] = self._ema_sum.get(name, 0.0) * self.ema_decay + value
-            self._ema_weight[name] = self._ema_weight.get(name, 0.0) * self.ema_decay + 1.0
-        return {name: self._ema_sum[name] / self._ema_weight[name] for name in norms}
+    # -- reading the state (each call below synchronises with the device, except metrics) --------
+    def metrics(self) -> dict[str, torch.Tensor]:
+        """Device scalars of the last step: ``scale_<name>`` and ``ratio_<name>`` (n̄_i / Σ_j n̄_j)."""
+        if self._last is None:
+            return {}
+        names, _, scales = self._last
+        slots = self._step_constants(names, scales.device)[0]
+        averaged = self._ema_sum[slots] / self._ema_weight[slots]
+        ratios = averaged / averaged.sum()
+        out = {f"scale_{n}": scales[k] for k, n in enumerate(names)}
+        out.update({f"ratio_{n}": ratios[k] for k, n in enumerate(names)})
+        return out
+
+    def effective_loss(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Σ_i s_i ℓ_i (detached) with the last step's scales: the loss G is the gradient of."""
+        if self._last is None:
+            raise RuntimeError("effective_loss needs a balanced step first")
+        names, _, scales = self._last
+        return (scales * torch.stack([losses[n].detach().float() for n in names])).sum()
+
+    def check_finite(self) -> None:
+        """Raise naming each loss whose gradient norm was non-finite since the last check (one sync)."""
+        counts = self._nonfinite.tolist()
+        bad = {name: c for name, c in zip(self.names, counts, strict=True) if c}
+        if bad:
+            self._nonfinite.zero_()
+            listed = ", ".join(f"{name!r} ({c} step{'s' if c > 1 else ''})" for name, c in bad.items())
+            raise FloatingPointError(f"gradient of loss {listed} had a non-finite norm; those steps were "
+                                     "kept out of the balancer's average: check that loss for NaN/inf")
 
     def state_dict(self) -> dict[str, dict[str, float]]:
-        return {"ema_sum": dict(self._ema_sum), "ema_weight": dict(self._ema_weight)}
+        ema_sum, ema_weight = self._ema_sum.tolist(), self._ema_weight.tolist()
+        seen = [k for k, w in enumerate(ema_weight) if w > 0]
+        return {"ema_sum": {self.names[k]: ema_sum[k] for k in seen},
+                "ema_weight": {self.names[k]: ema_weight[k] for k in seen}}
 
     def load_state_dict(self, state: Mapping[str, Mapping[str, float]]) -> None:
         missing = {"ema_sum", "ema_weight"} - set(state)
@@ -146,16 +197,15 @@ class Balancer:
         unknown = sorted(set(state["ema_sum"]) - set(self.weights))
         if unknown:
             raise ValueError(f"balancer state has EMA for losses {unknown} that have no weight")
-        self._ema_sum = {k: float(v) for k, v in state["ema_sum"].items()}
-        self._ema_weight = {k: float(v) for k, v in state["ema_weight"].items()}
+        device = self._ema_sum.device
+        self._ema_sum = torch.tensor([float(state["ema_sum"].get(n, 0.0)) for n in self.names],
+                                     dtype=torch.float32, device=device)
+        self._ema_weight = torch.tensor([float(state["ema_weight"].get(n, 0.0)) for n in self.names],
+                                        dtype=torch.float32, device=device)
 
 
-def _average_across_workers(values: dict[str, float], count: int) -> dict[str, float]:
-    """Count-weighted mean over DDP workers (identity in a single process)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return values
-    names = list(values)
-    device = "cuda" if torch.cuda.is_available() and dist.get_backend() == "nccl" else "cpu"
-    packed = torch.tensor([*(values[n] for n in names), 1.0], dtype=torch.float64, device=device) * count
+def _average_across_workers(norms: torch.Tensor, count: int) -> torch.Tensor:
+    """Count-weighted mean over DDP workers, on device (an all-reduce, no host copy)."""
+    packed = torch.cat([norms.float() * count, norms.new_full((1,), float(count), dtype=torch.float32)])
     dist.all_reduce(packed)
-    return {n: float(packed[i] / packed[-1]) for i, n in enumerate(names)}
+    return packed[:-1] / packed[-1]

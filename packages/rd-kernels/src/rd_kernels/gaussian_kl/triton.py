@@ -1,131 +1,211 @@
-r"""Triton kernels: one pass over μ and ℓ = log σ² gives the per-sample KL, its variance part, the
-anisotropy statistics and (optionally) the reparameterised sample; one pass back gives both grads.
+r"""Triton kernels: one launch forward, one launch backward, every reduction finished in-kernel.
 
-Forward, grid (B, chunks): each program reduces one chunk of one row into four fp32 partial sums
+Rows are samples b, columns the N latent coordinates. Each program reduces a tile of ``ROWS`` rows
+by a chunk of columns into four fp32 sums per row,
 
-    Σ μ² + e^ℓ - 1 - ℓ,    Σ e^ℓ - 1 - ℓ,    Σ (ℓ - c),    Σ (ℓ - c)²       (c = ℓ_{b,0})
+    S_kl = Σ μ² + e^ℓ - 1 - ℓ,    S_var = Σ e^ℓ - 1 - ℓ,    S_1 = Σ (ℓ - c),    S_2 = Σ (ℓ - c)²
 
-and writes ``z = μ + e^{ℓ/2} ε`` for its chunk. The partials are summed in PyTorch (B x chunks x 4
-floats: negligible traffic, and a deterministic order, unlike atomics). Shifting ℓ by the row's first
-element before squaring keeps the variance free of cancellation when |ℓ| is large (±30).
+(c = ℓ_{b,0}: shifting before squaring keeps the variance free of cancellation at |ℓ| ~ 30), and
+writes ``z = μ + e^{ℓ/2} ε`` for its tile. Then
 
-Backward, grid (B, blocks):   ∂KL/∂μ = g μ,   ∂KL/∂ℓ = ½ g (e^ℓ - 1),
-plus, with a sample,          ∂z/∂μ = 1,      ∂z/∂ℓ = ½ e^{ℓ/2} ε.
+    KL_b = ½ S_kl,    varKL_b = ½ S_var,    A_b = S_2 / N - (S_1 / N)².
+
+Grid: short rows (N < 1024) are packed ``ROWS`` to a program; long rows are split into chunks when
+there are too few rows to fill the GPU (`plan`). A split row's chunks write partial sums, and the
+last program to arrive at the row (`rd_kernels._workspace`) adds them in chunk order and writes the
+row's results: deterministic, and still one launch.
+
+Backward, same tiles over all columns:   ∂μ = g μ + ∂z,   ∂ℓ = ½ g (e^ℓ - 1) + ½ ∂z e^{ℓ/2} ε,
+with g = ∂L/∂KL_b read through its stride (a broadcast scalar has stride 0).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 
-BLOCK = 1024
-CHUNK_BLOCKS = 8  # blocks per forward program: 8192 elements, enough work per program on a GPU
+from rd_kernels._workspace import counters
+
+TILE = 1024  # elements a program touches per loop iteration
 N_PARTIALS = 4
+
+
+@dataclass(frozen=True)
+class Plan:
+    rows_per_program: int
+    block_n: int
+    chunk: int  # columns per program (a multiple of block_n)
+    n_chunks: int
+
+    @property
+    def split(self) -> bool:
+        return self.n_chunks > 1
+
+
+def target_programs(device: torch.device) -> int:
+    """Programs that keep the device busy: 4 per multiprocessor on CUDA; 8 in the interpreter, so
+    that the tests' small shapes exercise split rows too."""
+    if device.type == "cuda":
+        return 4 * torch.cuda.get_device_properties(device).multi_processor_count
+    return 8
+
+
+def plan(rows: int, n: int, programs: int) -> Plan:
+    block_n = min(TILE, triton.next_power_of_2(n))
+    rows_per_program = max(1, TILE // block_n)
+    if rows_per_program > 1 or rows >= programs:
+        return Plan(rows_per_program, block_n, triton.cdiv(n, block_n) * block_n, 1)
+    wanted = min(triton.cdiv(programs, rows), triton.cdiv(n, block_n))
+    chunk = triton.cdiv(triton.cdiv(n, wanted), block_n) * block_n
+    return Plan(1, block_n, chunk, triton.cdiv(n, chunk))
 
 
 @triton.jit
 def _forward_kernel(
-    mu_ptr, lv_ptr, eps_ptr, z_ptr, partial_ptr,
-    N, n_chunks,
-    BLOCK: tl.constexpr, CHUNK_BLOCKS: tl.constexpr, SAMPLE: tl.constexpr,
+    mu_ptr, lv_ptr, eps_ptr, z_ptr, kl_ptr, var_ptr, aniso_ptr, partial_ptr, counter_ptr,
+    B, N, chunk, n_chunks,
+    ROWS: tl.constexpr, BLOCK_N: tl.constexpr, SAMPLE: tl.constexpr, SPLIT: tl.constexpr,
 ):
-    row = tl.program_id(0)
-    chunk = tl.program_id(1)
-    base = row.to(tl.int64) * N
-    shift = tl.load(lv_ptr + base).to(tl.float32)
-    acc_kl = tl.zeros([BLOCK], dtype=tl.float32)
-    acc_var = tl.zeros([BLOCK], dtype=tl.float32)
-    acc_s1 = tl.zeros([BLOCK], dtype=tl.float32)
-    acc_s2 = tl.zeros([BLOCK], dtype=tl.float32)
-    start = chunk * (BLOCK * CHUNK_BLOCKS)
-    for i in range(CHUNK_BLOCKS):
-        idx = start + i * BLOCK + tl.arange(0, BLOCK)
-        mask = idx < N
-        mu = tl.load(mu_ptr + base + idx, mask=mask, other=0.0).to(tl.float32)
-        lv = tl.load(lv_ptr + base + idx, mask=mask, other=0.0).to(tl.float32)
+    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    row_mask = rows < B
+    base = rows.to(tl.int64) * N
+    shift = tl.load(lv_ptr + base, mask=row_mask, other=0.0).to(tl.float32)
+    acc_kl = tl.zeros([ROWS, BLOCK_N], dtype=tl.float32)
+    acc_var = tl.zeros([ROWS, BLOCK_N], dtype=tl.float32)
+    acc_s1 = tl.zeros([ROWS, BLOCK_N], dtype=tl.float32)
+    acc_s2 = tl.zeros([ROWS, BLOCK_N], dtype=tl.float32)
+    start = tl.program_id(1) * chunk
+    end = tl.minimum(start + chunk, N)
+    for col0 in range(start, end, BLOCK_N):
+        cols = col0 + tl.arange(0, BLOCK_N)
+        mask = row_mask[:, None] & (cols < end)[None, :]
+        offsets = base[:, None] + cols[None, :]
+        mu = tl.load(mu_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+        lv = tl.load(lv_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
         var_term = tl.exp(lv) - 1.0 - lv  # exactly 0 where masked (lv = 0)
         acc_kl += mu * mu + var_term
         acc_var += var_term
-        centred = tl.where(mask, lv - shift, 0.0)
+        centred = tl.where(mask, lv - shift[:, None], 0.0)
         acc_s1 += centred
         acc_s2 += centred * centred
         if SAMPLE:
-            eps = tl.load(eps_ptr + base + idx, mask=mask, other=0.0).to(tl.float32)
+            eps = tl.load(eps_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
             z = mu + tl.exp(0.5 * lv) * eps
-            tl.store(z_ptr + base + idx, z.to(z_ptr.dtype.element_ty), mask=mask)
-    out = partial_ptr + (row.to(tl.int64) * n_chunks + chunk) * 4
-    tl.store(out + 0, tl.sum(acc_kl, axis=0))
-    tl.store(out + 1, tl.sum(acc_var, axis=0))
-    tl.store(out + 2, tl.sum(acc_s1, axis=0))
-    tl.store(out + 3, tl.sum(acc_s2, axis=0))
+            tl.store(z_ptr + offsets, z.to(z_ptr.dtype.element_ty), mask=mask)
+    s_kl = tl.sum(acc_kl, axis=1)
+    s_var = tl.sum(acc_var, axis=1)
+    s_1 = tl.sum(acc_s1, axis=1)
+    s_2 = tl.sum(acc_s2, axis=1)
+    if SPLIT:  # ROWS == 1: one row, one chunk of it per program
+        row = tl.program_id(0)
+        out = partial_ptr + (row.to(tl.int64) * n_chunks + tl.program_id(1)) * 4
+        tl.store(out + 0 + tl.arange(0, 1), s_kl)
+        tl.store(out + 1 + tl.arange(0, 1), s_var)
+        tl.store(out + 2 + tl.arange(0, 1), s_1)
+        tl.store(out + 3 + tl.arange(0, 1), s_2)
+        tl.debug_barrier()  # every thread's partial stores precede the release below
+        arrived = tl.atomic_add(counter_ptr + row, 1, sem="acq_rel")
+        if arrived == n_chunks - 1:  # the last chunk of this row to finish adds them, in order
+            c = tl.arange(0, 64)
+            t_kl = tl.zeros([64], dtype=tl.float32)
+            t_var = tl.zeros([64], dtype=tl.float32)
+            t_1 = tl.zeros([64], dtype=tl.float32)
+            t_2 = tl.zeros([64], dtype=tl.float32)
+            first = partial_ptr + row.to(tl.int64) * n_chunks * 4
+            for c0 in range(0, n_chunks, 64):
+                m = (c0 + c) < n_chunks
+                p = first + (c0 + c) * 4
+                t_kl += tl.load(p + 0, mask=m, other=0.0)
+                t_var += tl.load(p + 1, mask=m, other=0.0)
+                t_1 += tl.load(p + 2, mask=m, other=0.0)
+                t_2 += tl.load(p + 3, mask=m, other=0.0)
+            mean = tl.sum(t_1, axis=0) / N
+            tl.store(kl_ptr + row, 0.5 * tl.sum(t_kl, axis=0))
+            tl.store(var_ptr + row, 0.5 * tl.sum(t_var, axis=0))
+            tl.store(aniso_ptr + row, tl.maximum(tl.sum(t_2, axis=0) / N - mean * mean, 0.0))
+            tl.atomic_xchg(counter_ptr + row, 0)  # ready for the next launch
+    else:
+        mean = s_1 / N
+        tl.store(kl_ptr + rows, 0.5 * s_kl, mask=row_mask)
+        tl.store(var_ptr + rows, 0.5 * s_var, mask=row_mask)
+        tl.store(aniso_ptr + rows, tl.maximum(s_2 / N - mean * mean, 0.0), mask=row_mask)
 
 
 @triton.jit
 def _backward_kernel(
-    mu_ptr, lv_ptr, eps_ptr, grad_kl_ptr, grad_z_ptr, grad_mu_ptr, grad_lv_ptr,
-    N,
-    BLOCK: tl.constexpr, HAS_GRAD_Z: tl.constexpr,
+    mu_ptr, lv_ptr, eps_ptr, gkl_ptr, gkl_stride, gz_ptr, gmu_ptr, glv_ptr,
+    B, N,
+    ROWS: tl.constexpr, BLOCK_N: tl.constexpr, HAS_GRAD_KL: tl.constexpr, HAS_GRAD_Z: tl.constexpr,
 ):
-    row = tl.program_id(0)
-    block = tl.program_id(1)
-    base = row.to(tl.int64) * N
-    idx = block * BLOCK + tl.arange(0, BLOCK)
-    mask = idx < N
-    g = tl.load(grad_kl_ptr + row).to(tl.float32)
-    mu = tl.load(mu_ptr + base + idx, mask=mask, other=0.0).to(tl.float32)
-    lv = tl.load(lv_ptr + base + idx, mask=mask, other=0.0).to(tl.float32)
-    grad_mu = g * mu
-    grad_lv = 0.5 * g * (tl.exp(lv) - 1.0)
+    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_mask = rows < B
+    mask = row_mask[:, None] & (cols < N)[None, :]
+    offsets = rows.to(tl.int64)[:, None] * N + cols[None, :]
+    lv = tl.load(lv_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    grad_mu = tl.zeros([ROWS, BLOCK_N], dtype=tl.float32)
+    grad_lv = tl.zeros([ROWS, BLOCK_N], dtype=tl.float32)
+    if HAS_GRAD_KL:
+        g = tl.load(gkl_ptr + rows.to(tl.int64) * gkl_stride, mask=row_mask, other=0.0).to(tl.float32)
+        mu = tl.load(mu_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+        grad_mu += g[:, None] * mu
+        grad_lv += 0.5 * g[:, None] * (tl.exp(lv) - 1.0)
     if HAS_GRAD_Z:
-        gz = tl.load(grad_z_ptr + base + idx, mask=mask, other=0.0).to(tl.float32)
-        eps = tl.load(eps_ptr + base + idx, mask=mask, other=0.0).to(tl.float32)
+        gz = tl.load(gz_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+        eps = tl.load(eps_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
         grad_mu += gz
         grad_lv += 0.5 * gz * tl.exp(0.5 * lv) * eps
-    tl.store(grad_mu_ptr + base + idx, grad_mu.to(grad_mu_ptr.dtype.element_ty), mask=mask)
-    tl.store(grad_lv_ptr + base + idx, grad_lv.to(grad_lv_ptr.dtype.element_ty), mask=mask)
+    tl.store(gmu_ptr + offsets, grad_mu.to(gmu_ptr.dtype.element_ty), mask=mask)
+    tl.store(glv_ptr + offsets, grad_lv.to(glv_ptr.dtype.element_ty), mask=mask)
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(t.shape[0], -1).contiguous()
+    return t.contiguous().view(t.shape[0], -1)  # a no-op for the contiguous tensors a model returns
 
 
 def forward(
     mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """(KL, varKL, anisotropy, z or None); statistics in fp32. Inputs fp16, bf16 or fp32."""
+    """(KL, varKL, anisotropy, z or None) in one launch; statistics fp32. Inputs fp16, bf16 or fp32."""
     mu2, lv2 = _rows(mu), _rows(logvar)
     batch, n = mu2.shape
-    n_chunks = triton.cdiv(n, BLOCK * CHUNK_BLOCKS)
-    partial = torch.empty((batch, n_chunks, N_PARTIALS), device=mu.device, dtype=torch.float32)
-    z = torch.empty_like(mu2) if eps is not None else None
-    eps2 = _rows(eps) if eps is not None else mu2  # unused pointer when not sampling
-    _forward_kernel[(batch, n_chunks)](
-        mu2, lv2, eps2, z if z is not None else mu2, partial, n, n_chunks,
-        BLOCK=BLOCK, CHUNK_BLOCKS=CHUNK_BLOCKS, SAMPLE=eps is not None,
+    p = plan(batch, n, target_programs(mu.device))
+    kl, var_kl, aniso = (torch.empty(batch, device=mu.device, dtype=torch.float32) for _ in range(3))
+    z = torch.empty(mu.shape, device=mu.device, dtype=mu.dtype) if eps is not None else None
+    if p.split:
+        partial = torch.empty((batch, p.n_chunks, N_PARTIALS), device=mu.device, dtype=torch.float32)
+        counter = counters("gaussian_kl", mu.device, batch)
+    else:
+        partial = counter = kl  # unused pointers
+    _forward_kernel[(triton.cdiv(batch, p.rows_per_program), p.n_chunks)](
+        mu2, lv2, _rows(eps) if eps is not None else mu2, z if z is not None else mu2,
+        kl, var_kl, aniso, partial, counter, batch, n, p.chunk, p.n_chunks,
+        ROWS=p.rows_per_program, BLOCK_N=p.block_n, SAMPLE=eps is not None, SPLIT=p.split,
     )
-    sums = partial.sum(dim=1)
-    kl, var_kl = 0.5 * sums[:, 0], 0.5 * sums[:, 1]
-    mean = sums[:, 2] / n
-    anisotropy = (sums[:, 3] / n - mean * mean).clamp_min(0.0)
-    return kl, var_kl, anisotropy, (z.view_as(mu) if z is not None else None)
+    return kl, var_kl, aniso, z
 
 
 def backward(
     mu: torch.Tensor,
     logvar: torch.Tensor,
     eps: torch.Tensor | None,
-    grad_kl: torch.Tensor,
+    grad_kl: torch.Tensor | None,
     grad_z: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     mu2, lv2 = _rows(mu), _rows(logvar)
     batch, n = mu2.shape
-    grad_mu, grad_lv = torch.empty_like(mu2), torch.empty_like(lv2)
+    grad_mu = torch.empty(mu.shape, device=mu.device, dtype=mu.dtype)
+    grad_lv = torch.empty(logvar.shape, device=mu.device, dtype=logvar.dtype)
     has_grad_z = grad_z is not None and eps is not None
-    gz = _rows(grad_z) if grad_z is not None and eps is not None else mu2
-    eps2 = _rows(eps) if grad_z is not None and eps is not None else mu2
-    _backward_kernel[(batch, triton.cdiv(n, BLOCK))](
-        mu2, lv2, eps2, grad_kl.to(torch.float32).contiguous(), gz, grad_mu, grad_lv, n,
-        BLOCK=BLOCK, HAS_GRAD_Z=has_grad_z,
+    p = plan(batch, n, target_programs(mu.device))
+    _backward_kernel[(triton.cdiv(batch, p.rows_per_program), triton.cdiv(n, p.block_n))](
+        mu2, lv2, _rows(eps) if has_grad_z else mu2,  # type: ignore[arg-type]
+        grad_kl if grad_kl is not None else mu2, grad_kl.stride(0) if grad_kl is not None else 0,
+        _rows(grad_z) if has_grad_z else mu2, grad_mu, grad_lv,  # type: ignore[arg-type]
+        batch, n,
+        ROWS=p.rows_per_program, BLOCK_N=p.block_n, HAS_GRAD_KL=grad_kl is not None, HAS_GRAD_Z=has_grad_z,
     )
-    return grad_mu.view_as(mu), grad_lv.view_as(logvar)
+    return grad_mu, grad_lv
