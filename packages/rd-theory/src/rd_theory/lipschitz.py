@@ -10,6 +10,7 @@ Spec Assumption 22 / 26 / 32 and its remark: for a composition of layers, ``Lip(
   the ``C_out x C_in`` matrices ``Ŵ(ω)`` over the ``N_h x N_w`` frequencies: a certified bound.
   Power iteration on ``AᵀA`` gives a *lower* estimate of the same norm, which we keep as a check.
 * Linear: exact spectral norm. Eval-mode BatchNorm: ``max |γ| / sqrt(var + eps)``.
+* `rd_theory.vgg16.InputTransform` (scale, channel permutation, offset): |scale|.
 * 1-Lipschitz: ReLU, LeakyReLU (slope <= 1), Tanh, Identity, Dropout (eval), Flatten.
   Sigmoid 1/4; GELU and SiLU by the maxima of their derivatives (rounded up).
 * MaxPool ``k``/stride ``s``: each input lies in at most ``⌈k_h/s_h⌉⌈k_w/s_w⌉`` windows and a max
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from rd_theory.vgg16 import InputTransform
 
 # sup_x d/dx [x Φ(x)] and sup_x d/dx [x σ(x)], rounded up in the 4th decimal.
 GELU_LIPSCHITZ = 1.1290
@@ -103,6 +106,8 @@ def _layer_bound(
         gamma = layer.weight.double() if layer.weight is not None else torch.ones(layer.num_features)
         scale = gamma / torch.sqrt(layer.running_var.double() + layer.eps)
         return float(scale.abs().max()), None
+    if isinstance(layer, InputTransform):
+        return layer.lipschitz, None
     if isinstance(layer, nn.ReLU | nn.Tanh | nn.Identity | nn.Dropout | nn.Flatten):
         return 1.0, None
     if isinstance(layer, nn.LeakyReLU):
@@ -127,7 +132,7 @@ def _layer_bound(
     raise ValueError(
         f"layer {name!r} ({type(layer).__name__}) has no Lipschitz rule; supported: Conv2d, "
         "Linear, BatchNorm, ReLU/LeakyReLU/Tanh/Sigmoid/GELU/SiLU, MaxPool2d, AvgPool2d, "
-        "Identity, Dropout, Flatten"
+        "InputTransform, Identity, Dropout, Flatten"
     )
 
 
