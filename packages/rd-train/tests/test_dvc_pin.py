@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from rd_train.cli import main
 from rd_train.config import DataConfig
@@ -55,10 +56,26 @@ def test_missing_or_foreign_dvc_files_are_named(tmp_path):
 def test_prepare_cli_checks_and_pins(rebuilt, capsys):
     assert main(["prepare", "--out", rebuilt, *SMALL, "--pin", "data.dvc"]) == 0
     assert main(["prepare", "--out", rebuilt, *SMALL, "--check", "data.dvc"]) == 0
-    assert main(["prepare", "--out", rebuilt, *SMALL, "--set", "data.seed=5", "--check", "data.dvc"]) == 1
+    assert main(["prepare", "--out", rebuilt, *SMALL, "--set", "data.seed=5", "--check", "data.dvc"]) == 2
     assert "but data.dvc pins" in capsys.readouterr().err
 
 
 def test_runs_refuse_a_dataset_built_with_other_parameters(rebuilt):
-    with pytest.raises(ValueError, match=r"built with image_size=8, but the run's data\.image_size is 16"):
+    with pytest.raises(ValueError, match=r"holds 8 px images; data\.image_size=16 must divide it"):
         ImageDataModule(DataConfig(root=rebuilt, image_size=16, n_train=16, n_val=4)).setup()
+    with pytest.raises(ValueError, match=r"data\.image_size=3 must divide it"):
+        ImageDataModule(DataConfig(root=rebuilt, image_size=3, n_train=16, n_val=4)).setup()
+    with pytest.raises(ValueError, match=r"built with n_train=16, but the run's data\.n_train is 32"):
+        ImageDataModule(DataConfig(root=rebuilt, image_size=8, n_train=32, n_val=4)).setup()
+
+
+def test_runs_read_a_built_dataset_at_a_size_that_divides_it(rebuilt):
+    full = ImageDataModule(DataConfig(root=rebuilt, image_size=8, n_train=16, n_val=4))
+    half = ImageDataModule(DataConfig(root=rebuilt, image_size=4, n_train=16, n_val=4))
+    full.setup()
+    half.setup()
+    big, small = full.train_set[3], half.train_set[3]
+    assert big.shape == (3, 8, 8) and small.shape == (3, 4, 4)
+    # Each pixel is the (uint8-rounded) mean of a 2x2 block of the built image.
+    block_means = ((big + 1) * 127.5).unfold(1, 2, 2).unfold(2, 2, 2).mean(dim=(-1, -2))
+    torch.testing.assert_close((small + 1) * 127.5, block_means.round(), atol=1e-4, rtol=0)

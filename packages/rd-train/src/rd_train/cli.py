@@ -1,24 +1,30 @@
-"""``rd-train fit|evaluate|prepare|train-features --config run.yaml [--set key=value ...]``, and the
-DVC stage commands ``rd-train sweep`` and ``rd-train aggregate``."""
+"""``rd-train fit|evaluate|prepare --config run.yaml [--set key=value ...]``, and the DVC stage
+commands ``rd-train sweep``, ``rd-train aggregate`` and ``rd-train analyze``.
+
+A mistake the user can fix (a config value, a missing file or weights, an unreadable checkpoint, a
+run directory holding another run, a params.yaml naming an unknown family) prints one line,
+``rd-train: <what is wrong and what to do>``, on stderr and exits 2; ``--debug`` or
+``RD_TRAIN_DEBUG=1`` adds the traceback. Anything else is a bug: traceback and exit code 1.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from rd_train.config import ConfigError, TrainConfig, from_dict
+from rd_train.config import ConfigError, TrainConfig, from_dict, read_yaml
+from rd_train.errors import UserError
 
 
 def _config(path: str | None, overrides: list[str]) -> TrainConfig:
-    data: dict[str, Any] = {}
-    if path:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        data = yaml.safe_load(Path(path).read_text()) or {}
+    data: dict[str, Any] = read_yaml(path) if path else {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:
@@ -27,15 +33,92 @@ def _config(path: str | None, overrides: list[str]) -> TrainConfig:
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item}: {part} is a value, not a section")
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item}: the value is not valid YAML") from None
     return from_dict(data)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rd-train", description=__doc__)
+def _fit(args: argparse.Namespace) -> int:
+    from rd_train import run
+
+    config = _config(args.config, args.set)
+    metrics = run.fit(config)
+    if metrics:  # only the first process of a multi-GPU run reports
+        print(f"kl={metrics['kl']:.4f} nats  anisotropy={metrics['anisotropy']:.4f}  "
+              f"psnr={metrics['psnr']:.2f} dB  -> {Path(config.out_dir) / 'metrics.json'}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from rd_train import run
+    from rd_train.metrics import write_json
+
+    config = _config(args.config, args.set)
+    checkpoint = args.checkpoint or str(Path(config.out_dir) / "checkpoints" / "last.ckpt")
+    metrics = run.evaluate(config, checkpoint)
+    if args.out:
+        write_json(args.out, metrics)
+    print(f"kl={metrics['kl']:.4f} nats  anisotropy={metrics['anisotropy']:.4f}  "
+          f"psnr={metrics['psnr']:.2f} dB")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from rd_train.data import dataset_md5, save_embedded
+    from rd_train.dvc_pin import check_pin, write_pin
+
+    config = _config(args.config, args.set)
+    save_embedded(args.out, config.data)
+    if args.check:
+        print(f"{args.out}: {check_pin(args.out, args.check)}, as {args.check} pins")
+    elif args.pin:
+        print(f"{args.out}: {write_pin(args.out, args.pin, args.dataset)}, pinned in {args.pin}")
+    else:
+        print(f"{args.out}: {dataset_md5(args.out)}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from rd_train.sweep import run_sweep
+
+    run_sweep(args.params, args.sweep, args.family, args.out, args.jobs)
+    return 0
+
+
+def _aggregate(args: argparse.Namespace) -> int:
+    from rd_train.report import aggregate
+
+    aggregate(args.params, args.runs, args.paper, args.analysis)
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from rd_train.report import analyze
+
+    analyze(args.params, args.runs, args.paper, args.out, args.jobs)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "fit": _fit, "evaluate": _evaluate, "prepare": _prepare, "sweep": _sweep, "aggregate": _aggregate,
+    "analyze": _analyze,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rd-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a user error too")
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand's absent --debug must not override one given before the subcommand.
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("fit", "evaluate", "prepare", "train-features"):
-        p = sub.add_parser(name)
+    for name in ("fit", "evaluate", "prepare"):
+        p = sub.add_parser(name, parents=[common])
         p.add_argument("--config", help="YAML run config")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set loss.lam=0.5")
@@ -51,75 +134,41 @@ def main(argv: list[str] | None = None) -> int:
                              help="write a DVC file pinning the rebuilt dataset (after changing its params)")
             p.add_argument("--dataset", default="data/embedded",
                            help="with --pin: where the DVC file puts the dataset (default data/embedded)")
-        if name == "train-features":
-            p.add_argument("--out", required=True, help="file for the learned feature network")
-            p.add_argument("--steps", type=int, default=600)
-    sweep = sub.add_parser("sweep", help="run one (sweep, loss family) of params.yaml (a DVC stage)")
+    sweep = sub.add_parser("sweep", parents=[common],
+                           help="run one (sweep, loss family) of params.yaml (a DVC stage)")
     sweep.add_argument("--params", default="params.yaml")
     sweep.add_argument("--sweep", choices=["fixed", "geco"], required=True)
     sweep.add_argument("--family", required=True, help="pixel, or a key of params.yaml's losses")
     sweep.add_argument("--out", required=True)
-    sweep.add_argument("--summary", required=True, help="JSON of the family's scalar metrics (DVC metrics)")
-    agg = sub.add_parser("aggregate", help="figures and tables under paper/ from the runs' metrics")
+    sweep.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes sharing the "
+        "cores)")
+    agg = sub.add_parser("aggregate", parents=[common],
+                         help="figures and tables under paper/ from the runs' metrics")
     agg.add_argument("--params", default="params.yaml")
     agg.add_argument("--runs", default="runs")
     agg.add_argument("--paper", default="paper")
-    args = parser.parse_args(argv)
-    if args.command == "sweep":
-        from rd_train.sweep import run_sweep
+    agg.add_argument("--analysis", help="the analysis stage's data (adds the effective-weights claims line)")
+    ana = sub.add_parser("analyze", parents=[common],
+                         help="effective distortion weights of every finished run (a DVC stage)")
+    ana.add_argument("--params", default="params.yaml")
+    ana.add_argument("--runs", default="runs")
+    ana.add_argument("--paper", default="paper")
+    ana.add_argument("--out", required=True, help="JSON of every run's results")
+    ana.add_argument("--jobs", type=int, default=1, help="runs analysed at once (processes)")
+    return parser
 
-        run_sweep(args.params, args.sweep, args.family, args.out, args.summary)
-        return 0
-    if args.command == "aggregate":
-        from rd_train.report import aggregate
 
-        aggregate(args.params, args.runs, args.paper)
-        return 0
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("RD_TRAIN_DEBUG", "") not in ("", "0")
     try:
-        config = _config(args.config, args.set)
-    except (ConfigError, FileNotFoundError) as error:
-        print(f"rd-train: {error}", file=sys.stderr)
+        return COMMANDS[args.command](args)
+    except UserError as error:
+        if debug:
+            traceback.print_exc()
+        message = " ".join(str(error).split())  # one line, whatever the message's layout
+        print(f"rd-train: {message}", file=sys.stderr)
         return 2
-
-    from rd_train import run
-    from rd_train.metrics import write_json
-
-    if args.command == "train-features":
-        from rd_train.losses.learned_features import train_feature_network
-
-        info = train_feature_network(args.out, config.data.image_size, config.data.n_train, args.steps,
-                                     config.seed)
-        print(f"held-out photo accuracy {info['heldout_accuracy']:.3f} "
-              f"(chance {info['chance_accuracy']:.3f}) -> {args.out}")
-        return 0
-    if args.command == "prepare":
-        from rd_train.data import dataset_md5, save_embedded
-        from rd_train.dvc_pin import PinError, check_pin, write_pin
-
-        save_embedded(args.out, config.data)
-        try:
-            if args.check:
-                print(f"{args.out}: {check_pin(args.out, args.check)}, as {args.check} pins")
-            elif args.pin:
-                print(f"{args.out}: {write_pin(args.out, args.pin, args.dataset)}, pinned in {args.pin}")
-            else:
-                print(f"{args.out}: {dataset_md5(args.out)}")
-        except PinError as error:
-            print(f"rd-train: {error}", file=sys.stderr)
-            return 1
-        return 0
-    if args.command == "fit":
-        metrics = run.fit(config)
-        print(f"kl={metrics['kl']:.4f} nats  anisotropy={metrics['anisotropy']:.4f}  "
-              f"psnr={metrics['psnr']:.2f} dB  -> {Path(config.out_dir) / 'metrics.json'}")
-        return 0
-    checkpoint = args.checkpoint or str(Path(config.out_dir) / "checkpoints" / "last.ckpt")
-    metrics = run.evaluate(config, checkpoint)
-    if args.out:
-        write_json(args.out, metrics)
-    print(f"kl={metrics['kl']:.4f} nats  anisotropy={metrics['anisotropy']:.4f}  "
-          f"psnr={metrics['psnr']:.2f} dB")
-    return 0
 
 
 if __name__ == "__main__":

@@ -21,9 +21,10 @@ import yaml
 from rd_theory.atomic import atomic_write_text
 
 from rd_train.data import dataset_md5
+from rd_train.errors import UserError
 
 
-class PinError(RuntimeError):
+class PinError(UserError, RuntimeError):
     """The rebuilt dataset and its DVC file disagree, or the file is not a dataset pin."""
 
 

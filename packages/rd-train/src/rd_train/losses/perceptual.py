@@ -20,12 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from rd_train.errors import MissingWeightsError
+
 TORCHVISION_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
 DINOV2_HF_DIR = "models--timm--vit_small_patch14_dinov2.lvd142m"
-
-
-class MissingWeightsError(FileNotFoundError):
-    pass
 
 
 def torch_hub_checkpoint(filename: str) -> Path:

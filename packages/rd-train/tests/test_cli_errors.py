@@ -1,0 +1,205 @@
+"""Every mistake a user can make through `rd-train` ends in one line and exit code 2, never a traceback;
+an unreadable checkpoint is named and never "fixed" by unpickling it unsafely (issue: the CLI's errors).
+
+Each case runs the real command line in a subprocess, as a user would.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+TINY = [
+    "--set",
+    "data.n_train=64",
+    "--set",
+    "data.n_val=16",
+    "--set",
+    "data.image_size=16",
+    "--set",
+    "data.batch_size=8",
+    "--set",
+    "model.latent_dim=4",
+    "--set",
+    "model.channels=[8,16]",
+]
+
+
+def rd_train(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    code = "import sys; from rd_train.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+        cwd=cwd,
+    )
+
+
+def assert_user_error(done: subprocess.CompletedProcess, *words: str) -> str:
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("rd-train: ")]
+    assert len(lines) == 1, done.stderr[-2000:]
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+def test_missing_lpips_weights(tmp_path):
+    done = rd_train(
+        "fit",
+        "--set",
+        f"out_dir={tmp_path / 'run'}",
+        "--set",
+        "loss.neural=lpips",
+        "--set",
+        "loss.lam=1",
+        *TINY,
+        env={"TORCH_HOME": str(tmp_path / "empty")},
+    )
+    assert_user_error(done, "vgg16-397923af.pth", "loss.weights_path", "Nothing is downloaded")
+
+
+def test_evaluate_a_run_without_checkpoint(tmp_path):
+    done = rd_train("evaluate", "--set", f"out_dir={tmp_path / 'never-trained'}", *TINY)
+    assert_user_error(done, "never-trained/checkpoints/last.ckpt", "does not exist")
+
+
+def test_missing_dataset_root(tmp_path):
+    done = rd_train(
+        "fit",
+        "--set",
+        f"out_dir={tmp_path / 'run'}",
+        "--set",
+        "data.name=celeba",
+        "--set",
+        f"data.root={tmp_path / 'nodir'}",
+    )
+    assert_user_error(done, "CelebA not found", "nodir")
+
+
+def test_unknown_family_and_bad_params(tmp_path):
+    params = yaml.safe_load(
+        (Path(__file__).parents[3] / "tests" / "data" / "miniature_params.yaml").read_text()
+    )
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    done = rd_train("sweep", "--sweep", "fixed", "--family", "nope", "--out", "runs", cwd=tmp_path)
+    assert_user_error(done, "family 'nope'", "losses")
+    params["losses"]["perceptual"]["neural"] = "vgg"  # not a loss kind
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    done = rd_train("sweep", "--sweep", "fixed", "--family", "perceptual", "--out", "runs", cwd=tmp_path)
+    assert_user_error(done, "params.yaml", "loss.neural must be one of")
+    del params["sweep"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert_user_error(rd_train("aggregate", cwd=tmp_path), "params.yaml", "'sweep'")
+    (tmp_path / "params.yaml").write_text("sweep: [unclosed\n")
+    assert_user_error(rd_train("aggregate", cwd=tmp_path), "params.yaml", "not valid YAML")
+
+
+def test_debug_shows_the_traceback_and_a_bug_keeps_it(tmp_path):
+    args = ("evaluate", "--set", f"out_dir={tmp_path / 'none'}")
+    done = rd_train("--debug", *args)
+    assert done.returncode == 2 and "Traceback" in done.stderr and "CheckpointError" in done.stderr
+    done = rd_train(*args, env={"RD_TRAIN_DEBUG": "1"})
+    assert done.returncode == 2 and "Traceback" in done.stderr
+    bug = (
+        "import sys; import rd_train.run as run; from rd_train.cli import main\n"
+        "run.evaluate = lambda config, checkpoint: 1 / 0\n"
+        "sys.exit(main(['evaluate', '--set', 'out_dir=x']))"
+    )
+    done = subprocess.run([sys.executable, "-c", bug], capture_output=True, text=True, check=False)
+    assert done.returncode == 1 and "ZeroDivisionError" in done.stderr and "Traceback" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished") / "run"
+    done = rd_train("fit", "--set", f"out_dir={out}", "--set", "optim.max_steps=24", *TINY)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
+def test_a_run_directory_holding_another_config(finished_run):
+    done = rd_train(
+        "fit",
+        "--set",
+        f"out_dir={finished_run}",
+        "--set",
+        "optim.max_steps=24",
+        "--set",
+        "optim.lr=0.01",
+        *TINY,
+    )
+    assert_user_error(done, str(finished_run), "another config", "delete that directory")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_unreadable_checkpoint_is_named_and_never_unpickled(finished_run, tmp_path, damage):
+    ckpt = tmp_path / "last.ckpt"
+    if damage == "truncated":  # a disk that filled up mid-write
+        data = (finished_run / "checkpoints" / "last.ckpt").read_bytes()
+        ckpt.write_bytes(data[: len(data) // 3])
+    else:  # a copied file holding arbitrary Python objects: loading it unsafely would run code
+        torch.save({"state_dict": {}, "payload": argparse_namespace()}, ckpt)
+    done = rd_train("evaluate", "--set", f"out_dir={finished_run}", "--checkpoint", str(ckpt), *TINY)
+    line = assert_user_error(
+        done, str(ckpt), "not a readable Lightning checkpoint", "delete it", "--checkpoint"
+    )
+    assert "weights_only" not in done.stderr and "weights_only" not in line
+
+
+def argparse_namespace():
+    import argparse
+
+    return argparse.Namespace(command="anything")
+
+
+def test_a_kill_during_a_checkpoint_write_keeps_the_previous_one_and_the_run_resumes(tmp_path, finished_run):
+    """SIGKILL while last.ckpt is being rewritten (epoch 2 of 3): the epoch-1 checkpoint survives whole,
+    the run resumes from it and ends with the metrics of an uninterrupted run."""
+    out = tmp_path / "run"
+    dies_in_second_save = (
+        "import os, signal, sys, torch\n"
+        "from rd_train.cli import main\n"
+        "original, calls = torch.save, []\n"
+        "def dying_save(obj, f, *args, **kwargs):\n"
+        "    calls.append(f)\n"
+        "    if len(calls) == 2:\n"
+        "        with open(f, 'wb') as handle:\n"
+        "            handle.write(b'PK\\x03\\x04 the first bytes of a checkpoint')\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return original(obj, f, *args, **kwargs)\n"
+        "torch.save = dying_save\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    args = ["fit", "--set", f"out_dir={out}", "--set", "optim.max_steps=24", *TINY]
+    killed = subprocess.run(
+        [sys.executable, "-c", dies_in_second_save, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    leftovers = [p.name for p in (out / "checkpoints").iterdir()]
+    assert "last.ckpt" in leftovers and len(leftovers) == 2  # the whole old one and the partial new one
+    state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["rd_train"]["step_count"] == 8  # epoch 1's, intact
+    resumed = rd_train(*args)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["last.ckpt"]  # the partial write is gone
+    metrics = json.loads((out / "metrics.json").read_text())
+    reference = json.loads((finished_run / "metrics.json").read_text())
+    assert metrics["steps"] == 24
+    for key in ("kl", "anisotropy", "psnr"):
+        assert metrics[key] == pytest.approx(reference[key], rel=1e-6), key
