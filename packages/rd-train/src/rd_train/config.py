@@ -16,9 +16,9 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+from rd_train.errors import ConfigError, MissingDataError
 
-class ConfigError(ValueError):
-    """An invalid configuration value; the message names the key."""
+__all__ = ["ConfigError", "TrainConfig", "from_dict", "load_config", "read_yaml"]
 
 
 @dataclass
@@ -67,10 +67,13 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    neural: Literal["none", "lpips", "dinov2", "features", "patchgan"] = "none"
+    neural: Literal["none", "vgg16_hed", "lpips", "dinov2", "patchgan"] = "none"
     lam: float = 0.0  # balancer weight of the neural term (pixel SSE has weight 1)
+    # vgg16_hed: how many VGG16 blocks; None = those whose receptive field fits the image
+    # (rd_theory.vgg16.default_blocks: 2 at 16-39 px, 3 at 40-91 px, ...)
+    vgg_stages: int | None = None
     lpips_net: Literal["vgg", "alex"] = "vgg"
-    weights_path: str | None = None  # local weights (LPIPS / DINOv2 backbone, learned features)
+    weights_path: str | None = None  # local weights (VGG16 HED, LPIPS / DINOv2 backbone)
     dinov2_model: str = "vit_small_patch14_dinov2"
     dinov2_layers: list[int] = field(default_factory=lambda: [2, 5, 8, 11])
     disc_channels: int = 64
@@ -89,6 +92,9 @@ class LossConfig:
             raise ConfigError(f"{prefix}.balancer_ema_decay must be in (0, 1]")
         if self.disc_start_step < 0:
             raise ConfigError(f"{prefix}.disc_start_step must be >= 0")
+        if self.vgg_stages is not None and not 1 <= self.vgg_stages <= 5:
+            raise ConfigError(f"{prefix}.vgg_stages must be 1..5 (VGG16 has five conv blocks), got "
+                f"{self.vgg_stages}")
 
 
 @dataclass
@@ -135,6 +141,15 @@ class TrainConfig:
     accelerator: str = "cpu"
     devices: int = 1
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
+    # Training metrics are logged, and the non-finite check read, every N steps: on a GPU these are
+    # a step's only host synchronisations (module.py).
+    log_every_n_steps: int = 10
+    # Validation (the convergence history) every N steps, counted across epochs; 0 = at every epoch end.
+    val_every_n_steps: int = 0
+    # Before every evaluation, BatchNorm statistics are recomputed over this many training images at the
+    # current parameters (module.py); 0 keeps the running averages of the last batches.
+    bn_calibration_images: int = 2048
+    compile: bool = False  # torch.compile the encoder -> sample -> decoder path (fullgraph)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -147,6 +162,19 @@ class TrainConfig:
             if dataclasses.is_dataclass(value):
                 typing.cast(Any, value).validate(f"{prefix}{f.name}")
         _positive(prefix.rstrip(".") or "config", "devices", self.devices)
+        _positive(prefix.rstrip(".") or "config", "log_every_n_steps", self.log_every_n_steps)
+        if self.bn_calibration_images < 0:
+            raise ConfigError(f"bn_calibration_images must be >= 0, got {self.bn_calibration_images}")
+        if self.val_every_n_steps < 0:
+            raise ConfigError(f"val_every_n_steps must be >= 0 (0: every epoch), got "
+                              f"{self.val_every_n_steps}")
+        halvings = (len(self.model.channels) if self.model.kind == "vector"
+                    else len(self.model.block_out_channels) - 1)
+        if self.data.image_size % 2**halvings:
+            widths = "channels" if self.model.kind == "vector" else "block_out_channels"
+            raise ConfigError(
+                f"data.image_size={self.data.image_size} must be divisible by 2^{halvings}: the "
+                f"{self.model.kind} model halves the image once per stage of model.{widths}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -159,14 +187,25 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
     return config
 
 
-def load_config(path: str | Path) -> TrainConfig:
+def read_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A YAML mapping from ``path``; a missing file or bad YAML is a `UserError` naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+        raise MissingDataError(f"{what} {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        problem = getattr(error, "problem", error)
+        raise ConfigError(f"{what} {path} is not valid YAML{line}: {problem}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    return from_dict(data)
+        raise ConfigError(f"{what} {path}: the top level must be a mapping of sections")
+    return data
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    return from_dict(read_yaml(path))
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:

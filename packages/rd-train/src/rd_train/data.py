@@ -3,7 +3,9 @@
 The embedded dataset is built deterministically from RGB photographs that ship inside the
 scikit-image and scikit-learn wheels: crops at three scales (full, 1/2, 1/4 resolution, so patches
 range from texture to whole-object structure), train and validation split *by source photograph*
-so validation patches come from scenes never seen in training. Same seed, same bytes.
+so validation patches come from scenes never seen in training. Same seed, same bytes. A run may read
+a built set at a smaller size that divides it (2x2 block averages for half the size): one pinned
+32 px build serves the 16 px default profile and the 32 px GPU profile.
 
 Images reach the model as float tensors in [-1, 1] (LPIPS' range and the spec's normalisation).
 Horizontal flips are applied in the training step from a step-seeded generator, so a resumed run
@@ -25,6 +27,7 @@ from rd_theory.atomic import atomic_write
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rd_train.config import DataConfig
+from rd_train.errors import DataMismatchError, MissingDataError
 
 TRAIN_PHOTOS = (
     "skimage:astronaut.png", "skimage:chelsea.png", "skimage:rocket.jpg",
@@ -52,7 +55,7 @@ def load_photo(ref: str) -> torch.Tensor:
 
     path = photo_path(ref)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingDataError(
             f"embedded photograph {path} is missing: reinstall scikit-image / scikit-learn")
     image = io.imread(path)
     if image.ndim == 2:
@@ -128,18 +131,35 @@ def _save_tensor(tensor: torch.Tensor, path: str) -> None:
     torch.save(tensor, path)
 
 
-def _check_built_as_configured(root: Path, config: DataConfig) -> None:
-    """A built dataset whose size or seed differs from the run's config would train silently on other data."""
+def _check_built_as_configured(root: Path, config: DataConfig) -> int:
+    """A built dataset whose size or seed differs from the run's config would train silently on other
+    data. Returns the factor by which the built images are downsampled to ``config.image_size``."""
     meta_path = root / "meta.json"
     if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path} is missing; rebuild it: `rd-train prepare --out {root}`")
+        raise MissingDataError(f"{meta_path} is missing; rebuild it: `rd-train prepare --out {root}`")
     meta = json.loads(meta_path.read_text())
-    for key in ("image_size", "n_train", "n_val", "seed"):
+    for key in ("n_train", "n_val", "seed"):
         if meta.get(key) != getattr(config, key):
-            raise ValueError(
+            raise DataMismatchError(
                 f"{root} was built with {key}={meta.get(key)}, but the run's data.{key} is "
                 f"{getattr(config, key)}; in params.yaml the `embedded` section (what `prepare` builds) and "
                 "the `data` section (what runs read) must agree")
+    built = int(meta.get("image_size", 0))
+    if built < config.image_size or built % config.image_size:
+        raise DataMismatchError(
+            f"{root} holds {built} px images; data.image_size={config.image_size} must divide it (runs "
+            "read the "
+            "built images at their size or averaged down by an integer factor)")
+    return built // config.image_size
+
+
+def downsample(images: torch.Tensor, factor: int) -> torch.Tensor:
+    """uint8 images averaged over ``factor`` x ``factor`` blocks (the box filter of an exact 1/factor "
+        "resize)."""
+    if factor == 1:
+        return images
+    pooled = torch.nn.functional.avg_pool2d(images.float(), factor)
+    return pooled.round().clamp(0, 255).to(torch.uint8)
 
 
 class UInt8Images(Dataset):
@@ -195,10 +215,10 @@ class ImageDataModule(L.LightningDataModule):
             files = [root / "train.pt", root / "val.pt"]
             missing = [str(f) for f in files if not f.is_file()]
             if missing:
-                raise FileNotFoundError(f"embedded dataset files {missing} are missing; build them with "
+                raise MissingDataError(f"embedded dataset files {missing} are missing; build them with "
                                         f"`rd-train prepare --out {root}` (the DVC prepare stage)")
-            _check_built_as_configured(root, c)
-            train, val = (UInt8Images(torch.load(f, weights_only=True)) for f in files)
+            factor = _check_built_as_configured(root, c)
+            train, val = (UInt8Images(downsample(torch.load(f, weights_only=True), factor)) for f in files)
             return train, val
         return (UInt8Images(build_embedded(TRAIN_PHOTOS, c.n_train, c.image_size, c.seed)),
                 UInt8Images(build_embedded(VAL_PHOTOS, c.n_val, c.image_size, c.seed + 1)))
@@ -216,14 +236,15 @@ class ImageDataModule(L.LightningDataModule):
         tf = transforms.Compose(steps)
         if c.name == "celeba":
             if not (root / "celeba" / "img_align_celeba").is_dir():
-                raise FileNotFoundError(
+                raise MissingDataError(
                     f"CelebA not found under {root}/celeba/img_align_celeba (and list_eval_partition.txt); "
                     "place the official files there, no download is attempted")
             return (datasets.CelebA(str(root), split="train", transform=tf, download=False),
                     datasets.CelebA(str(root), split="valid", transform=tf, download=False))
         for split in ("train", "val"):
             if not (root / split).is_dir():
-                raise FileNotFoundError(f"ImageFolder root {root} needs class folders under {root / split}")
+                raise MissingDataError(f"ImageFolder root {root} needs class folders under {root / split}; "
+                                       "set data.root to the dataset's top folder")
         # ImageFolder yields (image, label); the VAE needs only the image.
         return (_ImagesOnly(datasets.ImageFolder(str(root / "train"), transform=tf)),
                 _ImagesOnly(datasets.ImageFolder(str(root / "val"), transform=tf)))

@@ -45,11 +45,13 @@ def psnr(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
 
 
 class LatentStatistics:
-    """Accumulates posterior statistics over batches; `summary()` gives the JSON-ready dict."""
+    """Accumulates posterior statistics over batches on their device (no host read per batch);
+    `summary()` reads them once and gives the JSON-ready dict."""
 
     def __init__(self) -> None:
         self.n = 0
-        self.sums: dict[str, float] = {"kl": 0.0, "variance_kl": 0.0, "anisotropy": 0.0, "psnr": 0.0}
+        self.sums: dict[str, torch.Tensor] = {}
+        self.distortion: dict[str, torch.Tensor] = {}
         self.std_sum: torch.Tensor | None = None
         self.mu_sum: torch.Tensor | None = None
         self.mu_outer: torch.Tensor | None = None
@@ -58,25 +60,31 @@ class LatentStatistics:
     def update(self, mu: torch.Tensor, logvar: torch.Tensor, x: torch.Tensor, x_hat: torch.Tensor) -> None:
         flat_mu = mu.double().flatten(1)
         self.n += mu.shape[0]
-        self.sums["kl"] += float(kl_per_sample(mu, logvar).sum())
-        self.sums["variance_kl"] += float(variance_kl_per_sample(logvar).sum())
-        self.sums["anisotropy"] += float(anisotropy(logvar).sum())
-        self.sums["psnr"] += float(psnr(x, x_hat).sum())
+        batch = {"kl": kl_per_sample(mu, logvar), "variance_kl": variance_kl_per_sample(logvar),
+                 "anisotropy": anisotropy(logvar), "psnr": psnr(x, x_hat)}
+        for key, values in batch.items():
+            self.sums[key] = self.sums.get(key, 0.0) + values.double().sum()
         std = (0.5 * logvar.double().flatten(1)).exp().sum(0)
         self.std_sum = std if self.std_sum is None else self.std_sum + std
         self.mu_sum = flat_mu.sum(0) if self.mu_sum is None else self.mu_sum + flat_mu.sum(0)
         outer = flat_mu.T @ flat_mu
         self.mu_outer = outer if self.mu_outer is None else self.mu_outer + outer
 
+    @torch.no_grad()
+    def add(self, name: str, batch_mean: torch.Tensor, count: int) -> None:
+        """Accumulate a distortion given as the batch mean over ``count`` samples."""
+        self.distortion[name] = self.distortion.get(name, 0.0) + batch_mean.double() * count
+
     def summary(self) -> dict[str, Any]:
         if self.n == 0 or self.std_sum is None or self.mu_sum is None or self.mu_outer is None:
             raise ValueError("no batches were accumulated")
         mean_mu = self.mu_sum / self.n
         cov = self.mu_outer / self.n - torch.outer(mean_mu, mean_mu)
-        spectrum = torch.linalg.eigvalsh(cov).flip(0).clamp_min(0.0)
+        spectrum = torch.linalg.eigvalsh(cov.cpu()).flip(0).clamp_min(0.0)
         std_profile = torch.sort(self.std_sum / self.n).values
         return {
-            **{k: v / self.n for k, v in self.sums.items()},
+            **{k: float(v) / self.n for k, v in self.sums.items()},
+            "distortion": {k: float(v) / self.n for k, v in self.distortion.items()},
             "active_units": int((cov.diagonal() > ACTIVE_UNIT_THRESHOLD).sum()),
             "latent_dims": int(mean_mu.numel()),
             "std_profile_sorted": std_profile.tolist(),

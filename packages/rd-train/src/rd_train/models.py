@@ -1,7 +1,8 @@
 """The two VAE families of the spec (appendix B), behind one interface.
 
-Both expose ``encode(x) -> (mu, logvar)`` and ``decode(z) -> x_hat`` so that losses, the rate
-controller and the metrics never ask which one they hold.
+Both expose ``encode(x) -> (mu, logvar)``, ``decode(z) -> x_hat`` and ``latent_shape`` (one sample's
+latent, without the batch dimension) so that losses, the rate controller and the metrics never ask
+which one they hold.
 
 * `VectorVAE`: the pythae CelebA-style conv VAE. Encoder: stride-2 4x4 convs with BatchNorm + ReLU
   (widths ``channels``), flattened into linear μ and log σ² heads of ``latent_dim``. Decoder: a
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from rd_train.config import ModelConfig
+from rd_train.errors import ConfigError
 
 
 class VectorVAE(nn.Module):
@@ -28,7 +30,7 @@ class VectorVAE(nn.Module):
         super().__init__()
         depth = len(config.channels)
         if image_size % (2**depth):
-            raise ValueError(f"image_size {image_size} must be divisible by 2^{depth} (one halving per "
+            raise ConfigError(f"image_size {image_size} must be divisible by 2^{depth} (one halving per "
                              f"encoder stage, model.channels={config.channels})")
         self.bottom = image_size // 2**depth
         layers: list[nn.Module] = []
@@ -48,6 +50,7 @@ class VectorVAE(nn.Module):
         up += [nn.ConvTranspose2d(widths[-1], 3, 4, stride=2, padding=1)]
         self.decoder = nn.Sequential(*up)
         self.top_channels = config.channels[-1]
+        self.latent_shape: tuple[int, ...] = (config.latent_dim,)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)
@@ -65,7 +68,7 @@ class SpatialVAE(nn.Module):
 
         n = len(config.block_out_channels)
         if image_size % (2 ** (n - 1)):
-            raise ValueError(f"image_size {image_size} must be divisible by 2^{n - 1} for "
+            raise ConfigError(f"image_size {image_size} must be divisible by 2^{n - 1} for "
                              f"block_out_channels={config.block_out_channels}")
         self.vae: Any = AutoencoderKL(
             in_channels=3, out_channels=3,
@@ -75,6 +78,8 @@ class SpatialVAE(nn.Module):
             sample_size=image_size, mid_block_add_attention=config.mid_block_add_attention,
             use_quant_conv=True, use_post_quant_conv=True, force_upcast=True,
         )
+        side = image_size // 2 ** (n - 1)
+        self.latent_shape: tuple[int, ...] = (config.latent_channels, side, side)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         moments = self.vae.quant_conv(self.vae.encoder(x))

@@ -4,21 +4,27 @@ Fixed β with warm-up over T steps (reconstructed "sine" schedule):
 
     β_t = β · sin(π/2 · min(1, t / T))
 
-GECO (Rezende & Viola 2018), targeting the rate directly. With K_t the batch's mean per-sample KL,
-K̄_t its EMA (decay ρ, bias-corrected) and R* the target:
+GECO (Rezende & Viola 2018), targeting the rate directly. With K_t the step's mean per-sample KL
+(over the global batch under DDP), K̄_t its EMA (decay ρ, bias-corrected) and R* the target:
 
     ν_t = (K̄_t - R*) / R*                 (relative violation)
     β_{t+1} = clamp(β_t · exp(η ν_t), β_min, β_max)
 
 Too much rate raises β, too little lowers it; the multiplicative form keeps β > 0 without a
 projection. During the first T steps β is held at its initial value and only the EMA is tracked,
-so GECO does not react to the warm-up transient. State (β, EMA) is a ``state_dict``.
+so GECO does not react to the warm-up transient.
+
+GECO's state (β, the EMA's two sums) lives in device tensors and is updated with device ops, so a
+training step never waits for the host to read the KL; a step whose KL is not finite leaves the state
+unchanged (the training step reports it). ``state_dict`` holds plain floats.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+import torch
 
 from rd_train.config import RateConfig
 
@@ -32,7 +38,7 @@ class FixedBeta:
             return self.beta
         return self.beta * math.sin(0.5 * math.pi * step / self.warmup)
 
-    def update(self, step: int, kl: float) -> None:
+    def update(self, step: int, kl: torch.Tensor, finite: torch.Tensor) -> None:
         pass
 
     def state_dict(self) -> dict[str, Any]:
@@ -50,34 +56,40 @@ class GECO:
         self.decay = config.geco_ema_decay
         self.beta_min, self.beta_max = config.beta_min, config.beta_max
         self.warmup = config.warmup_steps
-        self.beta = config.beta
-        self._ema_sum = 0.0
-        self._ema_weight = 0.0
+        # β, Σ ρ^{t-s} K_s, Σ ρ^{t-s}: moved to the KL's device at the first update.
+        self._state = torch.tensor([config.beta, 0.0, 0.0], dtype=torch.float64)
 
     @property
-    def kl_ema(self) -> float:
-        return self._ema_sum / self._ema_weight if self._ema_weight else float("nan")
+    def beta(self) -> torch.Tensor:
+        return self._state[0]
 
-    def value(self, step: int) -> float:
-        return self.beta
+    @property
+    def kl_ema(self) -> torch.Tensor:
+        return self._state[1] / self._state[2]  # NaN before the first update
 
-    def update(self, step: int, kl: float) -> None:
-        if not math.isfinite(kl):
-            raise FloatingPointError(f"GECO got a non-finite KL ({kl}) at step {step}")
-        self._ema_sum = self.decay * self._ema_sum + kl
-        self._ema_weight = self.decay * self._ema_weight + 1.0
-        if step < self.warmup:
-            return
-        violation = (self.kl_ema - self.target) / self.target
-        self.beta = min(self.beta_max, max(self.beta_min, self.beta * math.exp(self.step_size * violation)))
+    def value(self, step: int) -> torch.Tensor:
+        return self._state[0].float()
+
+    def update(self, step: int, kl: torch.Tensor, finite: torch.Tensor) -> None:
+        """Fold the step's mean KL into the EMA and, after the warm-up, move β; skipped if not finite."""
+        if self._state.device != kl.device:
+            self._state = self._state.to(kl.device)
+        beta, ema_sum, ema_weight = self._state.unbind()
+        kl = torch.where(finite, kl.detach().double(), 0.0)
+        new_sum, new_weight = self.decay * ema_sum + kl, self.decay * ema_weight + 1.0
+        new_beta = beta
+        if step >= self.warmup:
+            violation = (new_sum / new_weight - self.target) / self.target
+            new_beta = (beta * torch.exp(self.step_size * violation)).clamp(self.beta_min, self.beta_max)
+        self._state = torch.where(finite, torch.stack([new_beta, new_sum, new_weight]), self._state)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"beta": self.beta, "ema_sum": self._ema_sum, "ema_weight": self._ema_weight}
+        beta, ema_sum, ema_weight = self._state.tolist()
+        return {"beta": beta, "ema_sum": ema_sum, "ema_weight": ema_weight}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.beta = float(state["beta"])
-        self._ema_sum = float(state["ema_sum"])
-        self._ema_weight = float(state["ema_weight"])
+        values = [float(state["beta"]), float(state["ema_sum"]), float(state["ema_weight"])]
+        self._state = torch.tensor(values, dtype=torch.float64, device=self._state.device)
 
 
 def build_rate_controller(config: RateConfig) -> FixedBeta | GECO:

@@ -1,10 +1,12 @@
 """Fit and evaluate one run: Lightning owns the loop, checkpoints, DDP and precision.
 
-A run directory holds ``config.json``, ``checkpoints/last.ckpt`` (written at every epoch end),
-``logs/`` (CSV) and, once finished, ``metrics.json``. Re-running a finished run with the same
-config returns its metrics without training; an interrupted one resumes from ``last.ckpt`` and,
-on CPU, ends with the same metrics as an uninterrupted run (data order is a function of the epoch,
-noise and flips of the step). Checkpoints load with ``weights_only=True``.
+A run directory holds ``config.json``, ``checkpoints/last.ckpt`` (written at every epoch end, by
+write-then-rename so a kill never truncates it), ``logs/`` (CSV) and, once finished,
+``metrics.json``. Re-running a finished run with the same config returns its metrics without
+training; an interrupted one resumes from ``last.ckpt`` and ends with the same metrics as an
+uninterrupted run (data order is a function of the epoch, noise and flips of the step).
+Checkpoints load with ``weights_only=True``; one that cannot be read so stops the run, by name.
+The final evaluation runs on the training device (Lightning hands the module back on the CPU).
 """
 
 from __future__ import annotations
@@ -12,21 +14,25 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+import torch
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 
+from rd_train.checkpoints import AtomicCheckpointIO, SaveLast, read_checkpoint, remove_partial_writes
 from rd_train.config import TrainConfig
 from rd_train.data import ImageDataModule
+from rd_train.errors import RunConflictError
 from rd_train.metrics import write_json
 from rd_train.module import VAEModule
 
 
-def fit(config: TrainConfig, neural_loss: nn.Module | None = None) -> dict[str, Any]:
+def fit(config: TrainConfig, neural_loss: nn.Module | None = None,
+        callbacks: Sequence[L.Callback] = ()) -> dict[str, Any]:
     out = Path(config.out_dir)
     metrics_path = out / "metrics.json"
     if metrics_path.is_file():
@@ -36,45 +42,71 @@ def fit(config: TrainConfig, neural_loss: nn.Module | None = None) -> dict[str, 
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "config.json"
     if config_path.is_file() and json.loads(config_path.read_text()) != config.to_dict():
-        raise ValueError(f"{out} holds a run with a different config ({config_path}); "
-                         "choose another out_dir or delete that run")
+        raise RunConflictError(f"{out} holds a run with another config ({config_path}): choose another "
+                               "out_dir, or delete that directory to train this config there")
     write_json(config_path, config.to_dict())
+
+    checkpoints = out / "checkpoints"
+    if checkpoints.is_dir():
+        remove_partial_writes(checkpoints)
+    last = checkpoints / "last.ckpt"
+    if last.is_file():  # fail now, naming the file, rather than inside Lightning's restore
+        read_checkpoint(last, config.to_dict())
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     data = ImageDataModule(config.data)
     module = VAEModule(config.to_dict(), neural_loss)
-    last = out / "checkpoints" / "last.ckpt"
+    module.calibration_images = calibration_images(data, config.bn_calibration_images)
     trainer = L.Trainer(
         accelerator=config.accelerator, devices=config.devices, precision=config.precision,
         strategy="ddp" if config.devices > 1 else "auto",
+        sync_batchnorm=config.devices > 1,  # BatchNorm statistics over the global batch (see module.py)
         max_epochs=-1, max_steps=-1,  # the module stops itself after optim.max_steps batches
-        callbacks=[ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, every_n_epochs=1,
-                                   save_top_k=1, filename="{epoch}")],
+        callbacks=[SaveLast(checkpoints), *callbacks], enable_checkpointing=False,  # SaveLast checkpoints
+        plugins=[AtomicCheckpointIO()],
         logger=CSVLogger(out, name="logs", version=0),
         enable_progress_bar=sys.stderr.isatty(), enable_model_summary=False,
-        num_sanity_val_steps=0, check_val_every_n_epoch=1, log_every_n_steps=10,
+        num_sanity_val_steps=0, log_every_n_steps=config.log_every_n_steps,
+        # every N global steps (Lightning counts across epochs when check_val_every_n_epoch is None)
+        val_check_interval=config.val_every_n_steps or 1.0,
+        check_val_every_n_epoch=None if config.val_every_n_steps else 1,
     )
     start = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None,
                 weights_only=True)
+    if not trainer.is_global_zero:
+        return {}
+    module.to(trainer.strategy.root_device)  # Lightning returns the module on the CPU after fit
     metrics = module.evaluate(data.val_dataloader())
     metrics["config"] = config.to_dict()
     metrics["train_seconds_this_process"] = time.perf_counter() - start
-    if trainer.is_global_zero:
-        write_json(metrics_path, metrics)
+    write_json(metrics_path, metrics)
     return metrics
 
 
 def evaluate(config: TrainConfig, checkpoint: str | Path) -> dict[str, Any]:
-    import torch
-
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_checkpoint(checkpoint)
     module = VAEModule(state["hyper_parameters"]["config"])
     module.load_state_dict(state["state_dict"])
     module.on_load_checkpoint(state)
+    module.to(training_device(config))
     data = ImageDataModule(config.data)
-    data.setup("validate")
+    module.calibration_images = calibration_images(data, config.bn_calibration_images)
     return module.evaluate(data.val_dataloader())
+
+
+def calibration_images(data: ImageDataModule, count: int) -> torch.Tensor | None:
+    """The first ``count`` training images (a fixed set: the split's order is fixed), for BatchNorm."""
+    if count == 0:
+        return None
+    data.setup("fit")
+    assert data.train_set is not None
+    n = min(count, len(data.train_set))  # type: ignore[arg-type]
+    return torch.stack([data.train_set[i] for i in range(n)])
+
+
+def training_device(config: TrainConfig) -> torch.device:
+    """The device a run's config trains on (its first device under DDP)."""
+    if config.accelerator in ("gpu", "cuda") or (config.accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", 0)
+    return torch.device("cpu")

@@ -38,6 +38,16 @@ class PatchGANLoss(nn.Module):
         fake = self.discriminator(x_hat.detach().float())
         return torch.relu(1 - real).mean() + torch.relu(1 + fake).mean()
 
+    def feature_matching_residual(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """r(x, x̂) with ||r||² = feature_matching_weight · Σ_l mean (D_l(x) - D_l(x̂))² per image: the part of
+        the generator loss that is a distance (the score term is not), flattened, (B, ·)."""
+        with torch.no_grad():
+            real = self.blocks(x.float())[:-1]
+        scale = self.feature_matching_weight ** 0.5
+        parts = [(scale * (f - r) / r[0].numel() ** 0.5).flatten(1)
+                 for f, r in zip(self.blocks(x_hat.float())[:-1], real, strict=True)]
+        return torch.cat(parts, dim=1)
+
     def generator_loss(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             real = self.blocks(x.float())
