@@ -1,0 +1,169 @@
+"""Markdown and CSV tables: the sweeps (mean and CI over converged seeds), every run's convergence
+figures, and every run's numbers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+from rd_train.analysis import mean_ci
+from rd_train.report.study import Run, Study
+
+
+def _ci(values: list[float], study: Study, digits: int = 3) -> str:
+    return mean_ci(values, study.rules.confidence).format(digits)
+
+
+def _passed(runs: list[Run]) -> str:
+    return f"{sum(r.convergence.passed for r in runs)}/{len(runs)}"
+
+
+def sweeps(study: Study) -> str:
+    p, rules = study.params, study.rules
+    d, m, o = p["data"], p["model"], p["optim"]
+    lines = [
+        f"# Sweeps (profile `{p.get('profile', 'default')}`)",
+        "",
+        f"Data: {d.get('name', 'embedded')} at {d['image_size']} px, batch {d['batch_size']}; model: "
+        f"{m['kind']} VAE; "
+        f"{o['max_steps']} steps per run; seeds {p['sweep']['seeds']}. Each cell: mean "
+        f"[{rules.confidence:.0%} CI] over "
+        "the seeds whose run passed the convergence rules (`convergence.md`); *passed* counts them. KL, "
+        "pixel SSE and "
+        "anisotropy on the validation split (nats; per image; population variance of log σ² over "
+        "coordinates).",
+        "",
+    ]
+    for family in study.families:
+        lines += [
+            f"## Fixed β: {study.label(family)}",
+            "",
+            "| λ | β | passed | KL (nats) | pixel SSE | PSNR (dB) | anisotropy |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        everything = study.grouped("fixed", family, converged=False)
+        for (lam, beta), runs in study.grouped("fixed", family, converged=False).items():
+            ok = [r for r in runs if r.convergence.passed]
+            lines.append(
+                f"| {lam:g} | {beta:g} | {_passed(everything[(lam, beta)])} | "
+                f"{_ci([r.kl for r in ok], study)} | "
+                f"{_ci([r.pixel_sse for r in ok], study, 4)} | "
+                f"{_ci([r.metrics['psnr'] for r in ok], study)} | "
+                f"{_ci([r.anisotropy for r in ok], study)} |"
+            )
+        lines += [
+            "",
+            f"## Matched rate (GECO): {study.label(family)}",
+            "",
+            "| λ | target | passed | training KL (EMA) | validation KL | anisotropy | final β |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for (lam, target), runs in study.grouped("geco", family, converged=False).items():
+            ok = [r for r in runs if r.convergence.passed]
+            lines.append(
+                f"| {lam:g} | {target:g} | {_passed(runs)} | "
+                f"{_ci([r.metrics['geco_training_kl_ema'] for r in ok], study)} | "
+                f"{_ci([r.kl for r in ok], study)} | "
+                f"{_ci([r.anisotropy for r in ok], study)} | {_ci([r.metrics['beta'] for r in ok], study)} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _percent(x: float | None) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{x:.1%}"
+
+
+def convergence(study: Study) -> str:
+    r_ = study.rules
+    lines = [
+        "# Convergence of every run",
+        "",
+        f"Rules (params.yaml `rules`, fixed before the sweep ran): over the last {r_.window:.0%} of "
+        "training, validation "
+        f"KL, pixel SSE and anisotropy change by at most {r_.max_relative_change:.0%} (relative to "
+        "their final value; "
+        f"from the last validation at or before step T₀ to the final evaluation), and a GECO run's "
+        "final training-KL "
+        f"EMA is within {r_.geco_tolerance:.0%} of its target. Runs that fail are left out of every verdict.",
+        "",
+    ]
+    total = len(study.runs)
+    passed = sum(r.convergence.passed for r in study.runs)
+    lines += [
+        f"**{passed} of {total} runs passed.**",
+        "",
+        "| sweep | family | λ | β / target | seed | steps | T₀ | Δ KL | Δ pixel SSE | Δ anisotropy | "
+        "GECO error "
+        "| passed | why not |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for r in sorted(study.runs, key=lambda r: (r.sweep, r.family, r.lam, r.target or r.beta, r.seed)):
+        c = r.convergence
+        control = f"{r.beta:g}" if r.sweep == "fixed" else f"{r.target:g} nats"
+        lines.append(
+            f"| {r.sweep} | {r.family} | {r.lam:g} | {control} | {r.seed} | {r.metrics['steps']} | "
+            f"{c.window_start if c.window_start is not None else '–'} | {_percent(c.kl_change)} | "
+            f"{_percent(c.pixel_change)} | {_percent(c.anisotropy_change)} | {_percent(c.geco_error)} | "
+            f"{'yes' if c.passed else 'NO'} | "
+            f"{c.reason} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+RUN_COLUMNS = (
+    "sweep",
+    "family",
+    "lam",
+    "beta",
+    "target",
+    "seed",
+    "steps",
+    "kl",
+    "variance_kl",
+    "anisotropy",
+    "pixel_sse",
+    "psnr",
+    "active_units",
+    "final_beta",
+    "geco_training_kl_ema",
+    "kl_change",
+    "pixel_change",
+    "anisotropy_change",
+    "geco_error",
+    "converged",
+)
+
+
+def runs_csv(study: Study) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(RUN_COLUMNS)
+    for r in sorted(study.runs, key=lambda r: (r.sweep, r.family, r.lam, r.target or r.beta, r.seed)):
+        m, c = r.metrics, r.convergence
+        writer.writerow(
+            [
+                r.sweep,
+                r.family,
+                r.lam,
+                r.beta,
+                "" if r.target is None else r.target,
+                r.seed,
+                m["steps"],
+                f"{r.kl:.6g}",
+                f"{m['variance_kl']:.6g}",
+                f"{r.anisotropy:.6g}",
+                f"{r.pixel_sse:.6g}",
+                f"{m['psnr']:.6g}",
+                m["active_units"],
+                f"{m['beta']:.6g}",
+                f"{m['geco_training_kl_ema']:.6g}" if "geco_training_kl_ema" in m else "",
+                f"{c.kl_change:.6g}",
+                f"{c.pixel_change:.6g}",
+                f"{c.anisotropy_change:.6g}",
+                "" if c.geco_error is None else f"{c.geco_error:.6g}",
+                int(c.passed),
+            ]
+        )
+    return out.getvalue()

@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+import torch
+from rd_theory import toy
+from rd_train.analysis.effective_weights import (
+    channel_weights,
+    effective_weights,
+    gauss_newton_weights,
+    predicted_variances,
+)
+
+F64 = torch.float64
+
+
+@pytest.fixture
+def linear():
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(
+        7, 4, generator=g, dtype=F64
+    )  # decoder 4 -> 7: not square, so a transposed Jacobian cannot fit
+    bias = torch.randn(7, generator=g, dtype=F64)
+    M = torch.randn(5, 7, generator=g, dtype=F64)  # a linear feature map
+    mu, x = torch.randn(3, 4, generator=g, dtype=F64), torch.randn(3, 7, generator=g, dtype=F64)
+    return A, bias, M, mu, x
+
+
+def test_linear_decoder_with_sse_gives_the_toy_model_coefficients(linear):
+    A, bias, _, mu, x = linear
+    decode = lambda z: z @ A.T + bias  # noqa: E731
+    expected = toy.distortion_coefficients(np.eye(7), A.numpy())  # ||A e_i||²
+    sse = lambda x, y: (y - x).pow(2).sum(1)  # noqa: E731
+    for c in (effective_weights(decode, sse, x, mu), gauss_newton_weights(decode, lambda x, y: y - x, x, mu)):
+        assert c.shape == (3, 4)
+        np.testing.assert_allclose(c.numpy(), np.tile(expected, (3, 1)), rtol=1e-10)
+
+
+def test_linear_decoder_with_sse_in_a_linear_feature_space(linear):
+    A, bias, M, mu, x = linear
+    decode = lambda z: z @ A.T + bias  # noqa: E731
+    expected = toy.distortion_coefficients(M.numpy(), A.numpy())  # ||M A e_i||²
+    feature_sse = lambda x, y: ((y - x) @ M.T).pow(2).sum(1)  # noqa: E731
+    np.testing.assert_allclose(
+        effective_weights(decode, feature_sse, x, mu).numpy(), np.tile(expected, (3, 1)), rtol=1e-10
+    )
+    np.testing.assert_allclose(
+        gauss_newton_weights(decode, lambda x, y: (y - x) @ M.T, x, mu).numpy(),
+        np.tile(expected, (3, 1)),
+        rtol=1e-10,
+    )
+
+
+def nonlinear_decoder():
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 6), torch.nn.Softplus()
+    ).double()
+    return lambda z: net(z)
+
+
+def test_gauss_newton_equals_exact_where_the_residual_vanishes_and_differs_by_its_curvature_elsewhere():
+    decode = nonlinear_decoder()
+    mu = torch.randn(4, 3, generator=torch.Generator().manual_seed(2), dtype=F64)
+    sse = lambda x, y: (y - x).pow(2).sum(1)  # noqa: E731
+    residual = lambda x, y: y - x  # noqa: E731
+    with torch.no_grad():
+        perfect = decode(mu)  # x = x̂: zero residual
+    torch.testing.assert_close(
+        gauss_newton_weights(decode, residual, perfect, mu), effective_weights(decode, sse, perfect, mu)
+    )
+    x = perfect + 0.5 * torch.randn(perfect.shape, generator=torch.Generator().manual_seed(3), dtype=F64)
+    exact, gn = effective_weights(decode, sse, x, mu), gauss_newton_weights(decode, residual, x, mu)
+    assert (exact - gn).abs().max() > 1e-3  # a nonlinear decoder with a residual: they differ ...
+    for i in range(3):  # ... by exactly <r, ∂²_t x̂> along e_i
+        e = torch.zeros_like(mu)
+        e[:, i] = 1.0
+        second = torch.func.jvp(lambda m, e=e: torch.func.jvp(decode, (m,), (e,))[1], (mu,), (e,))[1]
+        torch.testing.assert_close(exact[:, i] - gn[:, i], ((decode(mu) - x) * second).sum(1).detach())
+    assert (gn >= 0).all()
+
+
+def test_channel_weights_are_exact_when_positions_do_not_interact():
+    """A decoder that maps each latent position to its own pixels: probes' cross terms vanish."""
+    g = torch.Generator().manual_seed(4)
+    weight = torch.randn(
+        3, 2, generator=g, dtype=F64
+    )  # 2 latent channels -> 3 image channels, position by position
+    decode = lambda z: torch.einsum("oc,bchw->bohw", weight, z)  # noqa: E731
+    mu, x = torch.randn(2, 2, 4, 4, generator=g, dtype=F64), torch.randn(2, 3, 4, 4, generator=g, dtype=F64)
+    per_channel = channel_weights(decode, lambda x, y: y - x, x, mu, probes=3, generator=g)
+    expected = weight.pow(2).sum(0)  # ||W e_c||² per position, the same at every position
+    torch.testing.assert_close(per_channel, expected.expand(2, 2))
+
+
+def test_predicted_variances_are_the_toy_optimum():
+    c = np.array([[0.5, 2.0, 10.0], [1.0, 1.0, 1.0]])
+    np.testing.assert_allclose(predicted_variances(c, 0.3), 0.3 / (0.3 + 2 * c))
+    np.testing.assert_allclose(predicted_variances(c[0], 0.3), toy.optimal_variances(c[0], 0.3))
+    with pytest.raises(ValueError, match=">= 0"):
+        predicted_variances(np.array([[-1.0, 1.0]]), 0.3)
