@@ -235,7 +235,9 @@ class VAEModule(L.LightningModule):
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the calibration batches
         self.model.train()
-        images = self.calibration_images.to(self.device)
+        if self.calibration_images.device != self.device:  # one copy, kept on the device
+            self.calibration_images = self.calibration_images.to(self.device)
+        images = self.calibration_images
         g = self.step_generator(CALIBRATION_STREAM, images.device)
         for batch in images.split(CALIBRATION_BATCH):
             mu, logvar = self.model.encode(batch)

@@ -116,7 +116,8 @@ def run_sweep(params_path: str | Path, sweep: str, family: str, out: str | Path,
     import os
     from concurrent.futures import ProcessPoolExecutor
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    # OMP_NUM_THREADS, when set, is the threads of each run (several stages may share the machine).
+    threads = int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // jobs))
     context = multiprocessing.get_context("spawn")  # no forked torch or CUDA state
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init, initargs=(threads,)) as pool:
         futures = [pool.submit(_fit_in_worker, config) for config in configs]

@@ -83,10 +83,22 @@ class Balancer:
         ``(output * G).sum()`` added to its other terms.
         """
         names = self._validate(losses, output)
-        grads = []
+        grads = {}
         for name in names:
             (grad,) = torch.autograd.grad(losses[name], [output], retain_graph=True, allow_unused=True)
-            grads.append(torch.zeros_like(output) if grad is None else grad)
+            grads[name] = torch.zeros_like(output) if grad is None else grad
+        return self.balance(grads)
+
+    def balance(self, grads: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """G from the per-loss gradients g_i = ∂ℓ_i/∂y already computed (one EMA step, like `gradient`)."""
+        names = tuple(grads)
+        unknown = sorted(set(names) - set(self.weights))
+        if unknown:
+            raise ValueError(f"loss names {unknown} have no weight; known: {sorted(self.weights)}")
+        if not names or sum(self.weights[name] for name in names) <= 0:
+            raise ValueError(f"the weights of the given losses {list(names)} sum to 0 (or none was given)")
+        tensors = [grads[name] for name in names]
+        output = tensors[0]
         self._to_device(output.device)
         slots, factors = self._step_constants(names, output.device)
         ops = self._ops(output)
@@ -94,19 +106,19 @@ class Balancer:
         distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         if ops is reference or distributed:
             if ops is reference:
-                norms = reference.grad_norms(grads, self.per_batch_item)
+                norms = reference.grad_norms(tensors, self.per_batch_item)
             else:
-                norms, _ = ops.norms_and_scales(grads, self.per_batch_item, None, None, None,
+                norms, _ = ops.norms_and_scales(tensors, self.per_batch_item, None, None, None,
                                                 self.ema_decay, self.epsilon, self.balance_grads)
             if distributed:
                 norms = _average_across_workers(norms, output.shape[0] if self.per_batch_item else 1)
             scales = reference.update_and_scale(norms, *state, slots, factors, self.ema_decay, self.epsilon,
                                                 self.balance_grads)
         else:
-            norms, scales = ops.norms_and_scales(grads, self.per_batch_item, state, slots, factors,
+            norms, scales = ops.norms_and_scales(tensors, self.per_batch_item, state, slots, factors,
                                                  self.ema_decay, self.epsilon, self.balance_grads)
         self._last = (names, norms, scales)
-        return ops.weighted_sum(grads, scales)
+        return ops.weighted_sum(tensors, scales)
 
     def _validate(self, losses: Mapping[str, torch.Tensor], output: torch.Tensor) -> tuple[str, ...]:
         unknown = sorted(set(losses) - set(self.weights))

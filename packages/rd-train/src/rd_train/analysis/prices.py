@@ -97,6 +97,8 @@ def analyse_run(run_dir: Path, images: torch.Tensor) -> dict[str, Any]:
     config = from_dict(state["hyper_parameters"]["config"])
     module = VAEModule(config.to_dict())
     module.load_state_dict(state["state_dict"])
+    if torch.cuda.is_available():
+        module.to("cuda")
     module.calibration_images = calibration_images(ImageDataModule(config.data), config.bn_calibration_images)
     module.recalibrate_batchnorm()
     return run_prices(

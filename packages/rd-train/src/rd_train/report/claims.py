@@ -118,7 +118,8 @@ def document(study: Study, extra_sections: list[list[str]]) -> str:
         "otherwise **not "
         "resolved at this scale**. Effect: relative change from λ = 0 to the largest λ, with Welch's "
         "interval of the "
-        "difference over the λ = 0 mean. Nothing is tuned per λ or family.",
+        "difference over the λ = 0 mean (two-sided, so at p just under α it can still touch 0: the test is "
+        "one-sided). Nothing is tuned per λ or family.",
         "",
     ]
     toy = [

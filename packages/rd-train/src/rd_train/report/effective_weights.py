@@ -193,7 +193,8 @@ def claims_section(study: Study, records: list[dict[str, Any]]) -> list[str]:
             lines.append(
                 f"| {study.label(family)} | {target:g} | {c.base.format(3)} | {c.top.format(3)} | "
                 f"{effect} | {p} | "
-                f"**{c.verdict}** (λ = {top:g}) | {aniso.effect:+.1%} |"
+                f"**{c.verdict}** (λ = {top:g}) | "
+                f"{'–' if not math.isfinite(aniso.effect) else f'{aniso.effect:+.1%}'} |"
             )
     return lines
 

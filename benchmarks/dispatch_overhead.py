@@ -1,0 +1,95 @@
+"""Where the time of a small fused sample_and_kl forward + backward goes on a GPU: the same two Triton
+launches called (a) through the registered custom ops (the public API), (b) through a plain
+torch.autograd.Function, (c) the bare launchers without autograd; beside torch.compile of the formula.
+Host time = wall time of 200 calls enqueued without synchronising (what the CPU spends per call);
+device time = do_bench's median (back to back, synchronised at the end).
+
+    python benchmarks/dispatch_overhead.py --out benchmarks/results/<device>-dispatch.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import triton.testing
+from rd_kernels import sample_and_kl
+from rd_kernels.gaussian_kl import reference
+from rd_kernels.gaussian_kl import triton as kernels
+
+
+class Direct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, mu, logvar, eps):  # type: ignore[override]
+        kl, _, _, z = kernels.forward(mu, logvar, eps)
+        ctx.save_for_backward(mu, logvar, eps)
+        ctx.set_materialize_grads(False)
+        return z, kl
+
+    @staticmethod
+    def backward(ctx, grad_z, grad_kl):  # type: ignore[override]
+        mu, logvar, eps = ctx.saved_tensors
+        return (*kernels.backward(mu, logvar, eps, grad_kl, grad_z), None)
+
+
+def variants(mu, logvar, eps, grad_z, grad_kl):
+    compiled = torch.compile(lambda m, lv, e: (reference.sample(m, lv, e), reference.gaussian_kl(m, lv)))
+
+    def custom_op():
+        mu.grad = logvar.grad = None
+        z, kl, _ = sample_and_kl(mu, logvar, eps, backend="triton")
+        torch.autograd.backward([z, kl], [grad_z, grad_kl])
+
+    def autograd_function():
+        mu.grad = logvar.grad = None
+        z, kl = Direct.apply(mu, logvar, eps)
+        torch.autograd.backward([z, kl], [grad_z, grad_kl])
+
+    def launchers_only():
+        kernels.forward(mu.detach(), logvar.detach(), eps)
+        kernels.backward(mu.detach(), logvar.detach(), eps, grad_kl, grad_z)
+
+    def torch_compile():
+        mu.grad = logvar.grad = None
+        z, kl = compiled(mu, logvar, eps)
+        torch.autograd.backward([z, kl], [grad_z, grad_kl])
+
+    return {"custom_op": custom_op, "autograd_function": autograd_function, "launchers_only": launchers_only,
+            "torch_compile": torch_compile}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    results = {}
+    for shape in ((64, 16), (64, 4, 32, 32), (256, 16, 64, 64)):
+        g = torch.Generator(device="cuda").manual_seed(0)
+        mu, logvar, eps, grad_z = (torch.randn(shape, generator=g, device="cuda") for _ in range(4))
+        mu.requires_grad_()
+        logvar.requires_grad_()
+        grad_kl = torch.ones(shape[0], device="cuda")
+        for name, step in variants(mu, logvar, eps, grad_z, grad_kl).items():
+            for _ in range(5):
+                step()
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(200):
+                step()
+            host_us = (time.perf_counter() - start) / 200 * 1e6
+            torch.cuda.synchronize()
+            device_us = triton.testing.do_bench(step, warmup=25, rep=100, return_mode="median") * 1e3
+            key = f"{'x'.join(map(str, shape))}/{name}"
+            results[key] = {"host_us_per_call": host_us, "do_bench_us": device_us}
+            print(f"{key:<40} host {host_us:8.1f} us   do_bench {device_us:8.1f} us", flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+                                          "results": results}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""Steps per second of a whole training step on a GPU: the vector VAE at 32 px, batch 64, pixel SSE only
+and PatchGAN (λ = 1), run through `rd_train.run.fit` (Lightning, validation and checkpoints included).
+
+Variants, each in the same process and on the same device:
+
+* ``eager``: rd-kernels' PyTorch reference ops (``RD_KERNELS_BACKEND=reference``);
+* ``fused``: the Triton kernels (the default on CUDA);
+* ``compiled``: fused plus ``compile: true`` (encoder -> sample -> decoder through torch.compile);
+* ``baseline`` (with ``--baseline-src``): another source tree, e.g. the code before this change, run in
+  a subprocess with the same settings its config understands.
+
+Per-step time: a callback synchronises the device and reads the clock when step ``--start`` begins and
+when training ends, so start-up, CUDA initialisation, autotuning and compilation (all in the first steps)
+stay out; the epochs' validations and checkpoints inside the window stay in. The baseline is timed by the
+same callback, added to its Trainer from outside. Usage::
+
+    python benchmarks/training_step.py --out benchmarks/results/<device>-training.json [--baseline-src DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+FAMILIES = {
+    "pixel": {},
+    "patchgan": {"neural": "patchgan", "lam": 1.0, "disc_channels": 16, "disc_layers": 2},
+}
+COMMON = {
+    "accelerator": "gpu", "devices": 1, "precision": "32-true",
+    "data": {"name": "embedded", "image_size": 32, "n_train": 2048, "n_val": 256, "batch_size": 64},
+    "model": {"kind": "vector", "latent_dim": 16, "channels": [32, 64]},
+    "rate": {"beta": 0.016, "warmup_steps": 10},
+}
+
+
+TIMER = """
+import time
+import lightning as L
+import torch
+
+
+class StepTimer(L.Callback):
+    def __init__(self, start):
+        self.start, self.seen, self.t0, self.t1 = start, 0, None, None
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if self.seen == self.start:
+            torch.cuda.synchronize()
+            self.t0 = time.perf_counter()
+        self.seen += 1
+
+    def on_train_end(self, trainer, module):
+        torch.cuda.synchronize()
+        self.t1 = time.perf_counter()
+
+    def ms_per_step(self):
+        return (self.t1 - self.t0) / (self.seen - self.start) * 1e3
+"""
+exec(TIMER)
+
+
+def timed(config: dict, steps: int, start: int, out: str) -> dict:
+    from rd_train import from_dict
+    from rd_train.run import fit
+
+    timer = StepTimer(start)  # noqa: F821  # defined by exec(TIMER)
+    fit(from_dict({**config, "out_dir": out, "optim": {"max_steps": steps, "lr": 0.002}}), callbacks=[timer])
+    ms = timer.ms_per_step()
+    return {"ms_per_step": ms, "steps_per_s": 1e3 / ms, "timed_steps": timer.seen - start}
+
+
+def current(steps: int, start: int, scratch: str) -> dict:
+    results = {}
+    for family, loss in FAMILIES.items():
+        for variant in ("eager", "fused", "compiled"):
+            os.environ["RD_KERNELS_BACKEND"] = "reference" if variant == "eager" else "auto"
+            config = {**COMMON, "loss": loss, "log_every_n_steps": 50, "compile": variant == "compiled"}
+            results[f"{family}/{variant}"] = timed(config, steps, start, f"{scratch}/{family}-{variant}")
+            print(family, variant, f"{results[f'{family}/{variant}']['ms_per_step']:.2f} ms/step", flush=True)
+    os.environ.pop("RD_KERNELS_BACKEND", None)
+    return results
+
+
+def baseline(source: str, steps: int, start: int, scratch: str) -> dict:
+    """The same measurement in a subprocess importing the packages of another source tree; the timer is
+    added to every Trainer it builds (its fit takes no callbacks)."""
+    code = TIMER + (
+        "import json, sys\n"
+        "from rd_train import from_dict\nfrom rd_train.run import fit\n"
+        "config, steps, start, out = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]\n"
+        "timer = StepTimer(start)\n"
+        "original = L.Trainer.__init__\n"
+        "def with_timer(self, *args, **kwargs):\n"
+        "    kwargs['callbacks'] = [*(kwargs.get('callbacks') or []), timer]\n"
+        "    original(self, *args, **kwargs)\n"
+        "L.Trainer.__init__ = with_timer\n"
+        "fit(from_dict({**config, 'out_dir': out, 'optim': {'max_steps': steps, 'lr': 0.002}}))\n"
+        "print('RESULT', json.dumps([timer.ms_per_step(), timer.seen - start]))\n")
+    path = os.pathsep.join(str(Path(source) / "packages" / p / "src") for p in ("rd-theory", "rd-kernels", "rd-train"))
+    results = {}
+    for family, loss in FAMILIES.items():
+        done = subprocess.run([sys.executable, "-c", code, json.dumps({**COMMON, "loss": loss}), str(steps),
+                               str(start), f"{scratch}/base-{family}"], capture_output=True, text=True,
+                              check=False, env={**os.environ, "PYTHONPATH": path})
+        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        if done.returncode != 0 or not lines:
+            results[f"{family}/baseline"] = {"error": done.stderr[-2000:]}
+            continue
+        ms, timed_steps = json.loads(lines[-1][7:])
+        results[f"{family}/baseline"] = {"ms_per_step": ms, "steps_per_s": 1e3 / ms, "timed_steps": timed_steps}
+        print(family, "baseline", f"{ms:.2f} ms/step", flush=True)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--baseline-src", help="a source tree (repository root) to time the same way")
+    parser.add_argument("--steps", type=int, default=384, help="steps per fit (12 epochs of 32)")
+    parser.add_argument("--start", type=int, default=64, help="the first timed step")
+    args = parser.parse_args()
+    import torch
+
+    if not torch.cuda.is_available():
+        print("training_step.py measures GPU training steps: no CUDA device", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as scratch:
+        results = current(args.steps, args.start, scratch)
+        if args.baseline_src:
+            results.update(baseline(args.baseline_src, args.steps, args.start, scratch))
+    report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "steps": args.steps,
+              "timed_from_step": args.start, "settings": {**COMMON, "families": FAMILIES}, "results": results}
+    for family in FAMILIES:
+        base = results.get(f"{family}/baseline", {}).get("ms_per_step")
+        if base:
+            for variant in ("eager", "fused", "compiled"):
+                current_ms = results[f"{family}/{variant}"]["ms_per_step"]
+                results[f"{family}/{variant}"]["speedup_vs_baseline"] = base / current_ms
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
