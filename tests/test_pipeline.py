@@ -131,3 +131,24 @@ def test_a_rebuild_that_differs_from_the_pin_stops_the_pipeline(pipeline):
         assert (work / "data.dvc").read_text() == wrong  # and the pin was not rewritten
     finally:
         (work / "data.dvc").write_text(pin)
+
+
+@pytest.mark.parametrize("profile", ["params.yaml", "profiles/gpu.yaml", "profiles/paper.yaml"])
+def test_every_profile_builds_valid_runs(profile):
+    """Each profile's sweeps give valid run configs, its data section agrees with what prepare builds
+    (or reads another dataset), and its rules parse: a profile is ready to run where its data exists."""
+    from rd_train.analysis import Rules
+    from rd_train.sweep import load_params, neural_families, run_configs
+
+    params = load_params(ROOT / profile)
+    Rules.from_params(params)
+    count = 0
+    for sweep in ("fixed", "geco"):
+        for family in ["pixel", *neural_families(params)]:
+            count += len(run_configs(params, sweep, family, "runs"))
+    assert count > 0
+    data, embedded = params["data"], params["embedded"]
+    if data["name"] == "embedded":
+        assert embedded["image_size"] % data["image_size"] == 0
+        assert (data["n_train"], data["n_val"], data["seed"]) == (embedded["n_train"], embedded["n_val"],
+                                                                 embedded["seed"])

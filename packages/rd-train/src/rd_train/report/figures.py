@@ -127,6 +127,7 @@ def anisotropy_vs_kl(study: Study, path: Path) -> None:
             title=f"Anisotropy vs achieved rate (fixed-β sweep)\n{study.label(family)}; "
             "× = value at a target",
         )
+        ax.xaxis.set_minor_formatter(_pyplot().NullFormatter())  # minor log labels collide
         ax.legend(fontsize=8)
     _save(fig, path)
 
