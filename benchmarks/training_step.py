@@ -93,7 +93,8 @@ def baseline(source: str, steps: int, start: int, scratch: str) -> dict:
     code = TIMER + (
         "import json, sys\n"
         "from rd_train import from_dict\nfrom rd_train.run import fit\n"
-        "config, steps, start, out = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]\n"
+        "config, steps = json.loads(sys.argv[1]), int(sys.argv[2])\n"
+        "start, out = int(sys.argv[3]), sys.argv[4]\n"
         "timer = StepTimer(start)\n"
         "original = L.Trainer.__init__\n"
         "def with_timer(self, *args, **kwargs):\n"
@@ -102,7 +103,8 @@ def baseline(source: str, steps: int, start: int, scratch: str) -> dict:
         "L.Trainer.__init__ = with_timer\n"
         "fit(from_dict({**config, 'out_dir': out, 'optim': {'max_steps': steps, 'lr': 0.002}}))\n"
         "print('RESULT', json.dumps([timer.ms_per_step(), timer.seen - start]))\n")
-    path = os.pathsep.join(str(Path(source) / "packages" / p / "src") for p in ("rd-theory", "rd-kernels", "rd-train"))
+    packages = ("rd-theory", "rd-kernels", "rd-train")
+    path = os.pathsep.join(str(Path(source) / "packages" / p / "src") for p in packages)
     results = {}
     for family, loss in FAMILIES.items():
         done = subprocess.run([sys.executable, "-c", code, json.dumps({**COMMON, "loss": loss}), str(steps),
@@ -113,13 +115,15 @@ def baseline(source: str, steps: int, start: int, scratch: str) -> dict:
             results[f"{family}/baseline"] = {"error": done.stderr[-2000:]}
             continue
         ms, timed_steps = json.loads(lines[-1][7:])
-        results[f"{family}/baseline"] = {"ms_per_step": ms, "steps_per_s": 1e3 / ms, "timed_steps": timed_steps}
+        results[f"{family}/baseline"] = {"ms_per_step": ms, "steps_per_s": 1e3 / ms,
+                                         "timed_steps": timed_steps}
         print(family, "baseline", f"{ms:.2f} ms/step", flush=True)
     return results
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
     parser.add_argument("--baseline-src", help="a source tree (repository root) to time the same way")
     parser.add_argument("--steps", type=int, default=384, help="steps per fit (12 epochs of 32)")

@@ -172,7 +172,8 @@ def test_gpu_gaussian_kl(benchmark, copy_gbps, shape, variant):
         mu.grad = logvar.grad = None
         fn(mu, logvar).backward(grad_kl)
 
-    time_on_gpu(benchmark, step, 6 * mu.numel() * mu.element_size(), copy_gbps)  # read μ, ℓ twice, write ∂μ, ∂ℓ
+    # read μ, ℓ in each direction, write ∂μ, ∂ℓ
+    time_on_gpu(benchmark, step, 6 * mu.numel() * mu.element_size(), copy_gbps)
 
 
 def naive_balance(weights, grads, ema, decay=0.999):
