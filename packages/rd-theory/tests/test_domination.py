@@ -70,3 +70,14 @@ def test_shape_mismatch_and_bad_scale():
         affine_domination(np.ones((2, 3)), np.ones((2, 2)))
     with pytest.raises(ValueError, match="a must be"):
         affine_domination(np.ones((2, 2)), np.ones((2, 2)), a=-1.0)
+
+
+def test_public_api_at_the_package_top_level():
+    import rd_theory
+    from rd_theory.domination import affine_domination, check_rd_ordering
+    from rd_theory.waterfill import reverse_waterfill
+
+    assert rd_theory.affine_domination is affine_domination
+    assert rd_theory.check_rd_ordering is check_rd_ordering
+    assert rd_theory.reverse_waterfill is reverse_waterfill
+    assert {"affine_domination", "check_rd_ordering", "reverse_waterfill"} <= set(rd_theory.__all__)
