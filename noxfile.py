@@ -92,12 +92,21 @@ def bench(session: nox.Session) -> None:
     python = project_python(session)
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
+    # Results are named by the device that produced them ("cpu", or e.g. "nvidia-h200").
+    probe = ("import torch; print(torch.cuda.get_device_name().lower().replace(' ', '-') "
+             "if torch.cuda.is_available() else 'cpu')")
+    printed = session.run(python, "-c", probe, silent=True, external=True)
+    device = str(printed or "cpu").strip().splitlines()[-1]
+    gpu_env = {} if device == "cpu" else {"TRITON_INTERPRET": "0"}
     session.run(python, "-m", "pytest", "packages/rd-theory/benchmarks", "packages/rd-kernels/benchmarks",
                 "--benchmark-only",
                 "-o", "python_files=bench_*.py",
                 "-o", "addopts=--import-mode=importlib -m 'not slow'",
-                f"--benchmark-json={out / 'cpu.json'}", *session.posargs,
-                external=True, env=_env())
+                f"--benchmark-json={out / f'{device}.json'}", *session.posargs,
+                external=True, env={**_env(), **gpu_env})
+    if device != "cpu":  # whole training steps per second, against nothing else on the device
+        session.run(python, "benchmarks/training_step.py", "--out", str(out / f"{device}-training.json"),
+                    external=True, env={**_env(), **gpu_env})
     # What decides GPU speed, checked without a GPU: sm_80 / sm_90 cubins, registers, spills, access widths.
     session.run(python, "-m", "rd_kernels.cuda_report", "--arch", "80", "--arch", "90",
                 "--json", str(out / "cuda_compile.json"),
