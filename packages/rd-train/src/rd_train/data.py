@@ -154,8 +154,8 @@ def _check_built_as_configured(root: Path, config: DataConfig) -> int:
 
 
 def downsample(images: torch.Tensor, factor: int) -> torch.Tensor:
-    """uint8 images averaged over ``factor`` x ``factor`` blocks (the box filter of an exact 1/factor "
-        "resize)."""
+    """uint8 images averaged over ``factor`` x ``factor`` blocks (the box filter of an exact 1/factor
+    resize)."""
     if factor == 1:
         return images
     pooled = torch.nn.functional.avg_pool2d(images.float(), factor)

@@ -303,12 +303,12 @@ class VAEModule(L.LightningModule):
         self._val_sums = sums if self._val_sums is None else self._val_sums + sums
 
     def on_validation_epoch_end(self) -> None:
-        """One host read per validation: the point (step, KL, pixel SSE, anisotropy) of the convergence "
-            "history."""
+        """One host read per validation: the point (step, KL, pixel SSE, anisotropy) of the
+        convergence history."""
         if self._val_sums is None or self.trainer.sanity_checking:
             return
         sums = self._val_sums
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if _distributed():
             dist.all_reduce(sums)  # every worker's shard of the validation set
         kl, pixel, aniso, count = sums.tolist()
         self.validation_history.append([self.step_count, kl / count, pixel / count, aniso / count])
@@ -337,9 +337,13 @@ def _skip_if(optimizer: Any, bad: torch.Tensor) -> None:
     inner.grad_scale = None
 
 
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def _global_mean(value: torch.Tensor) -> torch.Tensor:
     """The mean over DDP workers (equal batch shares), on device; identity in one process."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if _distributed():
         value = value.clone()
         dist.all_reduce(value)
         return value / dist.get_world_size()
