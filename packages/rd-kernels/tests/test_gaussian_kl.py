@@ -197,6 +197,17 @@ def test_fused_path_dispatches_only_its_ops_allocations_and_views():
         assert inner.compute_ops() == [], inner.ops
 
 
+@given(st.integers(0, 1 << 40), st.integers(1, 1 << 20))
+def test_host_tiling_arithmetic_matches_tritons(a, b):
+    """The launchers' plain-Python cdiv / next_power_of_2 (cheaper to call on the host) are Triton's."""
+    import triton
+    from rd_kernels.gaussian_kl.triton import cdiv, next_power_of_2
+
+    assert cdiv(a, b) == triton.cdiv(a, b)
+    assert next_power_of_2(a) == triton.next_power_of_2(a)
+    assert next_power_of_2(b) == triton.next_power_of_2(b)
+
+
 def test_split_rows_are_deterministic_and_leave_the_counters_at_zero():
     from rd_kernels._workspace import counters
     from rd_kernels.gaussian_kl.triton import plan, target_programs

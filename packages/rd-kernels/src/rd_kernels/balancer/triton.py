@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 
 from rd_kernels._workspace import counters
-from rd_kernels.gaussian_kl.triton import plan, target_programs
+from rd_kernels.gaussian_kl.triton import cdiv, plan, target_programs
 
 BLOCK = 1024
 GROUP = 4
@@ -151,7 +151,7 @@ def norms_and_scales(
     flat = [g.contiguous().view(g.shape[0] if per_batch_item else 1, -1) for g in grads]
     rows, n = flat[0].shape
     p = plan(rows, n, target_programs(device))
-    grid = (triton.cdiv(rows, p.rows_per_program), p.n_chunks)
+    grid = (cdiv(rows, p.rows_per_program), p.n_chunks)
     k_total = len(flat)
     partial = torch.empty((rows, p.n_chunks, k_total), device=device, dtype=torch.float32)
     results = torch.empty((2, k_total), device=device, dtype=torch.float32)  # norms, scales
@@ -179,7 +179,7 @@ def weighted_sum(grads: Sequence[torch.Tensor], scales: torch.Tensor) -> torch.T
     acc = torch.empty(numel, device=out.device, dtype=torch.float32) if many else out
     groups = _groups(flat)
     for i, group in enumerate(groups):
-        _weighted_sum_kernel[(triton.cdiv(numel, BLOCK),)](
+        _weighted_sum_kernel[(cdiv(numel, BLOCK),)](
             *_padded(group), scales[i * GROUP:], out, acc, numel,
             K=len(group), ACCUMULATE=i > 0, STORE_ACC=i < len(groups) - 1, BLOCK=BLOCK,
         )

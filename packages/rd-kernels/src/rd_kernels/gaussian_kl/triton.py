@@ -21,6 +21,8 @@ with g = ∂L/∂KL_b read through its stride (a broadcast scalar has stride 0).
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -45,22 +47,37 @@ class Plan:
         return self.n_chunks > 1
 
 
+@functools.cache
 def target_programs(device: torch.device) -> int:
     """Programs that keep the device busy: 4 per multiprocessor on CUDA; 8 in the interpreter, so
-    that the tests' small shapes exercise split rows too."""
+    that the tests' small shapes exercise split rows too. Cached: it is asked on every launch, and a
+    device's properties do not change."""
     if device.type == "cuda":
         return 4 * torch.cuda.get_device_properties(device).multi_processor_count
     return 8
 
 
+def cdiv(a: int, b: int) -> int:
+    """⌈a / b⌉ in plain Python: ``triton.cdiv`` is a Triton function (about 4 µs a host call in 3.8)."""
+    return -(-a // b)
+
+
+def next_power_of_2(n: int) -> int:
+    """The least power of 2 >= n (0 for 0), as ``triton.next_power_of_2``."""
+    return 1 << (n - 1).bit_length() if n > 0 else 0
+
+
+@functools.lru_cache(maxsize=4096)
 def plan(rows: int, n: int, programs: int) -> Plan:
-    block_n = min(TILE, triton.next_power_of_2(n))
+    """The tiling of a rows x n reduction (module doc); cached, since a training run asks for the
+    same few shapes on every step."""
+    block_n = min(TILE, next_power_of_2(n))
     rows_per_program = max(1, TILE // block_n)
     if rows_per_program > 1 or rows >= programs:
-        return Plan(rows_per_program, block_n, triton.cdiv(n, block_n) * block_n, 1)
-    wanted = min(triton.cdiv(programs, rows), triton.cdiv(n, block_n))
-    chunk = triton.cdiv(triton.cdiv(n, wanted), block_n) * block_n
-    return Plan(1, block_n, chunk, triton.cdiv(n, chunk))
+        return Plan(rows_per_program, block_n, cdiv(n, block_n) * block_n, 1)
+    wanted = min(cdiv(programs, rows), cdiv(n, block_n))
+    chunk = cdiv(cdiv(n, wanted), block_n) * block_n
+    return Plan(1, block_n, chunk, cdiv(n, chunk))
 
 
 @triton.jit
@@ -162,16 +179,19 @@ def _backward_kernel(
     tl.store(glv_ptr + offsets, grad_lv.to(glv_ptr.dtype.element_ty), mask=mask)
 
 
-def _rows(t: torch.Tensor) -> torch.Tensor:
-    return t.contiguous().view(t.shape[0], -1)  # a no-op for the contiguous tensors a model returns
+def _rows(t: torch.Tensor) -> tuple[int, int]:
+    """(B, N) of a batch of latents read as B rows of N coordinates."""
+    return t.shape[0], math.prod(t.shape[1:])
 
 
 def forward(
     mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(KL, varKL, anisotropy, z or None) in one launch; statistics fp32. Inputs fp16, bf16 or fp32."""
-    mu2, lv2 = _rows(mu), _rows(logvar)
-    batch, n = mu2.shape
+    # The kernels index element b * N + j of each tensor: contiguous() is a no-op for the tensors a
+    # model returns, and a copy for any other layout.
+    mu2, lv2 = mu.contiguous(), logvar.contiguous()
+    batch, n = _rows(mu)
     p = plan(batch, n, target_programs(mu.device))
     kl, var_kl, aniso = (torch.empty(batch, device=mu.device, dtype=torch.float32) for _ in range(3))
     z = torch.empty(mu.shape, device=mu.device, dtype=mu.dtype) if eps is not None else None
@@ -180,8 +200,8 @@ def forward(
         counter = counters("gaussian_kl", mu.device, batch)
     else:
         partial = counter = kl  # unused pointers
-    _forward_kernel[(triton.cdiv(batch, p.rows_per_program), p.n_chunks)](
-        mu2, lv2, _rows(eps) if eps is not None else mu2, z if z is not None else mu2,
+    _forward_kernel[(cdiv(batch, p.rows_per_program), p.n_chunks)](
+        mu2, lv2, eps.contiguous() if eps is not None else mu2, z if z is not None else mu2,
         kl, var_kl, aniso, partial, counter, batch, n, p.chunk, p.n_chunks,
         ROWS=p.rows_per_program, BLOCK_N=p.block_n, SAMPLE=eps is not None, SPLIT=p.split,
     )
@@ -195,16 +215,16 @@ def backward(
     grad_kl: torch.Tensor | None,
     grad_z: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    mu2, lv2 = _rows(mu), _rows(logvar)
-    batch, n = mu2.shape
+    mu2, lv2 = mu.contiguous(), logvar.contiguous()
+    batch, n = _rows(mu)
     grad_mu = torch.empty(mu.shape, device=mu.device, dtype=mu.dtype)
     grad_lv = torch.empty(logvar.shape, device=mu.device, dtype=logvar.dtype)
     has_grad_z = grad_z is not None and eps is not None
     p = plan(batch, n, target_programs(mu.device))
-    _backward_kernel[(triton.cdiv(batch, p.rows_per_program), triton.cdiv(n, p.block_n))](
-        mu2, lv2, _rows(eps) if has_grad_z else mu2,  # type: ignore[arg-type]
+    _backward_kernel[(cdiv(batch, p.rows_per_program), cdiv(n, p.block_n))](
+        mu2, lv2, eps.contiguous() if has_grad_z else mu2,  # type: ignore[union-attr]
         grad_kl if grad_kl is not None else mu2, grad_kl.stride(0) if grad_kl is not None else 0,
-        _rows(grad_z) if has_grad_z else mu2, grad_mu, grad_lv,  # type: ignore[arg-type]
+        grad_z.contiguous() if has_grad_z else mu2, grad_mu, grad_lv,  # type: ignore[union-attr]
         batch, n,
         ROWS=p.rows_per_program, BLOCK_N=p.block_n, HAS_GRAD_KL=grad_kl is not None, HAS_GRAD_Z=has_grad_z,
     )
