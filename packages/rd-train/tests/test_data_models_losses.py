@@ -24,6 +24,27 @@ def test_embedded_dataset_is_deterministic_and_split_by_photo(tmp_path):
     assert batch.min() >= -1.0 and batch.max() <= 1.0
 
 
+def test_a_batch_is_loaded_in_a_few_ops_with_the_per_image_values(tmp_path):
+    from rd_kernels.testing import DispatchLog
+
+    config = DataConfig(n_train=96, n_val=40, image_size=16, root=str(tmp_path), batch_size=32)
+    save_embedded(tmp_path, config)
+    dm = ImageDataModule(config)
+    dm.setup()
+    for loader, images in ((dm.train_dataloader(), dm.train_set), (dm.val_dataloader(), dm.val_set)):
+        batches = 0
+        for batch, indices in zip(loader, loader.batch_sampler, strict=True):
+            assert torch.equal(batch, torch.stack([images[i] for i in indices]))  # bit for bit
+            batches += 1
+        assert batches == len(loader) > 1
+    loader = iter(dm.train_dataloader())
+    next(loader)  # the epoch's shuffle
+    with DispatchLog() as log:
+        next(loader)
+    # index list to tensor, gather, float, divide, subtract: not a few ops per image and a stack
+    assert len(log.compute_ops()) <= 5, log.ops
+
+
 def test_missing_local_data_says_how_to_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="rd-train prepare"):
         ImageDataModule(DataConfig(root=str(tmp_path / "absent"))).setup()
