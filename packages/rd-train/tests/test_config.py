@@ -17,6 +17,8 @@ def test_defaults_are_valid():
     ({"data": {"name": "celeba"}}, r"data\.root"),
     ({"model": {"block_out_channels": [30, 64]}}, "multiples of norm_num_groups"),
     ({"data": []}, "data must be a mapping"),
+    ({"compile": "fast"}, r"compile must be true or false, or must be one of \['reduce-overhead'\], "
+                          r"got 'fast'"),
 ])
 def test_invalid_config_names_the_key(data, message):
     with pytest.raises(ConfigError, match=message):
@@ -28,3 +30,5 @@ def test_cli_overrides_are_typed():
     assert config.loss.lam == 0.5 and config.data.hflip is False
     with pytest.raises(ConfigError, match="key=value"):
         _config(None, ["loss.lam"])
+    assert _config(None, ["compile=reduce-overhead"]).compile == "reduce-overhead"
+    assert _config(None, ["compile=true"]).compile is True

@@ -107,8 +107,13 @@ class VAEModule(L.LightningModule):
         self.validation_history: list[list[float]] = []  # [step, KL, pixel SSE, anisotropy]; checkpointed
         self._generator: torch.Generator | None = None
         self._first_bad: torch.Tensor | None = None  # per TERMS: first step it was non-finite, or -1
-        self._core = (torch.compile(self._sample_and_decode, fullgraph=True) if c.compile
-                      else self._sample_and_decode)
+        self._core = self._sample_and_decode
+        if c.compile is not False:
+            mode = None if c.compile is True else c.compile
+            self._core = torch.compile(self._sample_and_decode, fullgraph=True, mode=mode)
+        # CUDA graphs (compile: reduce-overhead) reuse their output memory: a step tells them when the
+        # previous step's outputs are dead, at its start (nothing from a step outlives it).
+        self._cuda_graphs = c.compile == "reduce-overhead"
         self.calibration_images: torch.Tensor | None = None  # set by run.py from the training split
 
     # -- optimisation -------------------------------------------------------------------------
@@ -144,6 +149,8 @@ class VAEModule(L.LightningModule):
 
     def objective(self, x: torch.Tensor, step: int) -> Objective:
         """Flip, encode, sample, decode, and the surrogate L of the per-sample objective (module doc)."""
+        if self._cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         flip, eps = self.draw_noise(x, step)
         if flip is not None:
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
