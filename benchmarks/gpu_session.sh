@@ -56,7 +56,7 @@ fi
 if phase training; then
 BASELINE=()
 [ -d .gpu/baseline ] && BASELINE=(--baseline-src .gpu/baseline)
-timeout 200 python3 benchmarks/training_step.py --out "$OUT/training.json" "${BASELINE[@]}" \
+timeout 300 python3 benchmarks/training_step.py --out "$OUT/training.json" "${BASELINE[@]}" \
     > "$OUT/training.txt" 2>&1
 log "training benchmark: exit $?; $(grep -c ms/step "$OUT/training.txt") timings"
 fi

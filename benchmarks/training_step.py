@@ -6,6 +6,7 @@ Variants, each in the same process and on the same device:
 * ``eager``: rd-kernels' PyTorch reference ops (``RD_KERNELS_BACKEND=reference``);
 * ``fused``: the Triton kernels (the default on CUDA);
 * ``compiled``: fused plus ``compile: true`` (encoder -> sample -> decoder through torch.compile);
+* ``cudagraphs``: fused plus ``compile: reduce-overhead`` (the same, replayed as CUDA graphs);
 * ``baseline`` (with ``--baseline-src``): another source tree, e.g. the code before this change, run in
   a subprocess with the same settings its config understands.
 
@@ -40,6 +41,7 @@ FAMILIES = {
     "pixel": {},
     "patchgan": {"neural": "patchgan", "lam": 1.0, "disc_channels": 16, "disc_layers": 2},
 }
+VARIANTS = {"eager": False, "fused": False, "compiled": True, "cudagraphs": "reduce-overhead"}
 COMMON = {
     "accelerator": "gpu", "devices": 1, "precision": "32-true",
     "data": {"name": "embedded", "image_size": 32, "n_train": 2048, "n_val": 256, "batch_size": 64},
@@ -168,9 +170,9 @@ def profiled(config: dict, steps: int, start: int, window: int, out: str) -> dic
 def current(common: dict, steps: int, start: int, scratch: str, profile_steps: int) -> dict:
     results = {}
     for family, loss in FAMILIES.items():
-        for variant in ("eager", "fused", "compiled"):
+        for variant, compile_mode in VARIANTS.items():
             os.environ["RD_KERNELS_BACKEND"] = "reference" if variant == "eager" else "auto"
-            config = {**common, "loss": loss, "log_every_n_steps": 50, "compile": variant == "compiled"}
+            config = {**common, "loss": loss, "log_every_n_steps": 50, "compile": compile_mode}
             results[f"{family}/{variant}"] = timed(config, steps, start, f"{scratch}/{family}-{variant}")
             print(family, variant, f"{results[f'{family}/{variant}']['ms_per_step']:.2f} ms/step", flush=True)
         os.environ.pop("RD_KERNELS_BACKEND", None)
@@ -250,7 +252,7 @@ def main() -> int:
     for family in FAMILIES:
         base = results.get(f"{family}/baseline", {}).get("ms_per_step")
         if base:
-            for variant in ("eager", "fused", "compiled"):
+            for variant in VARIANTS:
                 current_ms = results[f"{family}/{variant}"]["ms_per_step"]
                 results[f"{family}/{variant}"]["speedup_vs_baseline"] = base / current_ms
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
