@@ -23,8 +23,9 @@ def gpu(tiny, **sections):
     return from_dict({**tiny(**sections), "accelerator": "gpu", "devices": 1, "log_every_n_steps": 50})
 
 
+@pytest.mark.parametrize("step_graph", [False, True], ids=["eager", "graphed"])
 @pytest.mark.parametrize("loss", [{}, PATCHGAN], ids=["pixel", "patchgan"])
-def test_a_step_that_does_not_log_never_waits_for_the_gpu(tiny, monkeypatch, loss):
+def test_a_step_that_does_not_log_never_waits_for_the_gpu(tiny, monkeypatch, loss, step_graph):
     original = module_lib.VAEModule.training_step
     checked = []
 
@@ -41,8 +42,8 @@ def test_a_step_that_does_not_log_never_waits_for_the_gpu(tiny, monkeypatch, los
             checked.append(self.step_count)
 
     monkeypatch.setattr(module_lib.VAEModule, "training_step", strict)
-    result = fit(gpu(tiny, loss=loss, optim={"max_steps": 12}))
-    assert checked == list(range(3, 12))  # step_count after each strict step
+    result = fit(gpu(tiny, loss=loss, optim={"max_steps": 12}), step_graph=step_graph)
+    assert checked == list(range(3, 12))  # step_count after each strict step (captures included)
     assert math.isfinite(result["kl"])
 
 
@@ -74,3 +75,20 @@ def test_compiled_training_matches_eager_and_keeps_its_cuda_graphs(tiny, tmp_pat
         assert not counters["inductor"].get("cudagraph_skips"), dict(counters["inductor"])
     for key in ("kl", "anisotropy", "psnr"):
         assert compiled[key] == pytest.approx(eager[key], rel=1e-2), key
+
+
+@pytest.mark.parametrize("loss", [{}, {**PATCHGAN, "disc_start_step": 6}], ids=["pixel", "patchgan"])
+def test_the_graphed_step_replays_and_trains_like_the_eager_one(tiny, tmp_path, monkeypatch, loss):
+    """step_graph on CUDA: one capture per phase, then one replay per step, ending where the eager
+    steps end (the same kernels in the same order; cuDNN may pick other algorithms)."""
+    from rd_train.step_graph import EAGER_STEPS
+
+    base = {**tiny(loss=loss, optim={"max_steps": 24}), "accelerator": "gpu", "devices": 1}
+    eager = fit(from_dict({**base, "out_dir": str(tmp_path / "eager")}), step_graph=False)
+    replays = []
+    original = torch.cuda.CUDAGraph.replay
+    monkeypatch.setattr(torch.cuda.CUDAGraph, "replay", lambda self: replays.append(1) or original(self))
+    graphed = fit(from_dict({**base, "out_dir": str(tmp_path / "graphed")}), step_graph=True)
+    assert len(replays) == 24 - EAGER_STEPS
+    for key in ("kl", "anisotropy", "psnr"):
+        assert graphed[key] == pytest.approx(eager[key], rel=1e-3), key

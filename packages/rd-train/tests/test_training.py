@@ -218,3 +218,46 @@ def test_compiled_model_trains_like_the_eager_one(tiny, tmp_path, monkeypatch, m
     assert len(marks) == (8 if mode == "reduce-overhead" else 0)
     for key in ("kl", "anisotropy", "psnr"):
         assert compiled[key] == pytest.approx(eager[key], rel=1e-3, abs=1e-5), key
+
+
+STEP_GRAPH_CASES = {
+    "pixel": {},
+    # the discriminator starts mid-run: two captured phases
+    "patchgan": {"loss": {"neural": "patchgan", "lam": 1.0, "disc_channels": 8, "disc_layers": 1,
+                          "disc_start_step": 6}},
+    "geco": {"rate": {"mode": "geco", "beta": 1.0, "target": 3.0, "warmup_steps": 4}},
+}
+
+
+@pytest.mark.parametrize("case", list(STEP_GRAPH_CASES))
+def test_the_graphed_step_computes_what_the_eager_step_does(tiny, tmp_path, monkeypatch, case):
+    """step_graph (step_graph.py) on this CPU: the captured body runs eagerly on the static inputs, after
+    the same warm-up runs and state restore a capture needs. Every number matches the eager step's
+    bit for bit, so the warm-up runs left no trace (without the restore the KL moves in the third digit)."""
+    from rd_train import module as module_lib
+    from rd_train.step_graph import EAGER_STEPS, WARMUP_RUNS
+
+    base = tiny(optim={"max_steps": 20}, **STEP_GRAPH_CASES[case])
+    eager = fit(from_dict({**base, "out_dir": str(tmp_path / "eager")}), step_graph=False)
+    runs = []
+    original = module_lib.VAEModule.forward_backward
+    monkeypatch.setattr(module_lib.VAEModule, "forward_backward",
+                        lambda self, *args: runs.append(self.step_count) or original(self, *args))
+    graphed = fit(from_dict({**base, "out_dir": str(tmp_path / "graphed")}), step_graph=True)
+    phases = 2 if case == "patchgan" else 1
+    assert len(runs) == 20 + WARMUP_RUNS * phases and runs[:EAGER_STEPS] == list(range(EAGER_STEPS))
+    for key in ("kl", "anisotropy", "psnr", "variance_kl", "validation_history", "balancer"):
+        assert graphed[key] == eager[key], key
+
+
+def test_the_graphed_step_is_switched_by_the_environment_and_refuses_what_it_cannot_run(tiny, monkeypatch):
+    from rd_train.config import ConfigError
+    from rd_train.step_graph import requested
+
+    monkeypatch.setenv("RD_TRAIN_STEP_GRAPH", "1")
+    assert requested(None) and not requested(False)
+    with pytest.raises(ConfigError, match=r"RD_TRAIN_STEP_GRAPH=1 / step_graph cannot run with "
+                                          r"devices=2 \(it needs 1\), compile=True"):
+        fit(from_dict({**tiny(), "devices": 2, "compile": True}))
+    monkeypatch.delenv("RD_TRAIN_STEP_GRAPH")
+    assert not requested(None)

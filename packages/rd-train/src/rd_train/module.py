@@ -50,6 +50,7 @@ from rd_train.losses import pixel_sse
 from rd_train.metrics import LatentStatistics, anisotropy, kl_per_sample
 from rd_train.models import build_model
 from rd_train.rate import build_rate_controller
+from rd_train.step_graph import EAGER_STEPS, StepGraph
 
 CALIBRATION_STREAM = 10**12  # the generator index of BatchNorm recalibration's noise (no step reaches it)
 CALIBRATION_BATCH = 256  # images per forward pass of the recalibration (a cumulative average: any size)
@@ -90,8 +91,19 @@ class Objective(NamedTuple):
     beta: torch.Tensor | float
 
 
+class StepResult(NamedTuple):
+    """A step's forward and backward (`VAEModule.forward_backward`): what the eager part of the step needs."""
+
+    objective: Objective
+    kl_mean: torch.Tensor  # over the global batch
+    generator_bad: torch.Tensor  # per TERMS[:4]: pixel, neural, KL, autoencoder gradient non-finite
+    discriminator_loss: torch.Tensor  # 0 while the discriminator is off
+    discriminator_bad: torch.Tensor  # 0-dim bool
+
+
 class VAEModule(L.LightningModule):
-    def __init__(self, config: dict[str, Any], neural_loss: nn.Module | None = None) -> None:
+    def __init__(self, config: dict[str, Any], neural_loss: nn.Module | None = None,
+                 step_graph: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters({"config": config}, ignore=["neural_loss"])
         self.config: TrainConfig = from_dict(config)
@@ -114,6 +126,7 @@ class VAEModule(L.LightningModule):
         # CUDA graphs (compile: reduce-overhead) reuse their output memory: a step tells them when the
         # previous step's outputs are dead, at its start (nothing from a step outlives it).
         self._cuda_graphs = c.compile == "reduce-overhead"
+        self._step_graph = StepGraph(self) if step_graph else None  # step_graph.py
         self.calibration_images: torch.Tensor | None = None  # set by run.py from the training split
 
     # -- optimisation -------------------------------------------------------------------------
@@ -149,48 +162,50 @@ class VAEModule(L.LightningModule):
 
     def objective(self, x: torch.Tensor, step: int) -> Objective:
         """Flip, encode, sample, decode, and the surrogate L of the per-sample objective (module doc)."""
+        flip, eps = self.draw_noise(x, step)
+        return self.objective_from(x, flip, eps, self.rate.value(step), self._neural_term_on(step))
+
+    def objective_from(self, x: torch.Tensor, flip: torch.Tensor | None, eps: torch.Tensor,
+                       beta: torch.Tensor | float, neural_term: bool) -> Objective:
+        """`objective` with the step's draws, β and whether the neural term is on given."""
         if self._cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
-        flip, eps = self.draw_noise(x, step)
         if flip is not None:
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
         x_hat, kl, stats = self._core(x, eps)
         losses = {"pixel": pixel_sse(x, x_hat)}
-        if self.neural is not None and (not self.adversarial or step >= self.config.loss.disc_start_step):
+        if neural_term:
             losses["neural"] = self._neural_generator_loss(x, x_hat)
-        beta = self.rate.value(step)
         gradient = self.balancer.gradient(losses, x_hat)
         surrogate = (x_hat.float() * gradient.float()).sum() / x.shape[0] + beta * kl.mean()
         return Objective(surrogate, x_hat, losses, kl, stats, beta)
 
+    def _neural_term_on(self, step: int) -> bool:
+        return self.neural is not None and (not self.adversarial or step >= self.config.loss.disc_start_step)
+
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         step = self.step_count
-        out = self.objective(batch, step)
         optimizers = self.optimizers()
-        gen_opt = optimizers[0] if isinstance(optimizers, list) else optimizers
-        gen_opt.zero_grad()
-        self.manual_backward(out.surrogate)
-        grad_norm = torch.nn.utils.get_total_norm(
-            [p.grad for p in self.model.parameters() if p.grad is not None], norm_type=torch.inf)
-        kl_mean = _global_mean(out.kl.mean().detach())
-        zero = kl_mean.new_zeros(())
-        terms = [out.losses["pixel"].detach(), out.losses.get("neural", zero).detach(), kl_mean, grad_norm]
-        generator_bad = ~torch.isfinite(torch.stack(terms).float())
-        _skip_if(gen_opt, generator_bad.any())
-        gen_opt.step()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        disc_active = self.adversarial and step >= self.config.loss.disc_start_step
+        active = optimizers if disc_active else optimizers[:1]
+        if self._step_graph is not None and step >= EAGER_STEPS:
+            result = self._step_graph.run(batch, step, disc_active, active)
+        else:
+            for optimizer in active:
+                optimizer.zero_grad()
+            flip, eps = self.draw_noise(batch, step)
+            result = self.forward_backward(batch, flip, eps, self.rate.value(step), disc_active)
+        out, kl_mean = result.objective, result.kl_mean
+        generator_bad = result.generator_bad.any()
+        _skip_if(optimizers[0], generator_bad)
+        optimizers[0].step()
         self.lr_schedulers().step()  # type: ignore[union-attr]
-        self.rate.update(step, kl_mean, ~generator_bad.any())
-
-        d_loss = zero
-        if self.adversarial and step >= self.config.loss.disc_start_step:
-            assert isinstance(optimizers, list) and self.neural is not None
-            disc_opt = optimizers[1]
-            disc_opt.zero_grad()
-            d_loss = self.neural.discriminator_loss(batch, out.x_hat)  # type: ignore[operator]
-            self.manual_backward(d_loss)
-            _skip_if(disc_opt, ~torch.isfinite(d_loss.detach()))
-            disc_opt.step()
-        self._record_non_finite(step, torch.cat([generator_bad, ~torch.isfinite(d_loss.detach()).view(1)]))
+        self.rate.update(step, kl_mean, ~generator_bad)
+        if disc_active:
+            _skip_if(optimizers[1], result.discriminator_bad)
+            optimizers[1].step()
+        self._record_non_finite(step, torch.cat([result.generator_bad, result.discriminator_bad.view(1)]))
 
         self.step_count += 1
         last = self.step_count >= self.config.optim.max_steps
@@ -198,13 +213,37 @@ class VAEModule(L.LightningModule):
             self.raise_if_non_finite()
             self.log_dict({
                 "train/kl": kl_mean, "train/beta": out.beta, "train/anisotropy": out.stats.anisotropy.mean(),
-                "train/variance_kl": out.stats.variance_kl.mean(), "train/discriminator": d_loss.detach(),
+                "train/variance_kl": out.stats.variance_kl.mean(),
+                "train/discriminator": result.discriminator_loss,
                 "train/effective": self.balancer.effective_loss(out.losses),
                 **{f"train/{k}": v.detach() for k, v in out.losses.items()},
                 **{f"train/{k}": v for k, v in self.balancer.metrics().items()},
             })
         if last:
             self.trainer.should_stop = True
+
+    def forward_backward(self, batch: torch.Tensor, flip: torch.Tensor | None, eps: torch.Tensor,
+                         beta: torch.Tensor | float, disc_active: bool) -> StepResult:
+        """A step's forward and backward, optimisers not stepped: the autoencoder's gradient of the
+        objective, then (PatchGAN, once on) the discriminator's hinge gradient. The discriminator sees
+        x̂ detached, so its gradient does not depend on the generator's update: computing it before
+        that update (one block for step_graph.py to capture) changes no number."""
+        neural_term = self.neural is not None and (not self.adversarial or disc_active)
+        out = self.objective_from(batch, flip, eps, beta, neural_term)
+        self.manual_backward(out.surrogate)
+        grad_norm = torch.nn.utils.get_total_norm(
+            [p.grad for p in self.model.parameters() if p.grad is not None], norm_type=torch.inf)
+        kl_mean = _global_mean(out.kl.mean().detach())
+        zero = kl_mean.new_zeros(())
+        terms = [out.losses["pixel"].detach(), out.losses.get("neural", zero).detach(), kl_mean, grad_norm]
+        generator_bad = ~torch.isfinite(torch.stack(terms).float())
+        d_loss = zero
+        if disc_active:
+            assert self.neural is not None
+            d_loss = self.neural.discriminator_loss(batch, out.x_hat)  # type: ignore[operator]
+            self.manual_backward(d_loss)
+        d_loss = d_loss.detach()
+        return StepResult(out, kl_mean, generator_bad, d_loss, ~torch.isfinite(d_loss))
 
     def _neural_generator_loss(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         assert self.neural is not None

@@ -26,13 +26,21 @@ from torch import nn
 from rd_train.checkpoints import AtomicCheckpointIO, SaveLast, read_checkpoint, remove_partial_writes
 from rd_train.config import TrainConfig
 from rd_train.data import ImageDataModule
-from rd_train.errors import RunConflictError
+from rd_train.errors import ConfigError, RunConflictError
 from rd_train.metrics import write_json
 from rd_train.module import VAEModule
+from rd_train.step_graph import ENV_VAR as STEP_GRAPH_ENV
+from rd_train.step_graph import requested as step_graph_requested
 
 
 def fit(config: TrainConfig, neural_loss: nn.Module | None = None,
-        callbacks: Sequence[L.Callback] = ()) -> dict[str, Any]:
+        callbacks: Sequence[L.Callback] = (), step_graph: bool | None = None) -> dict[str, Any]:
+    """Train (or resume, or reuse) the run ``config`` describes. ``step_graph`` (default: the
+    ``RD_TRAIN_STEP_GRAPH`` environment variable) replays each step's forward and backward as a CUDA
+    graph (step_graph.py): how the step runs, not what it computes, so it is not part of the config."""
+    graphed = step_graph_requested(step_graph)
+    if graphed:
+        check_step_graph(config)
     out = Path(config.out_dir)
     metrics_path = out / "metrics.json"
     if metrics_path.is_file():
@@ -55,7 +63,7 @@ def fit(config: TrainConfig, neural_loss: nn.Module | None = None,
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     data = ImageDataModule(config.data)
-    module = VAEModule(config.to_dict(), neural_loss)
+    module = VAEModule(config.to_dict(), neural_loss, step_graph=graphed)
     module.calibration_images = calibration_images(data, config.bn_calibration_images)
     trainer = L.Trainer(
         accelerator=config.accelerator, devices=config.devices, precision=config.precision,
@@ -82,6 +90,19 @@ def fit(config: TrainConfig, neural_loss: nn.Module | None = None,
     metrics["train_seconds_this_process"] = time.perf_counter() - start
     write_json(metrics_path, metrics)
     return metrics
+
+
+def check_step_graph(config: TrainConfig) -> None:
+    """A CUDA-graphed step runs one process (no DDP hooks inside a graph), without GradScaler (fp16
+    scaling reads the scale on the host) and without torch.compile (its own graphs)."""
+    problems = [problem for problem, bad in (
+        (f"devices={config.devices} (it needs 1)", config.devices != 1),
+        ("precision=16-mixed (use 32-true or bf16-mixed)", config.precision == "16-mixed"),
+        (f"compile={config.compile!r} (it needs false)", config.compile is not False),
+    ) if bad]
+    if problems:
+        raise ConfigError(f"{STEP_GRAPH_ENV}=1 / step_graph cannot run with " + ", ".join(problems)
+                          + f": change those keys, or unset {STEP_GRAPH_ENV}")
 
 
 def evaluate(config: TrainConfig, checkpoint: str | Path) -> dict[str, Any]:

@@ -164,6 +164,11 @@ class Balancer:
             return kernels
         return reference
 
+    def device_state(self) -> tuple[torch.Tensor, ...]:
+        """The tensors a step updates in place (EMA sums and weights, non-finite counts): for callers
+        that must save and restore them, e.g. around a CUDA graph's warm-up runs."""
+        return self._ema_sum, self._ema_weight, self._nonfinite
+
     # -- reading the state (each call below synchronises with the device, except metrics) --------
     def metrics(self) -> dict[str, torch.Tensor]:
         """Device scalars of the last step: ``scale_<name>`` and ``ratio_<name>`` (n̄_i / Σ_j n̄_j)."""

@@ -1,0 +1,146 @@
+"""A training step's forward and backward replayed as one CUDA graph (opt-in: ``fit(step_graph=True)`` or
+``RD_TRAIN_STEP_GRAPH=1``).
+
+On a GPU the step is host-bound: its kernels take about a millisecond, while launching the few hundred
+of them from Python takes several. Captured once and replayed, they cost one launch. Captured: flip,
+encode, sample, decode, the reconstruction losses, the balancer (its per-loss gradients, norms, EMA
+update and weighted sum), the backward of the surrogate, the non-finite checks, and the discriminator's
+loss and backward. Left eager around each replay: copying the batch, the step's noise and β into the
+graph's static inputs, the optimiser steps (Lightning counts them; the learning rate changes every
+step), the rate controller's update, the non-finite records and the logging. The step computes what
+the eager step does, in the same order (`VAEModule.forward_backward` is the body of both).
+
+A graph is captured once per phase (before and after the discriminator starts), after
+`EAGER_STEPS` eager steps (first allocations, Triton compilation), as CUDA graphs require: the body
+runs `WARMUP_RUNS` times on a side stream, then once under capture. The warm-up runs change state
+(the balancer's EMA, BatchNorm statistics, spectral-norm vectors), so that state is saved before them
+and restored after: training continues as if they never ran. Without CUDA the body runs eagerly on
+the same static inputs at every step, warm-up and restore included: what the CPU tests check (the
+capture itself is checked on a GPU, test_gpu_training.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from rd_train.module import StepResult, VAEModule
+
+ENV_VAR = "RD_TRAIN_STEP_GRAPH"
+EAGER_STEPS = 3  # steps run eagerly before the first capture
+WARMUP_RUNS = 3  # runs of the body on a side stream before a capture
+
+
+def requested(step_graph: bool | None) -> bool:
+    """``step_graph`` if given, else whether ``RD_TRAIN_STEP_GRAPH=1``."""
+    return step_graph if step_graph is not None else os.environ.get(ENV_VAR, "0") == "1"
+
+
+@dataclass
+class StaticInputs:
+    """What changes between steps, in memory the graph reads at every replay."""
+
+    batch: torch.Tensor
+    flip: torch.Tensor | None
+    eps: torch.Tensor
+    beta: torch.Tensor  # 0-dim fp32
+
+
+@dataclass
+class Captured:
+    inputs: StaticInputs
+    body: Callable[[], StepResult]
+    graph: torch.cuda.CUDAGraph | None  # None without CUDA: the body runs eagerly at every step
+    result: StepResult | None  # the graph's outputs, rewritten by every replay
+
+
+class StepGraph:
+    def __init__(self, module: VAEModule) -> None:
+        self.module = module
+        self.captured: dict[bool, Captured] = {}
+
+    def run(self, batch: torch.Tensor, step: int, disc_active: bool, optimizers: Sequence[Any]) -> StepResult:
+        """The step's forward and backward (gradients left in ``.grad``, optimisers not stepped)."""
+        captured = self.captured.get(disc_active)
+        if captured is None:
+            captured = self.captured[disc_active] = self._capture(batch, step, disc_active, optimizers)
+        self._fill(captured.inputs, batch, step)
+        if captured.graph is None:
+            _zero_grads(optimizers)
+            return captured.body()
+        captured.graph.replay()
+        assert captured.result is not None
+        return captured.result
+
+    def _fill(self, inputs: StaticInputs, batch: torch.Tensor, step: int) -> None:
+        flip, eps = self.module.draw_noise(batch, step)  # the eager step's draws, in its order
+        inputs.batch.copy_(batch)
+        if inputs.flip is not None and flip is not None:
+            inputs.flip.copy_(flip)
+        inputs.eps.copy_(eps)
+        beta = self.module.rate.value(step)
+        if isinstance(beta, torch.Tensor):
+            inputs.beta.copy_(beta)
+        else:
+            inputs.beta.fill_(beta)
+
+    def _capture(self, batch: torch.Tensor, step: int, disc_active: bool,
+                 optimizers: Sequence[Any]) -> Captured:
+        flip, eps = self.module.draw_noise(batch, step)
+        inputs = StaticInputs(batch.clone(), None if flip is None else flip.clone(), eps.clone(),
+                              torch.zeros((), dtype=torch.float32, device=batch.device))
+        self._fill(inputs, batch, step)
+
+        def body() -> StepResult:
+            module, i = self.module, inputs
+            return module.forward_backward(i.batch, i.flip, i.eps, i.beta, disc_active)
+
+        cuda = batch.device.type == "cuda"
+        side = torch.cuda.Stream(batch.device) if cuda else None
+        with self._state_restored():
+            if side is not None:
+                side.wait_stream(torch.cuda.current_stream(batch.device))
+            with torch.cuda.stream(side) if side is not None else _nothing():
+                for _ in range(WARMUP_RUNS):
+                    _zero_grads(optimizers)
+                    body()
+            if side is not None:
+                torch.cuda.current_stream(batch.device).wait_stream(side)
+        if not cuda:
+            return Captured(inputs, body, None, None)
+        # Gradients are allocated by the captured backward, in the graph's memory: replays rewrite them.
+        _zero_grads(optimizers)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            result = body()
+        return Captured(inputs, body, graph, result)
+
+    @contextmanager
+    def _state_restored(self) -> Iterator[None]:
+        """Save what a run of the body changes besides gradients, and put it back afterwards."""
+        module = self.module
+        tensors = [*module.model.buffers(), *(module.neural.buffers() if module.neural is not None else ()),
+                   *module.balancer.device_state()]
+        saved = [t.detach().clone() for t in tensors]
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for tensor, value in zip(tensors, saved, strict=True):
+                    tensor.copy_(value)
+
+
+def _zero_grads(optimizers: Sequence[Any]) -> None:
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
