@@ -7,6 +7,7 @@ Variants, each in the same process and on the same device:
 * ``fused``: the Triton kernels (the default on CUDA);
 * ``compiled``: fused plus ``compile: true`` (encoder -> sample -> decoder through torch.compile);
 * ``cudagraphs``: fused plus ``compile: reduce-overhead`` (the same, replayed as CUDA graphs);
+* ``stepgraph``: fused, each step's forward and backward replayed as one CUDA graph (``step_graph``);
 * ``baseline`` (with ``--baseline-src``): another source tree, e.g. the code before this change, run in
   a subprocess with the same settings its config understands.
 
@@ -43,7 +44,9 @@ FAMILIES = {
     "pixel": {},
     "patchgan": {"neural": "patchgan", "lam": 1.0, "disc_channels": 16, "disc_layers": 2},
 }
-VARIANTS = {"eager": False, "fused": False, "compiled": True, "cudagraphs": "reduce-overhead"}
+# variant: (config's compile, fit's step_graph)
+VARIANTS = {"eager": (False, False), "fused": (False, False), "compiled": (True, False),
+            "cudagraphs": ("reduce-overhead", False), "stepgraph": (False, True)}
 COMMON = {
     "accelerator": "gpu", "devices": 1, "precision": "32-true",
     "data": {"name": "embedded", "image_size": 32, "n_train": 2048, "n_val": 256, "batch_size": 64},
@@ -149,42 +152,47 @@ class ProfileWindow:
         }
 
 
-def timed(config: dict, steps: int, start: int, out: str) -> dict:
+def timed(config: dict, steps: int, start: int, out: str, step_graph: bool = False) -> dict:
     from rd_train import from_dict
     from rd_train.run import fit
 
     timer = StepTimer(start)  # noqa: F821  # defined by exec(TIMER)
-    fit(from_dict({**config, "out_dir": out, "optim": {"max_steps": steps, "lr": 0.002}}), callbacks=[timer])
+    fit(from_dict({**config, "out_dir": out, "optim": {"max_steps": steps, "lr": 0.002}}), callbacks=[timer],
+        step_graph=step_graph)
     ms = timer.ms_per_step()
     return {"ms_per_step": ms, "steps_per_s": 1e3 / ms, "timed_steps": timer.seen - start}
 
 
-def profiled(config: dict, steps: int, start: int, window: int, out: str) -> dict:
+def profiled(config: dict, steps: int, start: int, window: int, out: str, step_graph: bool) -> dict:
     from rd_train import from_dict
     from rd_train.run import fit
 
     profiler = ProfileWindow(start, window)
     fit(from_dict({**config, "out_dir": out, "optim": {"max_steps": steps, "lr": 0.002}}),
-        callbacks=[profiler.callback])
+        callbacks=[profiler.callback], step_graph=step_graph)
     return profiler.summary
 
 
 def run_current(family: str, variant: str, common: dict, steps: int, start: int, scratch: str) -> dict:
     os.environ["RD_KERNELS_BACKEND"] = "reference" if variant == "eager" else "auto"
     try:
-        config = {**common, "loss": FAMILIES[family], "log_every_n_steps": 50, "compile": VARIANTS[variant]}
-        result = timed(config, steps, start, f"{scratch}/{family}-{variant}")
+        compile_mode, step_graph = VARIANTS[variant]
+        config = {**common, "loss": FAMILIES[family], "log_every_n_steps": 50, "compile": compile_mode}
+        result = timed(config, steps, start, f"{scratch}/{family}-{variant}", step_graph)
     finally:
         os.environ.pop("RD_KERNELS_BACKEND", None)
     print(family, variant, f"{result['ms_per_step']:.2f} ms/step", flush=True)
     return result
 
 
-def run_profile(family: str, common: dict, steps: int, start: int, window: int, scratch: str) -> dict:
-    config = {**common, "loss": FAMILIES[family], "log_every_n_steps": 50}
+def run_profile(family: str, variant: str, common: dict, steps: int, start: int, window: int,
+                scratch: str) -> dict:
+    compile_mode, step_graph = VARIANTS[variant]
+    config = {**common, "loss": FAMILIES[family], "log_every_n_steps": 50, "compile": compile_mode}
     # inside the third epoch (32 steps each): no validation or checkpoint in the window
-    summary = profiled(config, steps, start + 2, window, f"{scratch}/{family}-profile")
-    print(family, "profile", {k: v for k, v in summary.items() if not isinstance(v, dict)}, flush=True)
+    summary = profiled(config, steps, start + 2, window, f"{scratch}/{family}-{variant}-profile", step_graph)
+    scalars = {k: v for k, v in summary.items() if not isinstance(v, dict)}
+    print(family, variant, "profile", scalars, flush=True)
     return summary
 
 
@@ -261,7 +269,7 @@ def main() -> int:
             if args.baseline_src:
                 results[f"{family}/baseline"] = run_baseline(family, common, args.baseline_src, args.steps,
                                                              args.start, scratch)
-            for variant in ("fused", "cudagraphs"):
+            for variant in ("fused", "stepgraph", "cudagraphs"):
                 results[f"{family}/{variant}"] = run_current(family, variant, common, args.steps, args.start,
                                                              scratch)
                 save()
@@ -271,10 +279,11 @@ def main() -> int:
                                                              scratch)
                 save()
         if args.profile_steps:
-            for family in FAMILIES:
-                results[f"{family}/fused/profile"] = run_profile(family, common, args.steps, args.start,
-                                                                 args.profile_steps, scratch)
-                save()
+            for variant in ("fused", "stepgraph"):
+                for family in FAMILIES:
+                    results[f"{family}/{variant}/profile"] = run_profile(
+                        family, variant, common, args.steps, args.start, args.profile_steps, scratch)
+                    save()
     return 0
 
 
