@@ -41,13 +41,13 @@ if phase tests; then  # kernels on CUDA tensors, then what a GPU training step p
 RD_KERNELS_TEST_DEVICE=cuda timeout 90 python3 -m pytest packages/rd-kernels/tests -q -p no:cacheprovider \
     -o addopts="--import-mode=importlib" > "$OUT/tests.txt" 2>&1
 log "kernel tests: $(tail -1 "$OUT/tests.txt")"
-timeout 120 python3 -m pytest packages/rd-train/tests/test_gpu_training.py -q -p no:cacheprovider \
+timeout 150 python3 -m pytest packages/rd-train/tests/test_gpu_training.py -q -p no:cacheprovider \
     -o addopts="--import-mode=importlib -ra" >> "$OUT/tests.txt" 2>&1
 log "training tests on the GPU: $(tail -1 "$OUT/tests.txt")"
 fi
 
 if phase bench; then
-timeout 130 python3 -m pytest packages/rd-kernels/benchmarks --benchmark-only -o python_files='bench_*.py' \
+timeout 120 python3 -m pytest packages/rd-kernels/benchmarks --benchmark-only -o python_files='bench_*.py' \
     -o addopts="--import-mode=importlib" -k gpu --benchmark-json="$OUT/kernels.json" -q -p no:cacheprovider \
     > "$OUT/kernels.txt" 2>&1
 log "kernel benchmarks: $(tail -1 "$OUT/kernels.txt")"
@@ -61,7 +61,7 @@ fi
 if phase training; then
 BASELINE=()
 [ -d .gpu/baseline ] && BASELINE=(--baseline-src .gpu/baseline)
-timeout 200 python3 benchmarks/training_step.py --out "$OUT/training.json" "${BASELINE[@]}" \
+timeout 180 python3 benchmarks/training_step.py --out "$OUT/training.json" "${BASELINE[@]}" \
     >> "$OUT/stdout.txt" 2>&1  # training.json is rewritten after every fit: a timeout keeps the rest
 log "training benchmark: exit $?; $(grep -c ms/step "$OUT/stdout.txt") timings"
 fi

@@ -60,30 +60,33 @@ def test_evaluation_runs_on_the_training_device(tiny, monkeypatch):
     assert devices and set(devices) == {"cuda"}
 
 
-@pytest.mark.parametrize("mode", [True, "reduce-overhead"])
+@pytest.mark.parametrize("mode", ["reduce-overhead"])  # compile: true is timed by training_step.py
 def test_compiled_training_matches_eager_and_keeps_its_cuda_graphs(tiny, tmp_path, mode):
-    """The compiled encoder -> sample -> decoder (custom ops traced) ends where the eager one does;
-    with reduce-overhead, inductor skipped no CUDA graph (a skip is counted with its reason, e.g. an
-    input mutation it does not support)."""
+    """The compiled encoder -> sample -> decoder (custom ops traced) ends where the eager one does, and
+    inductor skipped no CUDA graph (a skip is counted with its reason, e.g. an input mutation it does
+    not support)."""
     from torch._dynamo.utils import counters
 
     base = {**tiny(loss=PATCHGAN, optim={"max_steps": 16}), "accelerator": "gpu", "devices": 1}
     eager = fit(from_dict({**base, "out_dir": str(tmp_path / "eager")}))
     counters.clear()
     compiled = fit(from_dict({**base, "out_dir": str(tmp_path / "compiled"), "compile": mode}))
-    if mode == "reduce-overhead":
-        assert not counters["inductor"].get("cudagraph_skips"), dict(counters["inductor"])
+    assert not counters["inductor"].get("cudagraph_skips"), dict(counters["inductor"])
     for key in ("kl", "anisotropy", "psnr"):
         assert compiled[key] == pytest.approx(eager[key], rel=1e-2), key
 
 
-@pytest.mark.parametrize("loss", [{}, {**PATCHGAN, "disc_start_step": 6}], ids=["pixel", "patchgan"])
-def test_the_graphed_step_replays_and_trains_like_the_eager_one(tiny, tmp_path, monkeypatch, loss):
+@pytest.mark.parametrize(("loss", "precision"), [({}, "32-true"), ({}, "bf16-mixed"),
+                                                ({**PATCHGAN, "disc_start_step": 6}, "32-true")],
+                         ids=["pixel", "pixel-bf16", "patchgan"])
+def test_the_graphed_step_replays_and_trains_like_the_eager_one(tiny, tmp_path, monkeypatch, loss, precision):
     """step_graph on CUDA: one capture per phase, then one replay per step, ending where the eager
-    steps end (the same kernels in the same order; cuDNN may pick other algorithms)."""
+    steps end (the same kernels in the same order; cuDNN may pick other algorithms). Under bf16-mixed a
+    stale autocast weight cache would freeze the weights the replays see: the metrics would drift."""
     from rd_train.step_graph import EAGER_STEPS
 
-    base = {**tiny(loss=loss, optim={"max_steps": 24}), "accelerator": "gpu", "devices": 1}
+    base = {**tiny(loss=loss, optim={"max_steps": 24}), "accelerator": "gpu", "devices": 1,
+            "precision": precision}
     eager = fit(from_dict({**base, "out_dir": str(tmp_path / "eager")}), step_graph=False)
     replays = []
     original = torch.cuda.CUDAGraph.replay
@@ -91,4 +94,4 @@ def test_the_graphed_step_replays_and_trains_like_the_eager_one(tiny, tmp_path, 
     graphed = fit(from_dict({**base, "out_dir": str(tmp_path / "graphed")}), step_graph=True)
     assert len(replays) == 24 - EAGER_STEPS
     for key in ("kl", "anisotropy", "psnr"):
-        assert graphed[key] == pytest.approx(eager[key], rel=1e-3), key
+        assert graphed[key] == pytest.approx(eager[key], rel=1e-3 if precision == "32-true" else 1e-2), key

@@ -222,6 +222,7 @@ def test_compiled_model_trains_like_the_eager_one(tiny, tmp_path, monkeypatch, m
 
 STEP_GRAPH_CASES = {
     "pixel": {},
+    "pixel-bf16": {"precision": "bf16-mixed"},
     # the discriminator starts mid-run: two captured phases
     "patchgan": {"loss": {"neural": "patchgan", "lam": 1.0, "disc_channels": 8, "disc_layers": 1,
                           "disc_start_step": 6}},
@@ -237,7 +238,9 @@ def test_the_graphed_step_computes_what_the_eager_step_does(tiny, tmp_path, monk
     from rd_train import module as module_lib
     from rd_train.step_graph import EAGER_STEPS, WARMUP_RUNS
 
-    base = tiny(optim={"max_steps": 20}, **STEP_GRAPH_CASES[case])
+    sections = {k: v for k, v in STEP_GRAPH_CASES[case].items() if isinstance(v, dict)}
+    top = {k: v for k, v in STEP_GRAPH_CASES[case].items() if not isinstance(v, dict)}
+    base = {**tiny(optim={"max_steps": 20}, **sections), **top}
     eager = fit(from_dict({**base, "out_dir": str(tmp_path / "eager")}), step_graph=False)
     runs = []
     original = module_lib.VAEModule.forward_backward

@@ -12,7 +12,8 @@ the eager step does, in the same order (`VAEModule.forward_backward` is the body
 
 A graph is captured once per phase (before and after the discriminator starts), after
 `EAGER_STEPS` eager steps (first allocations, Triton compilation), as CUDA graphs require: the body
-runs `WARMUP_RUNS` times on a side stream, then once under capture. The warm-up runs change state
+runs `WARMUP_RUNS` times on a side stream, then once under capture (under bf16-mixed, with autocast's
+weight cache off: see `_uncached_autocast`). The warm-up runs change state
 (the balancer's EMA, BatchNorm statistics, spectral-norm vectors), so that state is saved before them
 and restored after: training continues as if they never ran. Without CUDA the body runs eagerly on
 the same static inputs at every step, warm-up and restore included: what the CPU tests check (the
@@ -103,7 +104,7 @@ class StepGraph:
 
         cuda = batch.device.type == "cuda"
         side = torch.cuda.Stream(batch.device) if cuda else None
-        with self._state_restored():
+        with self._state_restored(), _uncached_autocast(batch.device.type):
             if side is not None:
                 side.wait_stream(torch.cuda.current_stream(batch.device))
             with torch.cuda.stream(side) if side is not None else _nothing():
@@ -117,7 +118,7 @@ class StepGraph:
         # Gradients are allocated by the captured backward, in the graph's memory: replays rewrite them.
         _zero_grads(optimizers)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with _uncached_autocast("cuda"), torch.cuda.graph(graph):
             result = body()
         return Captured(inputs, body, graph, result)
 
@@ -134,6 +135,18 @@ class StepGraph:
             with torch.no_grad():
                 for tensor, value in zip(tensors, saved, strict=True):
                     tensor.copy_(value)
+
+
+@contextmanager
+def _uncached_autocast(device_type: str) -> Iterator[None]:
+    """Autocast as the caller has it (bf16-mixed), but without its cache of low-precision weights: a
+    weight cast during the warm-up runs and read from the cache under capture would be replayed stale
+    after every optimiser step. Uncached, the capture records the casts themselves."""
+    if not torch.is_autocast_enabled(device_type):
+        yield
+        return
+    with torch.autocast(device_type, dtype=torch.get_autocast_dtype(device_type), cache_enabled=False):
+        yield
 
 
 def _zero_grads(optimizers: Sequence[Any]) -> None:
