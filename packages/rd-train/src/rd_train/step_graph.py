@@ -118,7 +118,8 @@ class StepGraph:
         # Gradients are allocated by the captured backward, in the graph's memory: replays rewrite them.
         _zero_grads(optimizers)
         graph = torch.cuda.CUDAGraph()
-        with _uncached_autocast("cuda"), torch.cuda.graph(graph):
+        # The warm-up's stream: per-stream handles and workspaces (cuBLAS) exist before the capture.
+        with _uncached_autocast("cuda"), torch.cuda.graph(graph, stream=side):
             result = body()
         return Captured(inputs, body, graph, result)
 
