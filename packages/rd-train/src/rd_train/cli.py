@@ -5,6 +5,10 @@ A mistake the user can fix (a config value, a missing file or weights, an unread
 run directory holding another run, a params.yaml naming an unknown family) prints one line,
 ``rd-train: <what is wrong and what to do>``, on stderr and exits 2; ``--debug`` or
 ``RD_TRAIN_DEBUG=1`` adds the traceback. Anything else is a bug: traceback and exit code 1.
+
+On a GPU, ``RD_TRAIN_STEP_GRAPH=1`` replays each training step's forward and backward as one CUDA graph
+(fit and sweep; one process, no fp16 scaling, no compile). It computes what the eager step does (equal
+bit for bit where tested, on a CPU); its speed on a GPU is not measured yet.
 """
 
 from __future__ import annotations
