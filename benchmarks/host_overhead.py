@@ -1,6 +1,8 @@
 """Host time of the fused paths with the Triton launches stubbed out: what the Python wrappers, autograd
 and allocations cost per call besides the launches themselves. On a GPU that host time decides the
-speed of small calls (the kernels take microseconds); this measures it on any CPU.
+speed of small calls (the kernels take microseconds); this measures it on any CPU. For scale, the eager
+formula and torch.compile of it run the same call with their real CPU kernels (small at 64 x 16); on a
+GPU each of their launches costs more host time than on a CPU, so this is a proxy, not a GPU number.
 
 Each case runs in a fresh subprocess (Triton's interpreter flag, then the stubs, are set before the
 import), optionally against another source tree, alternating current and baseline so that drift of the
@@ -35,6 +37,19 @@ def call():
     z, kl, _ = sample_and_kl(mu, lv, eps, backend="triton")
     torch.autograd.backward([z, kl], [gz, gk])
 """,
+    # for scale: the eager formula (rd_kernels' reference ops) and torch.compile of it, same call; these
+    # run their real CPU kernels, which at 64 x 16 cost little next to the dispatch
+    "eager formula fwd+bwd 64x16": """
+from rd_kernels.gaussian_kl import reference
+mu = torch.randn(64, 16, requires_grad=True); lv = torch.randn(64, 16, requires_grad=True)
+eps = torch.randn(64, 16); gz = torch.randn(64, 16); gk = torch.ones(64)
+def formula(mu, lv, eps):
+    return reference.sample(mu, lv, eps), reference.gaussian_kl(mu, lv), reference.anisotropy(lv.detach())
+def call():
+    mu.grad = lv.grad = None
+    z, kl, _ = formula(mu, lv, eps)
+    torch.autograd.backward([z, kl], [gz, gk])
+""",
     # the two launchers alone (tiling, allocations, argument preparation), no autograd
     "sample_and_kl launchers 64x16": """
 from rd_kernels.gaussian_kl import triton as kernels
@@ -44,6 +59,18 @@ gk = torch.ones(64)
 def call():
     kernels.forward(mu, lv, eps)
     kernels.backward(mu, lv, eps, gk, gz)
+""",
+    "torch.compile(eager formula) fwd+bwd 64x16": """
+from rd_kernels.gaussian_kl import reference
+mu = torch.randn(64, 16, requires_grad=True); lv = torch.randn(64, 16, requires_grad=True)
+eps = torch.randn(64, 16); gz = torch.randn(64, 16); gk = torch.ones(64)
+@torch.compile
+def formula(mu, lv, eps):
+    return reference.sample(mu, lv, eps), reference.gaussian_kl(mu, lv), reference.anisotropy(lv.detach())
+def call():
+    mu.grad = lv.grad = None
+    z, kl, _ = formula(mu, lv, eps)
+    torch.autograd.backward([z, kl], [gz, gk])
 """,
     **{f"balancer.balance K={k}": f"""
 from rd_kernels import Balancer
