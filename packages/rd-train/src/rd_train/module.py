@@ -46,7 +46,7 @@ from rd_kernels import Balancer, PosteriorStats, sample_and_kl
 from torch import nn
 
 from rd_train.config import TrainConfig, from_dict
-from rd_train.losses import pixel_sse
+from rd_train.losses import build_neural_loss, pixel_sse
 from rd_train.metrics import LatentStatistics, anisotropy, kl_per_sample
 from rd_train.models import build_model
 from rd_train.rate import build_rate_controller
@@ -56,28 +56,6 @@ CALIBRATION_STREAM = 10**12  # the generator index of BatchNorm recalibration's 
 CALIBRATION_BATCH = 256  # images per forward pass of the recalibration (a cumulative average: any size)
 # What can go non-finite in a step, in the order the training step records it.
 TERMS = ("pixel", "neural", "kl", "autoencoder gradient", "discriminator")
-
-
-def build_neural_loss(config: TrainConfig) -> nn.Module | None:
-    loss = config.loss
-    if loss.neural == "none" or loss.lam == 0:
-        return None
-    if loss.neural == "vgg16_hed":
-        from rd_train.losses.vgg16 import VGG16FeatureLoss, stages_for
-
-        return VGG16FeatureLoss(stages_for(loss.vgg_stages, config.data.image_size), loss.weights_path)
-    if loss.neural == "lpips":
-        from rd_train.losses.perceptual import LPIPSLoss
-
-        return LPIPSLoss(loss.lpips_net, loss.weights_path)
-    if loss.neural == "dinov2":
-        from rd_train.losses.perceptual import DINOv2Loss
-
-        return DINOv2Loss(loss.dinov2_model, loss.dinov2_layers, loss.weights_path)
-    from rd_train.losses.adversarial import PatchGANLoss
-
-    return PatchGANLoss(loss.disc_channels, loss.disc_layers, loss.disc_spectral_norm,
-                        loss.feature_matching_weight)
 
 
 class Objective(NamedTuple):
@@ -211,14 +189,18 @@ class VAEModule(L.LightningModule):
         last = self.step_count >= self.config.optim.max_steps
         if last or self.step_count % self.config.log_every_n_steps == 0:  # when Lightning writes logs
             self.raise_if_non_finite()
-            self.log_dict({
+            values = {
                 "train/kl": kl_mean, "train/beta": out.beta, "train/anisotropy": out.stats.anisotropy.mean(),
                 "train/variance_kl": out.stats.variance_kl.mean(),
                 "train/discriminator": result.discriminator_loss,
                 "train/effective": self.balancer.effective_loss(out.losses),
-                **{f"train/{k}": v.detach() for k, v in out.losses.items()},
+                **{f"train/{k}": v for k, v in out.losses.items()},
                 **{f"train/{k}": v for k, v in self.balancer.metrics().items()},
-            })
+            }
+            # Copies: Lightning keeps the tensors it is given (callback_metrics), and a graphed step's
+            # outputs are rewritten by the next replay.
+            self.log_dict({k: v.detach().clone() if isinstance(v, torch.Tensor) else v
+                           for k, v in values.items()})
         if last:
             self.trainer.should_stop = True
 

@@ -10,14 +10,14 @@ graph's static inputs, the optimiser steps (Lightning counts them; the learning 
 step), the rate controller's update, the non-finite records and the logging. The step computes what
 the eager step does, in the same order (`VAEModule.forward_backward` is the body of both).
 
-A graph is captured once per phase (before and after the discriminator starts), after
-`EAGER_STEPS` eager steps (first allocations, Triton compilation), as CUDA graphs require: the body
-runs `WARMUP_RUNS` times on a side stream, then once under capture (under bf16-mixed, with autocast's
-weight cache off: see `_uncached_autocast`). The warm-up runs change state
-(the balancer's EMA, BatchNorm statistics, spectral-norm vectors), so that state is saved before them
-and restored after: training continues as if they never ran. Without CUDA the body runs eagerly on
-the same static inputs at every step, warm-up and restore included: what the CPU tests check (the
-capture itself is checked on a GPU, test_gpu_training.py).
+Steps before `EAGER_STEPS` run eagerly (first allocations, Triton compilation). Then a graph is captured
+once per phase (before and after the discriminator starts), as CUDA graphs require: the body runs
+`WARMUP_RUNS` times on a side stream (which also does the eager steps' work after a resume), then once
+under capture on that stream (under bf16-mixed with autocast's weight cache off: `_uncached_autocast`).
+The warm-up runs change state (the balancer's EMA, BatchNorm statistics, spectral-norm vectors), so
+that state is saved before them and restored after: training continues as if they never ran. Without
+CUDA the body runs eagerly on the same static inputs at every step, warm-up and restore included: what
+the CPU tests check (the capture itself is checked on a GPU, test_gpu_training.py).
 """
 
 from __future__ import annotations
