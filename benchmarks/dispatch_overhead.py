@@ -4,6 +4,11 @@ torch.autograd.Function, (c) the bare launchers without autograd; beside torch.c
 Host time = wall time of 200 calls enqueued without synchronising (what the CPU spends per call);
 device time = do_bench's median (back to back, synchronised at the end).
 
+Then the grid: the forward kernel's programs per multiprocessor (the split of long rows, `plan`) varied
+around the default 4, the launches alone timed at the 16.8M-element and the training-batch latent, as a
+fraction of the device's copy bandwidth: which grid fills the memory system best, measured rather than
+guessed. (The backward's grid does not depend on it: a control.)
+
     python benchmarks/dispatch_overhead.py --out benchmarks/results/<device>-dispatch.json
 """
 
@@ -61,6 +66,45 @@ def variants(mu, logvar, eps, grad_z, grad_kl):
             "torch_compile": torch_compile}
 
 
+PROGRAMS_PER_SM = (2, 4, 8, 16)
+
+
+def copy_bandwidth() -> float:
+    """Device-to-device copy of 1 GiB, bytes read plus written per second (GB/s)."""
+    src = torch.randn(256 * 2**20, device="cuda")
+    dst = torch.empty_like(src)
+    ms = triton.testing.do_bench(lambda: dst.copy_(src), warmup=25, rep=200, return_mode="median")
+    return 2 * src.numel() * src.element_size() / (ms * 1e-3) / 1e9
+
+
+def grid_sweep() -> dict:
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    copy_gbps = copy_bandwidth()
+    out: dict = {"copy_GB_per_s": copy_gbps, "multiprocessors": sms}
+    original = kernels.target_programs
+    try:
+        for per_sm in PROGRAMS_PER_SM:
+            kernels.target_programs = lambda device, k=per_sm: k * sms  # type: ignore[assignment]
+            for shape in ((256, 16, 64, 64), (64, 4, 32, 32)):
+                mu, logvar, eps, grad_z = (torch.randn(shape, device="cuda") for _ in range(4))
+                grad_kl = torch.ones(shape[0], device="cuda")
+                rows, n = shape[0], mu[0].numel()
+                row = {"plan": str(kernels.plan(rows, n, per_sm * sms))}
+                for name, fn, tensors in (
+                        ("forward", lambda: kernels.forward(mu, logvar, eps), 4),  # noqa: B023
+                        ("backward", lambda: kernels.backward(mu, logvar, eps, grad_kl, grad_z), 6)):  # noqa: B023
+                    ms = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+                    gbps = tensors * mu.numel() * mu.element_size() / (ms * 1e-3) / 1e9
+                    row[name] = {"us": ms * 1e3, "GB_per_s": gbps, "fraction_of_copy": gbps / copy_gbps}
+                key = f"{per_sm}_per_sm/{'x'.join(map(str, shape))}"
+                out[key] = row
+                print(key, {k: v if isinstance(v, str) else round(v["fraction_of_copy"], 3)
+                            for k, v in row.items()}, flush=True)
+    finally:
+        kernels.target_programs = original
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", required=True)
@@ -85,9 +129,12 @@ def main() -> int:
             key = f"{'x'.join(map(str, shape))}/{name}"
             results[key] = {"host_us_per_call": host_us, "do_bench_us": device_us}
             print(f"{key:<40} host {host_us:8.1f} us   do_bench {device_us:8.1f} us", flush=True)
+    report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "results": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-                                          "results": results}, indent=1) + "\n")
+    # the dispatch numbers are kept even if the sweep below fails
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    report["grid_sweep"] = grid_sweep()
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     return 0
 
 

@@ -47,14 +47,14 @@ log "training tests on the GPU: $(tail -1 "$OUT/tests.txt")"
 fi
 
 if phase bench; then
-timeout 120 python3 -m pytest packages/rd-kernels/benchmarks --benchmark-only -o python_files='bench_*.py' \
+timeout 110 python3 -m pytest packages/rd-kernels/benchmarks --benchmark-only -o python_files='bench_*.py' \
     -o addopts="--import-mode=importlib" -k gpu --benchmark-json="$OUT/kernels.json" -q -p no:cacheprovider \
     > "$OUT/kernels.txt" 2>&1
 log "kernel benchmarks: $(tail -1 "$OUT/kernels.txt")"
 fi
 
 if phase dispatch; then
-timeout 40 python3 benchmarks/dispatch_overhead.py --out "$OUT/dispatch.json" >> "$OUT/stdout.txt" 2>&1
+timeout 50 python3 benchmarks/dispatch_overhead.py --out "$OUT/dispatch.json" >> "$OUT/stdout.txt" 2>&1
 log "dispatch: exit $?"
 fi
 
