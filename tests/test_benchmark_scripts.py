@@ -1,0 +1,42 @@
+"""The benchmark scripts a lent GPU runs (benchmarks/gpu_session.sh) still run: their CPU modes, end to
+end, with few steps. Slow (a minute or two): ``nox -s tests -- -m slow``."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def run(args: list[str], tmp_path: Path) -> None:
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          check=False, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_training_step_benchmark_runs_every_variant_and_profile_on_cpu(tmp_path):
+    out = tmp_path / "training.json"
+    run([str(ROOT / "benchmarks" / "training_step.py"), "--device", "cpu", "--out", str(out),
+         "--steps", "72", "--start", "64", "--profile-steps", "4"], tmp_path)
+    results = json.loads(out.read_text())["results"]
+    for family in ("pixel", "patchgan"):
+        for variant in ("fused", "stepgraph", "cudagraphs", "eager", "compiled"):
+            assert results[f"{family}/{variant}"]["ms_per_step"] > 0, (family, variant)
+        for variant in ("fused", "stepgraph"):
+            profile = results[f"{family}/{variant}/profile"]
+            assert profile["steps"] == 4 and profile["aten_calls_per_step"] > 0
+
+
+def test_host_overhead_benchmark_runs_against_a_baseline_tree(tmp_path):
+    out = tmp_path / "host.json"
+    run([str(ROOT / "benchmarks" / "host_overhead.py"), "--out", str(out), "--baseline-src", str(ROOT),
+         "--calls", "20", "--repeats", "1", "--rounds", "1"], tmp_path)
+    results = json.loads(out.read_text())["results"]
+    assert len(results) == 7
+    assert all(row["current_us_per_call"] > 0 and row["baseline_us_per_call"] > 0 for row in results.values())
