@@ -24,32 +24,34 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("rd-theory", "rd-kernels", "rd-train")
 
+# forward + backward of (z, kl, _) = fn(mu, logvar, eps) at a training batch's latent (64 x 16), as a
+# step uses it; `setup` defines fn
+FORWARD_BACKWARD = """
+{setup}
+mu = torch.randn(64, 16, requires_grad=True); lv = torch.randn(64, 16, requires_grad=True)
+eps = torch.randn(64, 16); gz = torch.randn(64, 16); gk = torch.ones(64)
+def call():
+    mu.grad = lv.grad = None
+    z, kl, _ = fn(mu, lv, eps)
+    torch.autograd.backward([z, kl], [gz, gk])
+"""
+FORMULA = """
+from rd_kernels.gaussian_kl import reference
+def fn(mu, lv, eps):
+    return reference.sample(mu, lv, eps), reference.gaussian_kl(mu, lv), reference.anisotropy(lv.detach())
+"""
+
 CASES = {
-    # forward + backward of the public API at a training batch's latent (64 x 16), as a step uses it
-    "sample_and_kl fwd+bwd 64x16": """
+    "sample_and_kl fwd+bwd 64x16": FORWARD_BACKWARD.format(setup="""
 from rd_kernels import sample_and_kl
 from rd_kernels.gaussian_kl import triton as kernels
 kernels._forward_kernel = kernels._backward_kernel = Stub()
-mu = torch.randn(64, 16, requires_grad=True); lv = torch.randn(64, 16, requires_grad=True)
-eps = torch.randn(64, 16); gz = torch.randn(64, 16); gk = torch.ones(64)
-def call():
-    mu.grad = lv.grad = None
-    z, kl, _ = sample_and_kl(mu, lv, eps, backend="triton")
-    torch.autograd.backward([z, kl], [gz, gk])
-""",
+def fn(mu, lv, eps):
+    return sample_and_kl(mu, lv, eps, backend="triton")
+"""),
     # for scale: the eager formula (rd_kernels' reference ops) and torch.compile of it, same call; these
     # run their real CPU kernels, which at 64 x 16 cost little next to the dispatch
-    "eager formula fwd+bwd 64x16": """
-from rd_kernels.gaussian_kl import reference
-mu = torch.randn(64, 16, requires_grad=True); lv = torch.randn(64, 16, requires_grad=True)
-eps = torch.randn(64, 16); gz = torch.randn(64, 16); gk = torch.ones(64)
-def formula(mu, lv, eps):
-    return reference.sample(mu, lv, eps), reference.gaussian_kl(mu, lv), reference.anisotropy(lv.detach())
-def call():
-    mu.grad = lv.grad = None
-    z, kl, _ = formula(mu, lv, eps)
-    torch.autograd.backward([z, kl], [gz, gk])
-""",
+    "eager formula fwd+bwd 64x16": FORWARD_BACKWARD.format(setup=FORMULA),
     # the two launchers alone (tiling, allocations, argument preparation), no autograd
     "sample_and_kl launchers 64x16": """
 from rd_kernels.gaussian_kl import triton as kernels
@@ -60,18 +62,8 @@ def call():
     kernels.forward(mu, lv, eps)
     kernels.backward(mu, lv, eps, gk, gz)
 """,
-    "torch.compile(eager formula) fwd+bwd 64x16": """
-from rd_kernels.gaussian_kl import reference
-mu = torch.randn(64, 16, requires_grad=True); lv = torch.randn(64, 16, requires_grad=True)
-eps = torch.randn(64, 16); gz = torch.randn(64, 16); gk = torch.ones(64)
-@torch.compile
-def formula(mu, lv, eps):
-    return reference.sample(mu, lv, eps), reference.gaussian_kl(mu, lv), reference.anisotropy(lv.detach())
-def call():
-    mu.grad = lv.grad = None
-    z, kl, _ = formula(mu, lv, eps)
-    torch.autograd.backward([z, kl], [gz, gk])
-""",
+    "torch.compile(eager formula) fwd+bwd 64x16": FORWARD_BACKWARD.format(
+        setup=FORMULA + "fn = torch.compile(fn)\n"),
     **{f"balancer.balance K={k}": f"""
 from rd_kernels import Balancer
 from rd_kernels.balancer import triton as kernels
