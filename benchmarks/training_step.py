@@ -36,9 +36,13 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import lightning as L
+import torch
 from rd_theory.atomic import atomic_write_text
+from torch.profiler import ProfilerActivity, profile
 
 FAMILIES = {
     "pixel": {},
@@ -91,29 +95,16 @@ SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize
 COPIES = ("cudaMemcpyAsync", "cudaMemcpy")
 
 
-class ProfileWindow:
+class ProfileWindow(L.Callback):
     """The torch profiler over steps [start, start + steps) of a fit, summarised per step."""
 
     def __init__(self, start: int, steps: int) -> None:
-        import lightning as L
-
-        window = self
-
-        class Callback(L.Callback):
-            def on_train_batch_start(self, trainer, module, batch, batch_idx):  # type: ignore[no-untyped-def]
-                window.step_starts(module.device)
-
-        self.callback = Callback()
         self.start, self.steps, self.seen = start, steps, 0
-        self.profiler, self.wall_s, self.summary = None, 0.0, {}
+        self.profiler: profile | None = None
+        self.wall_s, self.summary = 0.0, {}
 
-    def step_starts(self, device) -> None:  # type: ignore[no-untyped-def]
-        import time
-
-        import torch
-        from torch.profiler import ProfilerActivity, profile
-
-        cuda = device.type == "cuda"
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):  # type: ignore[no-untyped-def]
+        cuda = module.device.type == "cuda"
         if self.seen in (self.start, self.start + self.steps) and cuda:
             torch.cuda.synchronize()
         if self.seen == self.start:
@@ -128,15 +119,14 @@ class ProfileWindow:
             self.profiler = None
         self.seen += 1
 
-    def summarise(self, profiler) -> dict:  # type: ignore[no-untyped-def]
-        import torch
-
+    def summarise(self, profiler: profile) -> dict:
         events = profiler.events()
-        device_kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
-        kernel_us = sum(e.time_range.elapsed_us() for e in device_kernels)
+        kernel_us = sum(e.time_range.elapsed_us() for e in events
+                        if e.device_type == torch.autograd.DeviceType.CUDA)
         names = [e.name for e in events]
         wall_ms = self.wall_s * 1e3 / self.steps
-        host_ops = sorted(profiler.key_averages(), key=lambda a: a.self_cpu_time_total, reverse=True)
+        averages = profiler.key_averages()
+        host_ops = sorted(averages, key=lambda a: a.self_cpu_time_total, reverse=True)
         return {
             "steps": self.steps, "ms_per_step": wall_ms,
             "gpu_kernel_ms_per_step": kernel_us / 1e3 / self.steps,
@@ -147,53 +137,41 @@ class ProfileWindow:
             "top_host_ops_us_per_step": {a.key: round(a.self_cpu_time_total / self.steps, 1)
                                          for a in host_ops[:15]},
             # every aten:: call the profiler saw, nested ones included (conv2d -> convolution -> ...)
-            "aten_calls_per_step": sum(a.count for a in profiler.key_averages()
-                                       if a.key.startswith("aten::")) / self.steps,
+            "aten_calls_per_step": sum(a.count for a in averages if a.key.startswith("aten::")) / self.steps,
         }
 
 
-def timed(config: dict, steps: int, start: int, out: str, step_graph: bool = False) -> dict:
+def fit_variant(family: str, variant: str, common: dict, steps: int, out: str, callback: L.Callback) -> None:
+    """One fit of ``family`` run as ``variant``, measured by ``callback``."""
     from rd_train import from_dict
     from rd_train.run import fit
 
-    timer = StepTimer(start)  # noqa: F821  # defined by exec(TIMER)
-    fit(from_dict({**config, "out_dir": out, "optim": {"max_steps": steps, "lr": 0.002}}), callbacks=[timer],
-        step_graph=step_graph)
-    ms = timer.ms_per_step()
-    return {"ms_per_step": ms, "steps_per_s": 1e3 / ms, "timed_steps": timer.seen - start}
-
-
-def profiled(config: dict, steps: int, start: int, window: int, out: str, step_graph: bool) -> dict:
-    from rd_train import from_dict
-    from rd_train.run import fit
-
-    profiler = ProfileWindow(start, window)
-    fit(from_dict({**config, "out_dir": out, "optim": {"max_steps": steps, "lr": 0.002}}),
-        callbacks=[profiler.callback], step_graph=step_graph)
-    return profiler.summary
+    compile_mode, step_graph = VARIANTS[variant]
+    config = {**common, "loss": FAMILIES[family], "log_every_n_steps": 50, "compile": compile_mode,
+              "out_dir": out, "optim": {"max_steps": steps, "lr": 0.002}}
+    os.environ["RD_KERNELS_BACKEND"] = "reference" if variant == "eager" else "auto"
+    try:
+        fit(from_dict(config), callbacks=[callback], step_graph=step_graph)
+    finally:
+        os.environ.pop("RD_KERNELS_BACKEND", None)
 
 
 def run_current(family: str, variant: str, common: dict, steps: int, start: int, scratch: str) -> dict:
-    os.environ["RD_KERNELS_BACKEND"] = "reference" if variant == "eager" else "auto"
-    try:
-        compile_mode, step_graph = VARIANTS[variant]
-        config = {**common, "loss": FAMILIES[family], "log_every_n_steps": 50, "compile": compile_mode}
-        result = timed(config, steps, start, f"{scratch}/{family}-{variant}", step_graph)
-    finally:
-        os.environ.pop("RD_KERNELS_BACKEND", None)
-    print(family, variant, f"{result['ms_per_step']:.2f} ms/step", flush=True)
-    return result
+    timer = StepTimer(start)  # noqa: F821  # defined by exec(TIMER)
+    fit_variant(family, variant, common, steps, f"{scratch}/{family}-{variant}", timer)
+    ms = timer.ms_per_step()
+    print(family, variant, f"{ms:.2f} ms/step", flush=True)
+    return {"ms_per_step": ms, "steps_per_s": 1e3 / ms, "timed_steps": timer.seen - start}
 
 
 def run_profile(family: str, variant: str, common: dict, steps: int, start: int, window: int,
                 scratch: str) -> dict:
-    compile_mode, step_graph = VARIANTS[variant]
-    config = {**common, "loss": FAMILIES[family], "log_every_n_steps": 50, "compile": compile_mode}
     # inside the third epoch (32 steps each): no validation or checkpoint in the window
-    summary = profiled(config, steps, start + 2, window, f"{scratch}/{family}-{variant}-profile", step_graph)
-    scalars = {k: v for k, v in summary.items() if not isinstance(v, dict)}
+    profiler = ProfileWindow(start + 2, window)
+    fit_variant(family, variant, common, steps, f"{scratch}/{family}-{variant}-profile", profiler)
+    scalars = {k: v for k, v in profiler.summary.items() if not isinstance(v, dict)}
     print(family, variant, "profile", scalars, flush=True)
-    return summary
+    return profiler.summary
 
 
 def run_baseline(family: str, common: dict, source: str, steps: int, start: int, scratch: str) -> dict:
@@ -238,8 +216,6 @@ def main() -> int:
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
                         help="cpu: a quick check of this script (tiny data, few steps), not a measurement")
     args = parser.parse_args()
-    import torch
-
     common = COMMON
     if args.device == "cpu":
         common = {**COMMON, "accelerator": "cpu",
