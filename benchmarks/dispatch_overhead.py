@@ -24,6 +24,7 @@ import triton.testing
 from rd_kernels import sample_and_kl
 from rd_kernels.gaussian_kl import reference
 from rd_kernels.gaussian_kl import triton as kernels
+from rd_kernels.testing import copy_bandwidth_gbps
 
 
 class Direct(torch.autograd.Function):
@@ -69,17 +70,9 @@ def variants(mu, logvar, eps, grad_z, grad_kl):
 PROGRAMS_PER_SM = (2, 4, 8, 16)
 
 
-def copy_bandwidth() -> float:
-    """Device-to-device copy of 1 GiB, bytes read plus written per second (GB/s)."""
-    src = torch.randn(256 * 2**20, device="cuda")
-    dst = torch.empty_like(src)
-    ms = triton.testing.do_bench(lambda: dst.copy_(src), warmup=25, rep=200, return_mode="median")
-    return 2 * src.numel() * src.element_size() / (ms * 1e-3) / 1e9
-
-
 def grid_sweep() -> dict:
     sms = torch.cuda.get_device_properties(0).multi_processor_count
-    copy_gbps = copy_bandwidth()
+    copy_gbps = copy_bandwidth_gbps()
     out: dict = {"copy_GB_per_s": copy_gbps, "multiprocessors": sms}
     original = kernels.target_programs
     try:

@@ -16,6 +16,7 @@ import pytest
 import torch
 from rd_kernels import Balancer, gaussian_kl, sample_and_kl
 from rd_kernels.gaussian_kl import reference
+from rd_kernels.testing import copy_bandwidth_gbps
 
 CUDA = torch.cuda.is_available()
 gpu = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
@@ -127,12 +128,7 @@ def time_on_gpu(benchmark, step, n_bytes, copy_gbps: float) -> None:
 @pytest.fixture(scope="session")
 def copy_gbps() -> float:
     """Device-to-device copy bandwidth, bytes read plus written (the ceiling of these kernels)."""
-    import triton.testing
-
-    src = torch.randn(256 * 2**20, device="cuda")  # 1 GiB
-    dst = torch.empty_like(src)
-    ms = triton.testing.do_bench(lambda: dst.copy_(src), warmup=25, rep=200, return_mode="median")
-    return 2 * src.numel() * src.element_size() / (ms * 1e-3) / 1e9
+    return copy_bandwidth_gbps()
 
 
 def kl_variant(variant):

@@ -10,6 +10,8 @@ would dispatch besides its kernels.
 another device. On CPU tensors these are not synchronisations, but the same calls are on a GPU,
 so a count of zero on CPU means none on a GPU. (On a GPU, ``torch.cuda.set_sync_debug_mode`` checks
 the same thing directly.)
+
+`copy_bandwidth_gbps` measures, on a GPU, the ceiling the benchmarks report the kernels against.
 """
 
 from __future__ import annotations
@@ -107,3 +109,13 @@ def host_syncs() -> Iterator[list[str]]:
     finally:
         for name, original in originals.items():
             setattr(torch.Tensor, name, original)
+
+
+def copy_bandwidth_gbps(device: str | torch.device = "cuda") -> float:
+    """Device-to-device copy of 1 GiB: bytes read plus written per second, in GB/s (do_bench median)."""
+    import triton.testing
+
+    src = torch.randn(256 * 2**20, device=device)
+    dst = torch.empty_like(src)
+    ms = triton.testing.do_bench(lambda: dst.copy_(src), warmup=25, rep=200, return_mode="median")
+    return 2 * src.numel() * src.element_size() / (ms * 1e-3) / 1e9
