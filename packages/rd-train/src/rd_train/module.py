@@ -141,7 +141,8 @@ class VAEModule(L.LightningModule):
     def objective(self, x: torch.Tensor, step: int) -> Objective:
         """Flip, encode, sample, decode, and the surrogate L of the per-sample objective (module doc)."""
         flip, eps = self.draw_noise(x, step)
-        return self.objective_from(x, flip, eps, self.rate.value(step), self._neural_term_on(step))
+        neural_term = self._neural_term(self._disc_active(step))
+        return self.objective_from(x, flip, eps, self.rate.value(step), neural_term)
 
     def objective_from(self, x: torch.Tensor, flip: torch.Tensor | None, eps: torch.Tensor,
                        beta: torch.Tensor | float, neural_term: bool) -> Objective:
@@ -158,14 +159,18 @@ class VAEModule(L.LightningModule):
         surrogate = (x_hat.float() * gradient.float()).sum() / x.shape[0] + beta * kl.mean()
         return Objective(surrogate, x_hat, losses, kl, stats, beta)
 
-    def _neural_term_on(self, step: int) -> bool:
-        return self.neural is not None and (not self.adversarial or step >= self.config.loss.disc_start_step)
+    def _disc_active(self, step: int) -> bool:
+        """Whether the PatchGAN discriminator trains (and its generator term counts) at ``step``."""
+        return self.adversarial and step >= self.config.loss.disc_start_step
+
+    def _neural_term(self, disc_active: bool) -> bool:
+        return self.neural is not None and (not self.adversarial or disc_active)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         step = self.step_count
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
-        disc_active = self.adversarial and step >= self.config.loss.disc_start_step
+        disc_active = self._disc_active(step)
         active = optimizers if disc_active else optimizers[:1]
         if self._step_graph is not None and step >= EAGER_STEPS:
             result = self._step_graph.run(batch, step, disc_active, active)
@@ -210,8 +215,7 @@ class VAEModule(L.LightningModule):
         objective, then (PatchGAN, once on) the discriminator's hinge gradient. The discriminator sees
         x̂ detached, so its gradient does not depend on the generator's update: computing it before
         that update (one block for step_graph.py to capture) changes no number."""
-        neural_term = self.neural is not None and (not self.adversarial or disc_active)
-        out = self.objective_from(batch, flip, eps, beta, neural_term)
+        out = self.objective_from(batch, flip, eps, beta, self._neural_term(disc_active))
         self.manual_backward(out.surrogate)
         grad_norm = torch.nn.utils.get_total_norm(
             [p.grad for p in self.model.parameters() if p.grad is not None], norm_type=torch.inf)

@@ -179,7 +179,7 @@ def _backward_kernel(
     tl.store(glv_ptr + offsets, grad_lv.to(glv_ptr.dtype.element_ty), mask=mask)
 
 
-def _rows(t: torch.Tensor) -> tuple[int, int]:
+def _row_shape(t: torch.Tensor) -> tuple[int, int]:
     """(B, N) of a batch of latents read as B rows of N coordinates."""
     return t.shape[0], math.prod(t.shape[1:])
 
@@ -191,7 +191,7 @@ def forward(
     # The kernels index element b * N + j of each tensor: contiguous() is a no-op for the tensors a
     # model returns, and a copy for any other layout.
     mu2, lv2 = mu.contiguous(), logvar.contiguous()
-    batch, n = _rows(mu)
+    batch, n = _row_shape(mu)
     p = plan(batch, n, target_programs(mu.device))
     kl, var_kl, aniso = (torch.empty(batch, device=mu.device, dtype=torch.float32) for _ in range(3))
     z = torch.empty(mu.shape, device=mu.device, dtype=mu.dtype) if eps is not None else None
@@ -216,7 +216,7 @@ def backward(
     grad_z: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     mu2, lv2 = mu.contiguous(), logvar.contiguous()
-    batch, n = _rows(mu)
+    batch, n = _row_shape(mu)
     grad_mu = torch.empty(mu.shape, device=mu.device, dtype=mu.dtype)
     grad_lv = torch.empty(logvar.shape, device=mu.device, dtype=logvar.dtype)
     has_grad_z = grad_z is not None and eps is not None
