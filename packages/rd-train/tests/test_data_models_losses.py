@@ -45,6 +45,20 @@ def test_a_batch_is_loaded_in_a_few_ops_with_the_per_image_values(tmp_path):
     assert len(log.compute_ops()) <= 5, log.ops
 
 
+@pytest.mark.parametrize("accelerator", ["cpu", "gpu"])
+def test_batches_are_pinned_exactly_when_the_run_trains_on_cuda(accelerator):
+    """From pageable memory a copy to the GPU may wait for the stream (see ImageDataModule): a run on
+    CUDA loads into page-locked memory. On the CPU pinning would only cost a copy."""
+    from rd_train import from_dict
+    from rd_train.run import data_module
+
+    data = data_module(from_dict({"accelerator": accelerator}))
+    data.setup()
+    on_cuda = accelerator == "gpu"
+    assert data.train_dataloader().pin_memory is on_cuda
+    assert data.val_dataloader().pin_memory is on_cuda
+
+
 def test_missing_local_data_says_how_to_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="rd-train prepare"):
         ImageDataModule(DataConfig(root=str(tmp_path / "absent"))).setup()

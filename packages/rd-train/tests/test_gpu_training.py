@@ -52,6 +52,21 @@ def test_a_step_that_does_not_log_never_waits_for_the_gpu(tiny, monkeypatch, los
     assert math.isfinite(result["kl"])
 
 
+def test_batches_reach_the_step_from_page_locked_memory(tiny, monkeypatch):
+    """A copy from pageable memory may wait for the stream inside the CUDA driver, which the sync
+    debug mode above does not see: every batch Lightning copies to the GPU is pinned first."""
+    pinned = []
+    original = module_lib.VAEModule.on_before_batch_transfer
+
+    def recording(self, batch, dataloader_idx):
+        pinned.append(batch.is_pinned())
+        return original(self, batch, dataloader_idx)
+
+    monkeypatch.setattr(module_lib.VAEModule, "on_before_batch_transfer", recording)
+    fit(gpu(tiny, optim={"max_steps": 4}))
+    assert pinned and all(pinned)
+
+
 def test_evaluation_runs_on_the_training_device(tiny, monkeypatch):
     devices = []
     original = module_lib.LatentStatistics.update

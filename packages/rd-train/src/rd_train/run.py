@@ -62,7 +62,7 @@ def fit(config: TrainConfig, neural_loss: nn.Module | None = None,
         read_checkpoint(last, config.to_dict())
 
     L.seed_everything(config.seed, workers=True, verbose=False)
-    data = ImageDataModule(config.data)
+    data = data_module(config)
     module = VAEModule(config.to_dict(), neural_loss, step_graph=graphed)
     module.calibration_images = calibration_images(data, config.bn_calibration_images)
     trainer = L.Trainer(
@@ -111,7 +111,7 @@ def evaluate(config: TrainConfig, checkpoint: str | Path) -> dict[str, Any]:
     module.load_state_dict(state["state_dict"])
     module.on_load_checkpoint(state)
     module.to(training_device(config))
-    data = ImageDataModule(config.data)
+    data = data_module(config)
     module.calibration_images = calibration_images(data, config.bn_calibration_images)
     return module.evaluate(data.val_dataloader())
 
@@ -124,6 +124,11 @@ def calibration_images(data: ImageDataModule, count: int) -> torch.Tensor | None
     assert data.train_set is not None
     n = min(count, len(data.train_set))  # type: ignore[arg-type]
     return torch.stack([data.train_set[i] for i in range(n)])
+
+
+def data_module(config: TrainConfig) -> ImageDataModule:
+    """The run's data, its batches pinned when it trains on CUDA (see `ImageDataModule`)."""
+    return ImageDataModule(config.data, pin_memory=training_device(config).type == "cuda")
 
 
 def training_device(config: TrainConfig) -> torch.device:
