@@ -13,8 +13,9 @@ Variants, each in the same process and on the same device:
 
 Per-step time: a callback synchronises the device and reads the clock when step ``--start`` begins and
 when training ends, so start-up, CUDA initialisation, autotuning and compilation (all in the first steps)
-stay out; the epochs' validations and checkpoints inside the window stay in. The baseline is timed by the
-same callback, added to its Trainer from outside.
+stay out; the epochs' validations and checkpoints inside the window stay in, and are also timed apart
+(``ms_per_epoch_end``: from an epoch's last step to the next one's first), so a result says how much of a
+step's time is the step. The baseline is timed by the same callback, added to its Trainer from outside.
 
 Where the time goes (``--profile-steps N``, default 24): one more fit per family (fused variant) runs the
 torch profiler over N steps inside an epoch (no validation or checkpoint in the window) and records, per
@@ -71,14 +72,29 @@ def sync():
 
 
 class StepTimer(L.Callback):
+    # Wall time from step `start` to the end of training, and inside it the epoch ends: from an epoch's
+    # last step to the next epoch's first (validation, checkpoint, loader reset). One extra sync at each
+    # side of an epoch end, none inside an epoch.
+
     def __init__(self, start):
         self.start, self.seen, self.t0, self.t1 = start, 0, None, None
+        self.epoch_end_s, self.epoch_ends, self.last_step_end = 0.0, 0, None
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if self.seen == self.start:
             sync()
             self.t0 = time.perf_counter()
+        elif self.last_step_end is not None and batch_idx == 0:
+            sync()
+            self.epoch_end_s += time.perf_counter() - self.last_step_end
+            self.epoch_ends += 1
+        self.last_step_end = None
         self.seen += 1
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if self.t0 is not None and batch_idx == trainer.num_training_batches - 1:
+            sync()
+            self.last_step_end = time.perf_counter()
 
     def on_train_end(self, trainer, module):
         sync()
@@ -86,6 +102,13 @@ class StepTimer(L.Callback):
 
     def ms_per_step(self):
         return (self.t1 - self.t0) / (self.seen - self.start) * 1e3
+
+    def breakdown(self):  # ms per step without the epoch ends, and ms per epoch end (None if none)
+        steps = self.seen - self.start
+        inside = (self.t1 - self.t0 - self.epoch_end_s) / steps * 1e3
+        per_end = self.epoch_end_s / self.epoch_ends * 1e3 if self.epoch_ends else None
+        return {"ms_per_step_inside_epochs": inside, "ms_per_epoch_end": per_end,
+                "epoch_ends_timed": self.epoch_ends}
 """
 exec(TIMER)
 
@@ -160,8 +183,9 @@ def run_current(family: str, variant: str, common: dict, steps: int, start: int,
     timer = StepTimer(start)  # noqa: F821  # defined by exec(TIMER)
     fit_variant(family, variant, common, steps, f"{scratch}/{family}-{variant}", timer)
     ms = timer.ms_per_step()
-    print(family, variant, f"{ms:.2f} ms/step", flush=True)
-    return {"ms_per_step": ms, "steps_per_s": 1e3 / ms, "timed_steps": timer.seen - start}
+    print(family, variant, f"{ms:.2f} ms/step", timer.breakdown(), flush=True)
+    return {"ms_per_step": ms, "steps_per_s": 1e3 / ms, "timed_steps": timer.seen - start,
+            **timer.breakdown()}
 
 
 def run_profile(family: str, variant: str, common: dict, steps: int, start: int, window: int,
@@ -189,7 +213,7 @@ def run_baseline(family: str, common: dict, source: str, steps: int, start: int,
         "    original(self, *args, **kwargs)\n"
         "L.Trainer.__init__ = with_timer\n"
         "fit(from_dict({**config, 'out_dir': out, 'optim': {'max_steps': steps, 'lr': 0.002}}))\n"
-        "print('RESULT', json.dumps([timer.ms_per_step(), timer.seen - start]))\n")
+        "print('RESULT', json.dumps([timer.ms_per_step(), timer.seen - start, timer.breakdown()]))\n")
     packages = ("rd-theory", "rd-kernels", "rd-train")
     path = os.pathsep.join(str(Path(source) / "packages" / p / "src") for p in packages)
     config = json.dumps({**common, "loss": FAMILIES[family]})
@@ -199,9 +223,9 @@ def run_baseline(family: str, common: dict, source: str, steps: int, start: int,
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         return {"error": done.stderr[-2000:]}
-    ms, timed_steps = json.loads(lines[-1][7:])
-    print(family, "baseline", f"{ms:.2f} ms/step", flush=True)
-    return {"ms_per_step": ms, "steps_per_s": 1e3 / ms, "timed_steps": timed_steps}
+    ms, timed_steps, breakdown = json.loads(lines[-1][7:])
+    print(family, "baseline", f"{ms:.2f} ms/step", breakdown, flush=True)
+    return {"ms_per_step": ms, "steps_per_s": 1e3 / ms, "timed_steps": timed_steps, **breakdown}
 
 
 def main() -> int:
