@@ -1,6 +1,7 @@
 """Where the time of a small fused sample_and_kl forward + backward goes on a GPU: the same two Triton
-launches called (a) through the registered custom ops (the public API), (b) through a plain
-torch.autograd.Function, (c) the bare launchers without autograd; beside torch.compile of the formula.
+launches called (a) through the public API (its checks, then, eagerly, an autograd.Function), (b) through
+the registered custom op (what torch.compile traces), (c) through a bare autograd.Function, (d) as the
+bare launchers without autograd; beside torch.compile of the formula.
 Host time = wall time of 200 calls enqueued without synchronising (what the CPU spends per call);
 device time = do_bench's median (back to back, synchronised at the end).
 
@@ -44,9 +45,14 @@ class Direct(torch.autograd.Function):
 def variants(mu, logvar, eps, grad_z, grad_kl):
     compiled = torch.compile(lambda m, lv, e: (reference.sample(m, lv, e), reference.gaussian_kl(m, lv)))
 
-    def custom_op():
+    def public_api():
         mu.grad = logvar.grad = None
         z, kl, _ = sample_and_kl(mu, logvar, eps, backend="triton")
+        torch.autograd.backward([z, kl], [grad_z, grad_kl])
+
+    def custom_op():
+        mu.grad = logvar.grad = None
+        z, kl, _, _ = torch.ops.rd_kernels.sample_and_kl(mu, logvar, eps)
         torch.autograd.backward([z, kl], [grad_z, grad_kl])
 
     def autograd_function():
@@ -63,8 +69,8 @@ def variants(mu, logvar, eps, grad_z, grad_kl):
         z, kl = compiled(mu, logvar, eps)
         torch.autograd.backward([z, kl], [grad_z, grad_kl])
 
-    return {"custom_op": custom_op, "autograd_function": autograd_function, "launchers_only": launchers_only,
-            "torch_compile": torch_compile}
+    return {"public_api": public_api, "custom_op": custom_op, "autograd_function": autograd_function,
+            "launchers_only": launchers_only, "torch_compile": torch_compile}
 
 
 PROGRAMS_PER_SM = (2, 4, 8, 16)
