@@ -64,6 +64,12 @@ def call():
 """,
     "torch.compile(eager formula) fwd+bwd 64x16": FORWARD_BACKWARD.format(
         setup=FORMULA + "fn = torch.compile(fn)\n"),
+    # the floor: what autograd alone costs for a call with two differentiable outputs (a multiply and a
+    # view), the part of the fused path's host time that no wrapper change can remove
+    "autograd floor fwd+bwd 64x16": FORWARD_BACKWARD.format(setup="""
+def fn(mu, lv, eps):
+    return mu * 1.0, lv[:, 0], None
+"""),
     **{f"balancer.balance K={k}": f"""
 from rd_kernels import Balancer
 from rd_kernels.balancer import triton as kernels

@@ -42,5 +42,5 @@ def test_host_overhead_benchmark_runs_against_a_baseline_tree(tmp_path):
     run([str(ROOT / "benchmarks" / "host_overhead.py"), "--out", str(out), "--baseline-src", str(ROOT),
          "--calls", "20", "--repeats", "1", "--rounds", "1"], tmp_path)
     results = json.loads(out.read_text())["results"]
-    assert len(results) == 7
+    assert len(results) == 8
     assert all(row["current_us_per_call"] > 0 and row["baseline_us_per_call"] > 0 for row in results.values())
