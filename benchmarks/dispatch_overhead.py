@@ -45,30 +45,22 @@ class Direct(torch.autograd.Function):
 def variants(mu, logvar, eps, grad_z, grad_kl):
     compiled = torch.compile(lambda m, lv, e: (reference.sample(m, lv, e), reference.gaussian_kl(m, lv)))
 
-    def public_api():
-        mu.grad = logvar.grad = None
-        z, kl, _ = sample_and_kl(mu, logvar, eps, backend="triton")
-        torch.autograd.backward([z, kl], [grad_z, grad_kl])
-
-    def custom_op():
-        mu.grad = logvar.grad = None
-        z, kl, _, _ = torch.ops.rd_kernels.sample_and_kl(mu, logvar, eps)
-        torch.autograd.backward([z, kl], [grad_z, grad_kl])
-
-    def autograd_function():
-        mu.grad = logvar.grad = None
-        z, kl = Direct.apply(mu, logvar, eps)
-        torch.autograd.backward([z, kl], [grad_z, grad_kl])
+    def forward_backward(fn):
+        """A step of (z, kl, ...) = fn(mu, logvar, eps), then both gradients back through autograd."""
+        def step():
+            mu.grad = logvar.grad = None
+            z, kl = fn(mu, logvar, eps)[:2]
+            torch.autograd.backward([z, kl], [grad_z, grad_kl])
+        return step
 
     def launchers_only():
         kernels.forward(mu.detach(), logvar.detach(), eps)
         kernels.backward(mu.detach(), logvar.detach(), eps, grad_kl, grad_z)
 
-    def torch_compile():
-        mu.grad = logvar.grad = None
-        z, kl = compiled(mu, logvar, eps)
-        torch.autograd.backward([z, kl], [grad_z, grad_kl])
-
+    public_api = forward_backward(lambda m, lv, e: sample_and_kl(m, lv, e, backend="triton"))
+    custom_op = forward_backward(torch.ops.rd_kernels.sample_and_kl)
+    autograd_function = forward_backward(Direct.apply)
+    torch_compile = forward_backward(compiled)
     return {"public_api": public_api, "custom_op": custom_op, "autograd_function": autograd_function,
             "launchers_only": launchers_only, "torch_compile": torch_compile}
 

@@ -182,10 +182,9 @@ def fit_variant(family: str, variant: str, common: dict, steps: int, out: str, c
 def run_current(family: str, variant: str, common: dict, steps: int, start: int, scratch: str) -> dict:
     timer = StepTimer(start)  # noqa: F821  # defined by exec(TIMER)
     fit_variant(family, variant, common, steps, f"{scratch}/{family}-{variant}", timer)
-    ms = timer.ms_per_step()
-    print(family, variant, f"{ms:.2f} ms/step", timer.breakdown(), flush=True)
-    return {"ms_per_step": ms, "steps_per_s": 1e3 / ms, "timed_steps": timer.seen - start,
-            **timer.breakdown()}
+    ms, breakdown = timer.ms_per_step(), timer.breakdown()
+    print(family, variant, f"{ms:.2f} ms/step", breakdown, flush=True)
+    return {"ms_per_step": ms, "steps_per_s": 1e3 / ms, "timed_steps": timer.seen - start, **breakdown}
 
 
 def run_profile(family: str, variant: str, common: dict, steps: int, start: int, window: int,
