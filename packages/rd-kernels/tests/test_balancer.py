@@ -69,7 +69,10 @@ def test_matches_naive_implementation_over_steps(backend, k, per_batch_item, bal
         output = net(x).detach().requires_grad_()
         expected, ema = naive.gradient(losses(output, step), output)
         balancer.backward(losses(output, step), output)
-        torch.testing.assert_close(output.grad.double(), expected, rtol=1e-5, atol=1e-9)
+        # fp32 against the naive reference: tolerances relative to the gradient's scale (an element
+        # that cancels to near zero carries fp32 rounding of its terms, ~1e-7 of the scale).
+        scale = float(expected.abs().max())
+        torch.testing.assert_close(output.grad.double(), expected, rtol=1e-5, atol=1e-5 * scale)
         state = balancer.state_dict()
         for name, value in ema.items():
             assert state["ema_sum"][name] / state["ema_weight"][name] == pytest.approx(value, rel=1e-5)

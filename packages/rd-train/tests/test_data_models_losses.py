@@ -76,9 +76,51 @@ def test_models_share_one_interface(kind):
         assert mu.dim() == 4  # a spatial latent grid
 
 
-def test_pythae_celeba_setting_has_the_papers_size():
-    model = build_model(ModelConfig(channels=[128, 256, 512, 1024], latent_dim=64), 64)
-    assert sum(p.numel() for p in model.parameters()) == pytest.approx(25.2e6, rel=0.01)
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+CELEBA = {"channels": [128, 256, 512, 1024], "latent_dim": 64}
+
+
+def test_the_default_decoder_at_the_celeba_setting_has_the_papers_25_2m():
+    """pythae's encoder layer for layer, the mirrored decoder: 25,203,075 in all (the spec's 25.2M)."""
+    model = build_model(ModelConfig(**CELEBA), 64)
+    encoder = _count(model.encoder) + _count(model.mu) + _count(model.logvar)
+    decoder = _count(model.expand) + _count(model.decoder)
+    assert (encoder, decoder, _count(model)) == (13_119_232, 12_083_843, 25_203_075)
+    assert model.decode(torch.zeros(2, 64)).shape == (2, 3, 64, 64)
+
+
+def test_the_pythae_decoder_is_pythaes_decoder_conv_ae_celeba():
+    """Counts as pythae 0.1.2 builds Encoder_Conv_VAE_CELEBA + Decoder_Conv_AE_CELEBA, and its layers:
+    a linear map to 1024 x 8 x 8, three 5x5 stride-2 transposed convs, a 5x5 stride-1 one."""
+    model = build_model(ModelConfig(**CELEBA, decoder="pythae"), 64)
+    encoder = _count(model.encoder) + _count(model.mu) + _count(model.logvar)
+    decoder = _count(model.expand) + _count(model.decoder)
+    assert (encoder, decoder, _count(model)) == (13_119_232, 21_475_331, 34_594_563)
+    assert model.expand.out_features == 1024 * 8 * 8
+    convs = [m for m in model.decoder if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (1024, 512, (5, 5), (2, 2)), (512, 256, (5, 5), (2, 2)), (256, 128, (5, 5), (2, 2)),
+        (128, 3, (5, 5), (1, 1))]
+    out = model.decode(torch.randn(2, 64) * 10)
+    assert out.shape == (2, 3, 64, 64)
+    assert out.abs().max() <= 1.0  # pythae's Sigmoid, moved to the [-1, 1] image range
+
+
+@pytest.mark.parametrize("size", [16, 32, 48])
+def test_the_pythae_decoder_returns_the_image_size_it_was_built_for(size):
+    model = build_model(ModelConfig(channels=[4, 8, 8, 16], latent_dim=3, decoder="pythae"), size)
+    assert model.decode(torch.randn(2, 3)).shape == (2, 3, size, size)
+
+
+def test_the_pythae_decoder_needs_four_stages():
+    from rd_train import from_dict
+    from rd_train.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.decoder=pythae .* needs 4 widths"):
+        from_dict({"model": {"channels": [8, 16], "decoder": "pythae"}})
 
 
 def test_pixel_sse_is_a_per_image_sum():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 from rd_theory import toy
-from rd_train.analysis.effective_weights import (
+from rd_train.analysis.curvature import (
     channel_weights,
     effective_weights,
     gauss_newton_weights,

@@ -48,6 +48,9 @@ class ModelConfig:
     # vector (pythae CelebA-style conv VAE)
     latent_dim: int = 32
     channels: list[int] = field(default_factory=lambda: [32, 64, 128])
+    # vector decoder: "mirror" (the encoder mirrored: 4x4 stride-2 transposed convs) or "pythae"
+    # (pythae's Decoder_Conv_AE_CELEBA: 5x5 transposed convs from an 8x-downsampled map, 4 stages only)
+    decoder: Literal["mirror", "pythae"] = "mirror"
     # spatial (diffusers AutoencoderKL)
     latent_channels: int = 4
     block_out_channels: list[int] = field(default_factory=lambda: [32, 64])
@@ -140,7 +143,9 @@ class TrainConfig:
     seed: int = 0
     accelerator: str = "cpu"
     devices: int = 1
-    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
+    # "auto": bf16-mixed where the device runs bf16 natively, else 32-true (precision.py); evaluations
+    # always run in fp32.
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "32-true"
     # Training metrics are logged, and the non-finite check read, every N steps: on a GPU these are
     # a step's only host synchronisations (module.py).
     log_every_n_steps: int = 10

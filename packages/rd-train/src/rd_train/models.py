@@ -5,9 +5,18 @@ latent, without the batch dimension) so that losses, the rate controller and the
 which one they hold.
 
 * `VectorVAE`: the pythae CelebA-style conv VAE. Encoder: stride-2 4x4 convs with BatchNorm + ReLU
-  (widths ``channels``), flattened into linear μ and log σ² heads of ``latent_dim``. Decoder: a
-  linear map back to the smallest feature map, then stride-2 transposed convs mirroring the encoder.
-  ``channels=[128, 256, 512, 1024], latent_dim=64`` at 64 px is pythae's CelebA setting.
+  (widths ``channels``), flattened into linear μ and log σ² heads of ``latent_dim``; with
+  ``channels=[128, 256, 512, 1024], latent_dim=64`` at 64 px it is pythae's ``Encoder_Conv_VAE_CELEBA``
+  layer for layer (13,119,232 parameters). Two decoders (``decoder``):
+
+  - ``mirror`` (default): a linear map back to the encoder's smallest map (1024 x 4 x 4 at 64 px),
+    then 4x4 stride-2 transposed convs mirroring the encoder, linear output. At the CelebA setting
+    the model has 25,203,075 parameters, the 25.2M the spec gives for its "pythae VAE"; the decoder
+    (12,083,843) is not pythae's.
+  - ``pythae``: pythae's ``Decoder_Conv_AE_CELEBA``: a linear map to 1024 x 8 x 8, three 5x5
+    stride-2 transposed convs and a 5x5 stride-1 one (21,475,331 parameters; 34,594,563 with the
+    encoder). Its final Sigmoid becomes 2·sigmoid − 1 (no parameters) because images here lie in
+    [-1, 1], not pythae's [0, 1]. Needs four encoder stages.
 * `SpatialVAE`: diffusers' ``AutoencoderKL`` configured as in the spec's Table 1 (latent channels,
   block widths, layers per block, mid-block attention). μ and log σ² are the two halves of the
   quant-conv output, exactly what ``AutoencoderKL.encode`` turns into its latent distribution.
@@ -42,13 +51,13 @@ class VectorVAE(nn.Module):
         flat = config.channels[-1] * self.bottom**2
         self.mu = nn.Linear(flat, config.latent_dim)
         self.logvar = nn.Linear(flat, config.latent_dim)
-        self.expand = nn.Linear(config.latent_dim, flat)
-        up: list[nn.Module] = []
         widths = list(reversed(config.channels))
-        for c_in, c_out in pairwise(widths):
-            up += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
-        up += [nn.ConvTranspose2d(widths[-1], 3, 4, stride=2, padding=1)]
-        self.decoder = nn.Sequential(*up)
+        if config.decoder == "pythae":
+            self.bottom = image_size // 8
+            self.decoder = _pythae_celeba_decoder(widths)
+        else:
+            self.decoder = _mirror_decoder(widths)
+        self.expand = nn.Linear(config.latent_dim, config.channels[-1] * self.bottom**2)
         self.top_channels = config.channels[-1]
         self.latent_shape: tuple[int, ...] = (config.latent_dim,)
 
@@ -59,6 +68,34 @@ class VectorVAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         h = self.expand(z).view(z.shape[0], self.top_channels, self.bottom, self.bottom)
         return self.decoder(h)
+
+
+def _mirror_decoder(widths: list[int]) -> nn.Sequential:
+    """The encoder mirrored: each 4x4 stride-2 transposed conv exactly doubles the map."""
+    up: list[nn.Module] = []
+    for c_in, c_out in pairwise(widths):
+        up += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+    up += [nn.ConvTranspose2d(widths[-1], 3, 4, stride=2, padding=1)]
+    return nn.Sequential(*up)
+
+
+def _pythae_celeba_decoder(widths: list[int]) -> nn.Sequential:
+    """pythae's Decoder_Conv_AE_CELEBA with its paddings, which take an n x n map to 8n x 8n
+    (n -> 2n - 1 -> 4n - 1 -> 8n - 2 -> 8n), for widths [1024, 512, 256, 128] or any other four."""
+    c3, c2, c1, c0 = widths
+    return nn.Sequential(
+        nn.ConvTranspose2d(c3, c2, 5, stride=2, padding=2), nn.BatchNorm2d(c2), nn.ReLU(),
+        nn.ConvTranspose2d(c2, c1, 5, stride=2, padding=1), nn.BatchNorm2d(c1), nn.ReLU(),
+        nn.ConvTranspose2d(c1, c0, 5, stride=2, padding=2, output_padding=1), nn.BatchNorm2d(c0), nn.ReLU(),
+        nn.ConvTranspose2d(c0, 3, 5, stride=1, padding=1), SymmetricSigmoid(),
+    )
+
+
+class SymmetricSigmoid(nn.Module):
+    """pythae's output Sigmoid moved to the [-1, 1] image range: 2·sigmoid(x) − 1 (= tanh(x / 2))."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2.0 * torch.sigmoid(x) - 1.0
 
 
 class SpatialVAE(nn.Module):

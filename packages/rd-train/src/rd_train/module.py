@@ -156,7 +156,9 @@ class VAEModule(L.LightningModule):
         if neural_term:
             losses["neural"] = self._neural_generator_loss(x, x_hat)
         gradient = self.balancer.gradient(losses, x_hat)
-        surrogate = (x_hat.float() * gradient.float()).sum() / x.shape[0] + beta * kl.mean()
+        # At least fp32 (bf16 outputs are upcast); a float64 model keeps float64 (exact tests).
+        accumulate = torch.promote_types(x_hat.dtype, torch.float32)
+        surrogate = (x_hat.to(accumulate) * gradient.to(accumulate)).sum() / x.shape[0] + beta * kl.mean()
         return Objective(surrogate, x_hat, losses, kl, stats, beta)
 
     def _disc_active(self, step: int) -> bool:

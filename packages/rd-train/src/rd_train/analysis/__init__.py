@@ -1,7 +1,26 @@
-"""Analyses of finished runs: matched-rate interpolation, convergence rules, statistics."""
+"""Analyses of finished runs: matched-rate interpolation, convergence rules, statistics, and the
+effective distortion weights of a decoder (the curvature of its distortion along each latent)."""
 
 from rd_train.analysis.convergence import Convergence, Rules
+from rd_train.analysis.curvature import (
+    channel_weights,
+    effective_weights,
+    gauss_newton_weights,
+    predicted_variances,
+)
 from rd_train.analysis.matched_rate import value_at_rate
 from rd_train.analysis.statistics import Comparison, Interval, compare_lower, mean_ci
 
-__all__ = ["Comparison", "Convergence", "Interval", "Rules", "compare_lower", "mean_ci", "value_at_rate"]
+__all__ = [
+    "Comparison",
+    "Convergence",
+    "Interval",
+    "Rules",
+    "channel_weights",
+    "compare_lower",
+    "effective_weights",
+    "gauss_newton_weights",
+    "mean_ci",
+    "predicted_variances",
+    "value_at_rate",
+]

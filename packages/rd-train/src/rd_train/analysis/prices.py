@@ -16,7 +16,7 @@ score term has no residual form); VGG16 (HED) features enter whole. Then the toy
 * the spread of the prices, Var_i log c_i.
 
 Vector latents only: every run of the default and GPU profiles has vector latents
-(`effective_weights.channel_weights` handles spatial ones per channel).
+(`curvature.channel_weights` handles spatial ones per channel).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from rd_train.analysis.effective_weights import gauss_newton_weights, predicted_variances
+from rd_train.analysis.curvature import gauss_newton_weights, predicted_variances
 
 
 def residual_maps(module: Any) -> dict[str, Any]:

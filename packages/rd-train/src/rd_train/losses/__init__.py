@@ -6,8 +6,9 @@ from torch import nn
 
 from rd_train.config import TrainConfig
 from rd_train.losses.pixel import pixel_sse
+from rd_train.losses.vgg16 import VGG16FeatureLoss, vgg16_hed_features
 
-__all__ = ["build_neural_loss", "pixel_sse"]
+__all__ = ["VGG16FeatureLoss", "build_neural_loss", "pixel_sse", "vgg16_hed_features"]
 
 
 def build_neural_loss(config: TrainConfig) -> nn.Module | None:
@@ -17,7 +18,7 @@ def build_neural_loss(config: TrainConfig) -> nn.Module | None:
     if loss.neural == "none" or loss.lam == 0:
         return None
     if loss.neural == "vgg16_hed":
-        from rd_train.losses.vgg16 import VGG16FeatureLoss, stages_for
+        from rd_train.losses.vgg16 import stages_for
 
         return VGG16FeatureLoss(stages_for(loss.vgg_stages, config.data.image_size), loss.weights_path)
     if loss.neural == "lpips":

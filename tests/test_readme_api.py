@@ -1,0 +1,153 @@
+"""Every name the README documents resolves where the README says it lives.
+
+Three kinds of reference are checked, so that the README and the packages cannot drift apart:
+
+* the README's ```python blocks: each ``from M import a, b`` and ``import M``, then every attribute read
+  off a name they bind (``toy.anisotropy``, ``neural.hinge_certificate``) and every method called on an
+  instance of an imported class (``balancer = Balancer(...)``; ``balancer.gradient``);
+* prose API lists, "... API (`pkg.module`): `name(args)`, `other`, ...": each name is an attribute of
+  that module and not a submodule (``from rd_train.analysis import effective_weights`` once gave the
+  submodule of that name, which is not callable);
+* backticked dotted names in prose, ``rd_x.y.z``: a module or an attribute of one.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+PACKAGES = ("rd_theory", "rd_kernels", "rd_train")
+
+
+def python_blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)\n```", text, flags=re.S)
+
+
+def resolve(dotted: str) -> Any:
+    """What Python binds for ``dotted``: attributes first, a submodule only where no attribute is
+    (as ``from pkg import name`` does, so a function re-exported over its module's name wins)."""
+    first, *rest = dotted.split(".")
+    target: Any = importlib.import_module(first)
+    path = first
+    for name in rest:
+        path = f"{path}.{name}"
+        if hasattr(target, name):
+            target = getattr(target, name)
+        else:
+            try:
+                target = importlib.import_module(path)
+            except ModuleNotFoundError:
+                raise AttributeError(f"{path} does not exist") from None
+    return target
+
+
+def block_references(source: str) -> list[tuple[str, str, Any]]:
+    """(what the README writes, where it says it lives, the object found or an exception)."""
+    tree = ast.parse(source)
+    bound: dict[str, Any] = {}
+    found: list[tuple[str, str, Any]] = []
+
+    def look(label: str, where: str, thunk: Any) -> Any:
+        try:
+            value = thunk()
+        except Exception as error:  # noqa: BLE001 - reported by the test, named
+            value = error
+        found.append((label, where, value))
+        return value
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
+            for alias in node.names:
+                value = look(alias.name, node.module, lambda m=node.module, a=alias.name: resolve(f"{m}.{a}"))
+                bound[alias.asname or alias.name] = value
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in PACKAGES:
+                    bound[alias.asname or alias.name] = look(alias.name, alias.name,
+                                                             lambda n=alias.name: resolve(n))
+    for node in ast.walk(tree):  # instances: x = Class(...)
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                and isinstance(node.value.func, ast.Name) and isinstance(bound.get(node.value.func.id), type)):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    bound[target.id] = bound[node.value.func.id]
+    for node in ast.walk(tree):  # a call of an imported name must call something
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in bound:
+            value = bound[node.func.id]
+            look(f"{node.func.id}(...)", "a call", lambda v=value: v if callable(v) else _not_callable(v))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in bound:
+            owner = bound[node.value.id]
+            if isinstance(owner, types.ModuleType | type):
+                where = getattr(owner, "__name__", node.value.id)
+                look(node.attr, where, lambda o=owner, a=node.attr: getattr(o, a))
+    return found
+
+
+def _not_callable(value: Any) -> Any:
+    raise TypeError(f"{value!r} is not callable")
+
+
+def prose_api_lists(text: str) -> list[tuple[str, str]]:
+    """(module, name) for each backticked name in "API (`module`): ..." paragraphs."""
+    pairs = []
+    for module, body in re.findall(r"API \(`([\w.]+)`\)\s*:(.*?)(?:\n\n|$)", text, flags=re.S):
+        for item in re.findall(r"`([^`]+)`", body):
+            name = re.match(r"([A-Za-z_]\w*)\s*(?:\(|$)", item)
+            if name:
+                pairs.append((module, name.group(1)))
+    return pairs
+
+
+def prose_dotted_names(text: str) -> list[str]:
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
+    names = re.findall(r"`((?:%s)(?:\.\w+)+)(?:\([^`]*\))?`" % "|".join(PACKAGES), prose)
+    return sorted(set(names))
+
+
+BLOCKS = [ref for block in python_blocks(README) for ref in block_references(block)]
+
+
+def test_the_readme_has_what_this_test_reads():
+    """The parsers see the README's API: a test that finds nothing to check cannot fail."""
+    assert len(BLOCKS) >= 30
+    assert ("rd_train.analysis", "effective_weights") in prose_api_lists(README)
+    assert "rd_train.losses.vgg16_hed_features" in prose_dotted_names(README)
+
+
+@pytest.mark.parametrize(("label", "where", "value"), BLOCKS, ids=[f"{w}.{n}" for n, w, _ in BLOCKS])
+def test_every_name_a_code_block_uses_resolves(label, where, value):
+    assert not isinstance(value, Exception), f"README: {where}.{label} does not resolve: {value!r}"
+
+
+@pytest.mark.parametrize(("module", "name"), prose_api_lists(README))
+def test_every_name_of_a_prose_api_list_is_a_callable_of_that_module(module, name):
+    value = getattr(importlib.import_module(module), name, None)
+    assert value is not None, f"README says {module}.{name}; it does not exist"
+    assert not isinstance(value, types.ModuleType), f"{module}.{name} is a submodule, not the documented API"
+    assert callable(value)
+
+
+@pytest.mark.parametrize("dotted", prose_dotted_names(README))
+def test_every_dotted_name_in_prose_resolves(dotted):
+    resolve(dotted)
+
+
+def test_the_check_fails_on_a_submodule_or_a_missing_name():
+    """What the tests above would say about the two errors the README once had."""
+    bad = "Analysis API (`rd_train.report`): `effective_weights(decode)`, `no_such_name`.\n\n"
+    for module, name in prose_api_lists(bad):
+        value = getattr(importlib.import_module(module), name, None)
+        assert value is None or isinstance(value, types.ModuleType)
+    refs = block_references("from rd_train.losses import no_such_loss\nimport rd_theory\nrd_theory.nope\n"
+                            "from rd_train import analysis\nanalysis(1)\n")
+    failed = sorted(label for label, _, value in refs if isinstance(value, Exception))
+    assert failed == ["analysis(...)", "no_such_loss", "nope"]
