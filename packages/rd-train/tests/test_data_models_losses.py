@@ -166,3 +166,11 @@ def test_dinov2_distance_with_a_small_random_vit(tmp_path):
     assert float(loss(x, -x)) > 0
     with pytest.raises(MissingWeightsError, match="weights_path"):
         DINOv2Loss(weights_path=str(tmp_path / "nope.safetensors"))
+
+
+def test_modules_are_registered_in_the_order_that_fixes_a_seeds_initial_weights():
+    """Initial weights are drawn in registration order: the decoder option must not reorder them
+    (a seed's initialisation, and so every run's metrics, stay what they were)."""
+    model = build_model(ModelConfig(latent_dim=4, channels=[8, 16]), 16)
+    top = [name for name, _ in model.named_children()]
+    assert top == ["encoder", "mu", "logvar", "expand", "decoder"]
