@@ -63,6 +63,9 @@ class ModelConfig:
         _positive(prefix, "latent_channels", self.latent_channels)
         if not self.channels or any(c <= 0 for c in self.channels):
             raise ConfigError(f"{prefix}.channels must be a non-empty list of positive widths")
+        if self.kind == "vector" and self.decoder == "pythae" and len(self.channels) != 4:
+            raise ConfigError(f"{prefix}.decoder=pythae is pythae's four-stage CelebA decoder: "
+                              f"{prefix}.channels needs 4 widths, got {self.channels}")
         if any(c % self.norm_num_groups for c in self.block_out_channels):
             raise ConfigError(f"{prefix}.block_out_channels must be multiples of norm_num_groups "
                               f"({self.norm_num_groups}), got {self.block_out_channels}")

@@ -29,6 +29,7 @@ from rd_train.data import ImageDataModule
 from rd_train.errors import ConfigError, RunConflictError
 from rd_train.metrics import write_json
 from rd_train.module import VAEModule
+from rd_train.precision import resolve as resolve_precision
 from rd_train.step_graph import ENV_VAR as STEP_GRAPH_ENV
 from rd_train.step_graph import requested as step_graph_requested
 
@@ -43,10 +44,8 @@ def fit(config: TrainConfig, neural_loss: nn.Module | None = None,
         check_step_graph(config)
     out = Path(config.out_dir)
     metrics_path = out / "metrics.json"
-    if metrics_path.is_file():
-        finished = json.loads(metrics_path.read_text())
-        if finished.get("config") == config.to_dict():
-            return finished  # a finished run is reused, never retrained
+    if is_finished(config):
+        return json.loads(metrics_path.read_text())  # a finished run is reused, never retrained
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "config.json"
     if config_path.is_file() and json.loads(config_path.read_text()) != config.to_dict():
@@ -62,11 +61,14 @@ def fit(config: TrainConfig, neural_loss: nn.Module | None = None,
         read_checkpoint(last, config.to_dict())
 
     L.seed_everything(config.seed, workers=True, verbose=False)
+    precision = resolve_precision(config.precision, training_device(config))
     data = data_module(config)
     module = VAEModule(config.to_dict(), neural_loss, step_graph=graphed)
     module.calibration_images = calibration_images(data, config.bn_calibration_images)
+    if precision.precision == "bf16-mixed" and training_device(config).type == "cpu":
+        module.use_channels_last()
     trainer = L.Trainer(
-        accelerator=config.accelerator, devices=config.devices, precision=config.precision,
+        accelerator=config.accelerator, devices=config.devices, precision=precision.precision,  # type: ignore[arg-type]
         strategy="ddp" if config.devices > 1 else "auto",
         sync_batchnorm=config.devices > 1,  # BatchNorm statistics over the global batch (see module.py)
         max_epochs=-1, max_steps=-1,  # the module stops itself after optim.max_steps batches
@@ -87,9 +89,19 @@ def fit(config: TrainConfig, neural_loss: nn.Module | None = None,
     module.to(trainer.strategy.root_device)  # Lightning returns the module on the CPU after fit
     metrics = module.evaluate(data.val_dataloader())
     metrics["config"] = config.to_dict()
+    metrics["precision"], metrics["precision_reason"] = precision.precision, precision.reason
+    metrics["threads"] = torch.get_num_threads()  # intra-op threads that trained it (workers.py)
     metrics["train_seconds_this_process"] = time.perf_counter() - start
     write_json(metrics_path, metrics)
     return metrics
+
+
+def is_finished(config: TrainConfig) -> bool:
+    """Whether ``config.out_dir`` holds this config's finished run (its metrics.json)."""
+    path = Path(config.out_dir) / "metrics.json"
+    if not path.is_file():
+        return False
+    return json.loads(path.read_text()).get("config") == config.to_dict()
 
 
 def check_step_graph(config: TrainConfig) -> None:

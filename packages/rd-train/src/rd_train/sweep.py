@@ -16,6 +16,7 @@ with a `ParamsError` naming the file and the key.
 from __future__ import annotations
 
 import itertools
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,10 @@ def run_configs(params: dict[str, Any], sweep: str, family: str, out: str | Path
 
 def run_sweep(params_path: str | Path, sweep: str, family: str, out: str | Path, jobs: int = 1) -> None:
     """Train every run of (sweep, family); finished runs are reused. ``jobs`` > 1 trains that many runs
-    at once in worker processes that share the machine's cores (one thread each on a 2-core CPU):
-    small models use two single-threaded processes better than one two-threaded one."""
+    at once in worker processes, the cores divided among them (workers.py: threads × workers ≤ the
+    cores, whatever OMP_NUM_THREADS says; ``RD_TRAIN_CORES`` sets the cores). Small models use two
+    single-threaded processes better than one two-threaded one. Each run's output goes to its
+    ``train.log``; the sweep prints one line per finished run and the stage's ETA (progress.py)."""
     params = load_params(params_path)
     try:
         configs = run_configs(params, sweep, family, out)
@@ -106,36 +109,58 @@ def run_sweep(params_path: str | Path, sweep: str, family: str, out: str | Path,
         raise ParamsError(f"{params_path}: {error}") from None
     if jobs < 1:
         raise ParamsError(f"--jobs must be >= 1, got {jobs}")
-    if jobs == 1:
-        from rd_train.run import fit  # torch and Lightning: only once the params are known to be good
+    from rd_train.progress import SweepProgress
+    from rd_train.workers import plan_workers
 
+    plan = plan_workers(jobs)
+    progress = SweepProgress(f"{sweep}/{family}", len(configs), note=plan.describe())
+    if plan.workers == 1:
+        _worker_init(plan.threads)
         for config in configs:
-            fit(config)
+            progress.finished(*_fit_quietly(config))
+        progress.close()
         return
     import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    # OMP_NUM_THREADS, when set, is the threads of each run (several stages may share the machine).
-    threads = int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // jobs))
     context = multiprocessing.get_context("spawn")  # no forked torch or CUDA state
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init, initargs=(threads,)) as pool:
-        futures = [pool.submit(_fit_in_worker, config) for config in configs]
+    with ProcessPoolExecutor(plan.workers, mp_context=context, initializer=_worker_init,
+                             initargs=(plan.threads,)) as pool:
+        futures = {pool.submit(_fit_quietly, config): config for config in configs}
         try:
-            for future in futures:
-                future.result()
+            for future in as_completed(futures):
+                progress.finished(*future.result())
         except BaseException:  # the first failure: runs already started finish, the rest are not started
+            failed = [f for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
+            for f in failed[:1]:
+                log = Path(futures[f].out_dir) / "train.log"
+                print(f"[{sweep}/{family}] {Path(futures[f].out_dir).name} failed; its output: {log}",
+                      file=sys.stderr, flush=True)
             pool.shutdown(cancel_futures=True)
             raise
+    progress.close()
 
 
 def _worker_init(threads: int) -> None:
-    import torch
+    from rd_train.workers import set_threads
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
 
 
-def _fit_in_worker(config: TrainConfig) -> None:
-    from rd_train.run import fit
+def _fit_quietly(config: TrainConfig) -> tuple[str, dict[str, Any], float, bool]:
+    """Fit one run with its output in ``<run>/train.log``: (name, headline metrics, seconds, reused)."""
+    import time
 
-    fit(config)
+    from rd_train.run import fit, is_finished
+    from rd_train.workers import output_to
+
+    out = Path(config.out_dir)
+    reused = is_finished(config)
+    start = time.perf_counter()
+    if reused:
+        metrics = fit(config)
+    else:
+        with output_to(out / "train.log"):
+            metrics = fit(config)
+    keys = ("kl", "anisotropy", "psnr", "beta", "precision")
+    return out.name, {k: metrics.get(k) for k in keys}, time.perf_counter() - start, reused

@@ -1,0 +1,116 @@
+"""A sweep shares the machine without oversubscribing it, trains in the precision the hardware runs
+natively (evaluating in fp32), and prints one line per finished run with an ETA, Lightning's banners
+kept in each run's log (issue: the main job's throughput and progress)."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from rd_train import from_dict
+from rd_train.errors import ParamsError
+from rd_train.precision import resolve
+from rd_train.progress import SweepProgress
+from rd_train.workers import available_cores, plan_workers
+
+
+@pytest.mark.parametrize(("jobs", "cores", "workers", "threads"),
+                         [(2, 2, 2, 1), (1, 2, 1, 2), (4, 2, 2, 1), (2, 8, 2, 4), (3, 8, 3, 2), (1, 1, 1, 1)])
+def test_threads_times_workers_never_exceed_the_cores(jobs, cores, workers, threads):
+    plan = plan_workers(jobs, cores)
+    assert (plan.workers, plan.threads) == (workers, threads)
+    assert plan.workers * plan.threads <= cores
+
+
+def test_the_cores_come_from_the_affinity_or_rd_train_cores_never_omp(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.delenv("RD_TRAIN_CORES", raising=False)
+    assert available_cores() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("RD_TRAIN_CORES", "3")
+    assert plan_workers(2).describe() == "2 worker(s) x 1 thread(s) on 3 core(s)"
+    monkeypatch.setenv("RD_TRAIN_CORES", "zero")
+    with pytest.raises(ParamsError, match="RD_TRAIN_CORES='zero'"):
+        available_cores()
+
+
+def cpuinfo(tmp_path, flags):
+    path = tmp_path / "cpuinfo"
+    path.write_text(f"processor\t: 0\nflags\t\t: fpu sse2 avx512f {flags}\n\nprocessor\t: 1\n")
+    return path
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the flags are x86 ones")
+def test_auto_precision_is_bf16_only_where_the_cpu_has_native_bf16(tmp_path):
+    cpu = torch.device("cpu")
+    assert resolve("auto", cpu, cpuinfo(tmp_path, "avx512_bf16")).precision == "bf16-mixed"
+    assert resolve("auto", cpu, cpuinfo(tmp_path, "amx_bf16 amx_tile")).precision == "bf16-mixed"
+    plain = resolve("auto", cpu, cpuinfo(tmp_path, "avx512bw"))  # oneDNN would emulate bf16 here
+    assert plain.precision == "32-true" and "no native bf16" in plain.reason
+    assert resolve("auto", cpu, tmp_path / "absent").precision == "32-true"
+    assert resolve("32-true", cpu, cpuinfo(tmp_path, "avx512_bf16")).precision == "32-true"
+
+
+def test_a_bf16_run_records_its_precision_and_evaluates_in_fp32(tiny):
+    """The last validation (at the last step) and the final evaluation see the same parameters,
+    recalibration and noise: equal to fp32 rounding only if the validation, which Lightning runs under
+    bf16 autocast, computes in fp32 (bf16 autocast moves the KL by ~1e-3 relative)."""
+    from rd_train.run import fit
+
+    config = from_dict({**tiny(optim={"max_steps": 8}), "precision": "bf16-mixed", "val_every_n_steps": 4})
+    metrics = fit(config)
+    assert metrics["precision"] == "bf16-mixed" and metrics["precision_reason"] == "set in the config"
+    step, kl, pixel, aniso = metrics["validation_history"][-1]
+    assert step == 8
+    assert kl == pytest.approx(metrics["kl"], rel=1e-6)
+    assert aniso == pytest.approx(metrics["anisotropy"], rel=1e-5, abs=1e-7)
+
+
+def test_progress_lines_count_the_runs_and_give_an_eta():
+    stream = io.StringIO()
+    progress = SweepProgress("fixed/perceptual", 3, stream=stream, note="2 worker(s) x 1 thread(s) on 2 core(s)")
+    progress.finished("a_seed0", {"kl": 12.345, "anisotropy": 0.5, "psnr": 20.0}, 0.0, reused=True)
+    progress.finished("a_seed1", {"kl": 11.0, "anisotropy": 0.25, "psnr": 21.5, "precision": "bf16-mixed"},
+                      31.0, reused=False)
+    progress.finished("a_seed2", {"kl": 10.0}, 29.0, reused=False)
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "[fixed/perceptual] 3 runs, 2 worker(s) x 1 thread(s) on 2 core(s)"
+    assert lines[1].startswith("[fixed/perceptual] 1/3 a_seed0  KL 12.35 nats  anisotropy 0.500")
+    assert "(reused)" in lines[1] and "ETA after the first trained run" in lines[1]
+    assert "2/3 a_seed1" in lines[2] and "bf16-mixed" in lines[2] and "(31 s)" in lines[2]
+    assert "ETA " in lines[2] and lines[3].endswith("stage done")
+    assert lines[4].startswith("[fixed/perceptual] 3/3 runs in ")
+
+
+def test_a_sweep_under_an_oversubscribing_environment_runs_one_thread_per_worker_quietly(tmp_path):
+    """`OMP_NUM_THREADS=2` exported (as the nox sessions do) and two jobs on two cores: each run trains
+    with one thread; the sweep prints its lines, and Lightning's banners go to each run's train.log."""
+    params = yaml.safe_load((Path(__file__).parents[3] / "tests" / "data" / "miniature_params.yaml").read_text())
+    params["sweep"].update(betas=[0.1], seeds=[0, 1])
+    params["optim"]["max_steps"] = 4
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    from rd_train.data import save_embedded
+
+    from rd_train.config import DataConfig
+
+    save_embedded(tmp_path / "data" / "embedded", DataConfig(**params["embedded"]))
+    code = "import sys; from rd_train.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "RD_TRAIN_CORES": "2"}
+    done = subprocess.run([sys.executable, "-c", code, "sweep", "--sweep", "fixed", "--family", "pixel",
+                           "--out", "runs/fixed/pixel", "--jobs", "2"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, check=False, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert lines[0] == "[fixed/pixel] 2 runs, 2 worker(s) x 1 thread(s) on 2 core(s)", output
+    assert len(lines) == 4, output  # the header, one line per run, the closing line
+    assert "GPU available" not in output and "Tip" not in output
+    for seed in (0, 1):
+        run = tmp_path / "runs" / "fixed" / "pixel" / f"pixel_lam0_beta0.1_seed{seed}"
+        assert json.loads((run / "metrics.json").read_text())["threads"] == 1
+        assert "GPU available" in (run / "train.log").read_text()
