@@ -107,9 +107,29 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    import time
+
+    from rd_train.inspection import Options, inspect_autoencoders
+
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    options = Options(device=args.device, precision=args.precision, weight_images=args.weight_images,
+                      vgg_weights=args.vgg_weights)
+    start = time.perf_counter()
+    results = inspect_autoencoders(args.autoencoders, args.images, args.out, args.size, args.limit, options)
+    for name, r in results.items():
+        print(f"{name}: KL {r['kl_nats']:.2f} nats ({r['kl_bits_per_pixel']:.4f} bits/pixel)  anisotropy "
+              f"{r['anisotropy']:.3f}  active units {r['active_units']}/{r['latent_coordinates']}  "
+              f"PSNR {r['psnr_db']:.2f} dB  scaling_factor {r['aggregate']['scaling_factor']:.5f}")
+    print(f"{len(results)} autoencoder(s) on {r['images']} images in {time.perf_counter() - start:.1f} s -> "
+          f"{Path(args.out) / 'comparison.md'}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "fit": _fit, "evaluate": _evaluate, "prepare": _prepare, "sweep": _sweep, "aggregate": _aggregate,
-    "analyze": _analyze,
+    "analyze": _analyze, "inspect": _inspect,
 }
 
 
@@ -159,6 +179,21 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--paper", default="paper")
     ana.add_argument("--out", required=True, help="JSON of every run's results")
     ana.add_argument("--jobs", type=int, default=1, help="runs analysed at once (processes)")
+    ins = sub.add_parser("inspect", parents=[common],
+                         help="rate and posterior geometry of diffusers AutoencoderKLs or runs, side by side")
+    ins.add_argument("autoencoders", nargs="+", metavar="AUTOENCODER",
+                     help="a local diffusers AutoencoderKL directory (config.json + weights) or a run directory")
+    ins.add_argument("--images", required=True, help="a folder of images (searched recursively) or 'embedded'")
+    ins.add_argument("--size", type=int, default=256, help="center crop and resize to this many pixels")
+    ins.add_argument("--limit", type=int, help="at most this many images (embedded: default 64)")
+    ins.add_argument("--out", default="inspect", help="directory for the reports (default ./inspect)")
+    ins.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    ins.add_argument("--precision", choices=["auto", "32-true", "bf16-mixed"], default="auto",
+                     help="of the networks' forward passes (statistics are float64 from fp32 outputs)")
+    ins.add_argument("--weight-images", type=int, default=4,
+                     help="images for the effective distortion weights (0: skip them)")
+    ins.add_argument("--vgg-weights", action="store_true",
+                     help="also the effective weights under VGG16 (HED) features")
     return parser
 
 
