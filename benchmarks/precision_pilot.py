@@ -33,8 +33,10 @@ FAMILIES = ("pixel", "perceptual", "adversarial")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", default="runs/precision-pilot", help="where the pilot's runs live (resumable)")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", default="runs/precision-pilot",
+                        help="where the pilot's runs live (resumable)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cpu-precision-pilot.json"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, help="override optim.max_steps (a quick check of the script)")
@@ -81,7 +83,8 @@ def main() -> int:
         for quantity in ("kl", "anisotropy"):
             seeds = sorted(by_precision["32-true"])
             fp32 = [by_precision["32-true"][s][quantity] for s in seeds]
-            diffs = [by_precision["bf16-mixed"][s][quantity] - by_precision["32-true"][s][quantity] for s in seeds]
+            bf16 = [by_precision["bf16-mixed"][s][quantity] for s in seeds]
+            diffs = [b - f for b, f in zip(bf16, fp32, strict=True)]
             sd = statistics.stdev(fp32) if len(fp32) > 1 else float("nan")
             ratio = abs(statistics.fmean(diffs)) / sd if sd > 0 else float("nan")
             summary[f"{family}/{quantity}"] = {"fp32": fp32, "bf16_minus_fp32": diffs, "seed_sd": sd,
@@ -98,7 +101,8 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "runs": runs,
                                "summary": summary, "wall_seconds": seconds, "table": table,
-                               "rule": f"adopt if every |mean diff| / SD <= {ADOPT_IF_AT_MOST}", "adopt": adopt}, indent=1) + "\n")
+                               "rule": f"adopt if every |mean diff| / SD <= {ADOPT_IF_AT_MOST}",
+                               "adopt": adopt}, indent=1) + "\n")
     return 0
 
 

@@ -13,7 +13,8 @@ in this one invocation with nothing else running:
 * ``current-fp32``: this tree with precision 32-true (what the threads alone give).
 
 The default profile's cadence is kept (a validation every 75 steps), so a run-step carries the share of
-validation the default sweep's run-steps carry. Each configuration is timed as the wall time of its sweep commands (process start, data loading,
+validation the default sweep's run-steps carry. Each configuration is timed as the wall time of its
+sweep commands (process start, data loading,
 training, validations, checkpoints, final evaluation: everything a run costs). Reports run-steps per
 second, the ratios to both baselines, and the final KL / anisotropy of every run (so a reader sees that
 the configurations trained the same runs). ``--repeats`` runs the whole set again, interleaved.
@@ -105,7 +106,8 @@ def cpu_description() -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cpu-sweep-throughput.json"))
     parser.add_argument("--baseline-ref", default="e0dca3a", help="the commit timed as 'baseline'")
     parser.add_argument("--steps", type=int, default=300, help="steps per run")

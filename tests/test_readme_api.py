@@ -58,7 +58,7 @@ def block_references(source: str) -> list[tuple[str, str, Any]]:
     def look(label: str, where: str, thunk: Any) -> Any:
         try:
             value = thunk()
-        except Exception as error:  # noqa: BLE001 - reported by the test, named
+        except Exception as error:
             value = error
         found.append((label, where, value))
         return value
@@ -74,11 +74,12 @@ def block_references(source: str) -> list[tuple[str, str, Any]]:
                     bound[alias.asname or alias.name] = look(alias.name, alias.name,
                                                              lambda n=alias.name: resolve(n))
     for node in ast.walk(tree):  # instances: x = Class(...)
-        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
-                and isinstance(node.value.func, ast.Name) and isinstance(bound.get(node.value.func.id), type)):
-            for target in node.targets:
+        call = node.value if isinstance(node, ast.Assign) else None
+        if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+                and isinstance(bound.get(call.func.id), type)):
+            for target in node.targets:  # type: ignore[attr-defined]
                 if isinstance(target, ast.Name):
-                    bound[target.id] = bound[node.value.func.id]
+                    bound[target.id] = bound[call.func.id]
     for node in ast.walk(tree):  # a call of an imported name must call something
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in bound:
             value = bound[node.func.id]
@@ -109,7 +110,8 @@ def prose_api_lists(text: str) -> list[tuple[str, str]]:
 
 def prose_dotted_names(text: str) -> list[str]:
     prose = re.sub(r"```.*?```", "", text, flags=re.S)
-    names = re.findall(r"`((?:%s)(?:\.\w+)+)(?:\([^`]*\))?`" % "|".join(PACKAGES), prose)
+    packages = "|".join(PACKAGES)
+    names = re.findall(rf"`((?:{packages})(?:\.\w+)+)(?:\([^`]*\))?`", prose)
     return sorted(set(names))
 
 

@@ -35,7 +35,8 @@ def test_verify_theory_writes_what_the_theory_stage_writes():
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["theory"]["cmd"].split()
     assert stage[:3] == ["python", "-m", "rd_theory.verify"], stage
     tree = ast.parse((ROOT / "noxfile.py").read_text())
-    session = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "verify_theory")
+    session = next(node for node in tree.body
+                   if isinstance(node, ast.FunctionDef) and node.name == "verify_theory")
     call = next(node for node in ast.walk(session) if isinstance(node, ast.Call)
                 and any(isinstance(a, ast.Constant) and a.value == "rd_theory.verify" for a in node.args))
     constants = [a.value for a in call.args if isinstance(a, ast.Constant)]

@@ -119,7 +119,7 @@ def test_the_pythae_decoder_needs_four_stages():
     from rd_train import from_dict
     from rd_train.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="model.decoder=pythae .* needs 4 widths"):
+    with pytest.raises(ConfigError, match=r"model\.decoder=pythae .* needs 4 widths"):
         from_dict({"model": {"channels": [8, 16], "decoder": "pythae"}})
 
 

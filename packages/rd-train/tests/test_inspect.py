@@ -54,7 +54,8 @@ def direct_images(folder):
         image = Image.open(path).convert("RGB")
         side = min(image.size)
         left, top = (image.size[0] - side) // 2, (image.size[1] - side) // 2
-        image = image.crop((left, top, left + side, top + side)).resize((SIZE, SIZE), Image.BICUBIC)
+        square = image.crop((left, top, left + side, top + side))
+        image = square.resize((SIZE, SIZE), Image.Resampling.BICUBIC)
         out.append(torch.from_numpy(np.asarray(image, dtype=np.float32).copy()).permute(2, 0, 1))
     return torch.stack(out) / 127.5 - 1
 
@@ -80,11 +81,14 @@ def test_every_number_is_the_latent_dist_computed_directly(workspace):
     assert r["kl_bits_per_pixel"] == pytest.approx(float(kl.mean()) / math.log(2) / SIZE**2, rel=1e-5)
     assert r["std_per_channel"] == pytest.approx(dist.std.double().mean(dim=(0, 2, 3)).tolist(), rel=1e-5)
     assert r["anisotropy"] == pytest.approx(float(logvar.flatten(1).var(1, unbiased=False).mean()), rel=1e-4)
-    assert r["anisotropy_across_channels"] == pytest.approx(float(logvar.var(1, unbiased=False).mean()), rel=1e-4)
-    z = mean + var.sqrt() * torch.randn(mean.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    across = float(logvar.var(1, unbiased=False).mean())
+    assert r["anisotropy_across_channels"] == pytest.approx(across, rel=1e-4)
+    noise = torch.randn(mean.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    z = mean + var.sqrt() * noise
     assert r["aggregate"]["scaling_factor"] == pytest.approx(float(1 / z.flatten().std()), rel=1e-5)
     assert r["aggregate"]["latents_mean"] == pytest.approx(z.mean(dim=(0, 2, 3)).tolist(), rel=1e-4, abs=1e-7)
-    assert r["aggregate"]["latents_std"] == pytest.approx(z.std(dim=(0, 2, 3), unbiased=False).tolist(), rel=1e-5)
+    latents_std = z.std(dim=(0, 2, 3), unbiased=False).tolist()
+    assert r["aggregate"]["latents_std"] == pytest.approx(latents_std, rel=1e-5)
     assert len(r["effective_weights"]["pixel_sse"]) == 2 and min(r["effective_weights"]["pixel_sse"]) > 0
     saved = json.loads((out / "vae0" / "inspect.json").read_text())
     assert saved["kl_nats"] == r["kl_nats"] and saved["kind"] == "diffusers"
@@ -151,7 +155,8 @@ def test_each_user_mistake_is_one_line_and_exit_2(workspace, tmp_path, case):
         images, expected = tmp_path / "small", "smaller than --size 16"
     else:
         images, expected = tmp_path / "nowhere", "not a directory"
-    done = rd_train("inspect", vae, "--images", images, "--size", SIZE, "--out", tmp_path / "out", cwd=tmp_path)
+    done = rd_train("inspect", vae, "--images", images, "--size", SIZE, "--out", tmp_path / "out",
+                    cwd=tmp_path)
     assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
     lines = [line for line in done.stderr.splitlines() if line.startswith("rd-train: ")]
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]

@@ -64,7 +64,7 @@ def test_a_bf16_run_records_its_precision_and_evaluates_in_fp32(tiny):
     config = from_dict({**tiny(optim={"max_steps": 8}), "precision": "bf16-mixed", "val_every_n_steps": 4})
     metrics = fit(config)
     assert metrics["precision"] == "bf16-mixed" and metrics["precision_reason"] == "set in the config"
-    step, kl, pixel, aniso = metrics["validation_history"][-1]
+    step, kl, _pixel, aniso = metrics["validation_history"][-1]
     assert step == 8
     assert kl == pytest.approx(metrics["kl"], rel=1e-6)
     assert aniso == pytest.approx(metrics["anisotropy"], rel=1e-5, abs=1e-7)
@@ -72,7 +72,8 @@ def test_a_bf16_run_records_its_precision_and_evaluates_in_fp32(tiny):
 
 def test_progress_lines_count_the_runs_and_give_an_eta():
     stream = io.StringIO()
-    progress = SweepProgress("fixed/perceptual", 3, stream=stream, note="2 worker(s) x 1 thread(s) on 2 core(s)")
+    note = "2 worker(s) x 1 thread(s) on 2 core(s)"
+    progress = SweepProgress("fixed/perceptual", 3, stream=stream, note=note)
     progress.finished("a_seed0", {"kl": 12.345, "anisotropy": 0.5, "psnr": 20.0}, 0.0, reused=True)
     progress.finished("a_seed1", {"kl": 11.0, "anisotropy": 0.25, "psnr": 21.5, "precision": "bf16-mixed"},
                       31.0, reused=False)
@@ -90,13 +91,13 @@ def test_progress_lines_count_the_runs_and_give_an_eta():
 def test_a_sweep_under_an_oversubscribing_environment_runs_one_thread_per_worker_quietly(tmp_path):
     """`OMP_NUM_THREADS=2` exported (as the nox sessions do) and two jobs on two cores: each run trains
     with one thread; the sweep prints its lines, and Lightning's banners go to each run's train.log."""
-    params = yaml.safe_load((Path(__file__).parents[3] / "tests" / "data" / "miniature_params.yaml").read_text())
+    miniature = Path(__file__).parents[3] / "tests" / "data" / "miniature_params.yaml"
+    params = yaml.safe_load(miniature.read_text())
     params["sweep"].update(betas=[0.1], seeds=[0, 1])
     params["optim"]["max_steps"] = 4
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    from rd_train.data import save_embedded
-
     from rd_train.config import DataConfig
+    from rd_train.data import save_embedded
 
     save_embedded(tmp_path / "data" / "embedded", DataConfig(**params["embedded"]))
     code = "import sys; from rd_train.cli import main; sys.exit(main(sys.argv[1:]))"

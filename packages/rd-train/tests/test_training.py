@@ -76,8 +76,11 @@ def test_dinov2_family_trains_with_a_small_vit(tiny):
     assert result["steps"] == 3 and "neural" in result["distortion"]
 
 
-def test_resume_after_kill_matches_an_uninterrupted_run(tiny, tmp_path, monkeypatch):
-    base = tiny(optim={"max_steps": 24})
+@pytest.mark.parametrize(("precision", "loss"), [("32-true", {}),
+                                                 ("bf16-mixed", {"neural": "vgg16_hed", "lam": 1.0})],
+                         ids=["fp32-pixel", "bf16-vgg16-channels-last"])
+def test_resume_after_kill_matches_an_uninterrupted_run(tiny, tmp_path, monkeypatch, precision, loss):
+    base = {**tiny(optim={"max_steps": 24}, loss=loss), "precision": precision}
     reference = fit(from_dict({**base, "out_dir": str(tmp_path / "straight")}))
 
     from rd_train import module as module_lib

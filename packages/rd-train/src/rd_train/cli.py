@@ -182,8 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     ins = sub.add_parser("inspect", parents=[common],
                          help="rate and posterior geometry of diffusers AutoencoderKLs or runs, side by side")
     ins.add_argument("autoencoders", nargs="+", metavar="AUTOENCODER",
-                     help="a local diffusers AutoencoderKL directory (config.json + weights) or a run directory")
-    ins.add_argument("--images", required=True, help="a folder of images (searched recursively) or 'embedded'")
+                     help="a local diffusers AutoencoderKL directory (config.json + weights), or a run "
+                     "directory")
+    ins.add_argument("--images", required=True,
+                     help="a folder of images (searched recursively) or 'embedded'")
     ins.add_argument("--size", type=int, default=256, help="center crop and resize to this many pixels")
     ins.add_argument("--limit", type=int, help="at most this many images (embedded: default 64)")
     ins.add_argument("--out", default="inspect", help="directory for the reports (default ./inspect)")

@@ -57,7 +57,8 @@ class VectorVAE(nn.Module):
         # Built in this order (expand, then the decoder) so that a seed gives the same initial weights
         # as before the decoder became an option.
         self.expand = nn.Linear(config.latent_dim, config.channels[-1] * self.bottom**2)
-        self.decoder = _pythae_celeba_decoder(widths) if config.decoder == "pythae" else _mirror_decoder(widths)
+        pythae = config.decoder == "pythae"
+        self.decoder = _pythae_celeba_decoder(widths) if pythae else _mirror_decoder(widths)
         self.top_channels = config.channels[-1]
         self.latent_shape: tuple[int, ...] = (config.latent_dim,)
 

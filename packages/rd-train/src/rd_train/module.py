@@ -115,7 +115,7 @@ class VAEModule(L.LightningModule):
         NHWC there. run.py uses it for bf16-mixed CPU training only, so fp32 runs compute exactly
         what they did."""
         if self.neural is not None and not self.adversarial:
-            self.neural.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            self.neural.to(memory_format=torch.channels_last)
 
     # -- optimisation -------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:

@@ -67,7 +67,8 @@ class SweepProgress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-        self._print(f"[{self.stage}] {self.done}/{self.total} runs in {duration(time.perf_counter() - self.start)}")
+        took = duration(time.perf_counter() - self.start)
+        self._print(f"[{self.stage}] {self.done}/{self.total} runs in {took}")
 
     def _print(self, line: str) -> None:
         if self._bar is not None:

@@ -22,7 +22,8 @@ __all__ = ["Autoencoder", "Options", "inspect_autoencoders", "load_autoencoder",
 
 
 def inspect_autoencoders(paths: list[str | Path], images: str, out: str | Path, size: int = 256,
-                         limit: int | None = None, options: Options | None = None) -> dict[str, dict[str, Any]]:
+                         limit: int | None = None, options: Options | None = None
+                         ) -> dict[str, dict[str, Any]]:
     """Measure every autoencoder on the same images; write ``out``/<name>/{inspect.json, report.md,
     std_maps.png} and ``out``/{comparison.md, inspect.json, std_profiles.png, spectra.png}."""
     import numpy as np

@@ -64,8 +64,8 @@ def load_autoencoder(path: str | Path) -> Autoencoder:
                                "(config.json + weights) or a run directory of this project")
     config_path = path / "config.json"
     if not config_path.is_file():
-        raise MissingDataError(f"{path}: no config.json; a diffusers AutoencoderKL directory has one (download "
-                               "the model's files beforehand), and so does every run directory")
+        raise MissingDataError(f"{path}: no config.json; a diffusers AutoencoderKL directory has one "
+                               "(download the model's files beforehand), and so does every run directory")
     try:
         config = json.loads(config_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -115,7 +115,8 @@ def _load_run(path: Path) -> Autoencoder:
     module.load_state_dict(state["state_dict"])
     module.on_load_checkpoint(state)
     train_config = from_dict(config)
-    module.calibration_images = calibration_images(data_module(train_config), train_config.bn_calibration_images)
+    count = train_config.bn_calibration_images
+    module.calibration_images = calibration_images(data_module(train_config), count)
     module.recalibrate_batchnorm()
     module.eval()
     return Autoencoder(path.name, "run", path, module, {"image_size": train_config.data.image_size})
@@ -140,10 +141,12 @@ def load_images(source: str, size: int, limit: int | None = None) -> tuple[torch
         raise MissingDataError(f"--images {root}: not a directory (give a folder of images, or 'embedded')")
     paths = find_images(root)
     if not paths:
-        raise MissingDataError(f"--images {root}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it or below")
+        kinds = ", ".join(IMAGE_SUFFIXES)
+        raise MissingDataError(f"--images {root}: no image files ({kinds}) in it or below")
     from PIL import Image, UnidentifiedImageError
 
-    tensors, names = [], []
+    tensors: list[torch.Tensor] = []
+    names: list[str] = []
     for path in paths:
         if limit is not None and len(tensors) >= limit:
             break
@@ -157,8 +160,8 @@ def load_images(source: str, size: int, limit: int | None = None) -> tuple[torch
                               "lower --size or remove the image (images are never upscaled)")
         side = min(image.size)
         left, top = (image.size[0] - side) // 2, (image.size[1] - side) // 2
-        image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC,
-                                                                        reducing_gap=None)
+        square = image.crop((left, top, left + side, top + side))
+        image = square.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=None)
         array = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(size, size, 3)
         tensors.append(array.permute(2, 0, 1).float() / 127.5 - 1)
         names.append(str(path.relative_to(root)))

@@ -54,7 +54,8 @@ def batch_size(images: torch.Tensor, device: torch.device) -> int:
     pixels = images.shape[-1] * images.shape[-2]
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return max(1, min(len(images), int(free / (pixels * 3 * 4 * 400))))  # ~400 activations per input value
+        per_image = pixels * 3 * 4 * 400  # bytes: ~400 fp32 activations per input value
+        return max(1, min(len(images), int(free / per_image)))
     return max(1, min(len(images), PIXELS_PER_BATCH // pixels))
 
 

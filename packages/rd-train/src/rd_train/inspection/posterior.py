@@ -42,7 +42,10 @@ def posterior_statistics(mu: torch.Tensor, logvar: torch.Tensor, image_pixels: i
     kl_image = kl_map.sum(dim=(1, 2, 3))
     std = var.sqrt()
     per_coordinate_std = std.mean(0).flatten()
-    active = mu.flatten(1).var(0, unbiased=False) > ACTIVE_UNIT_THRESHOLD if b > 1 else torch.zeros(c * h * w, dtype=torch.bool)
+    if b > 1:
+        active = mu.flatten(1).var(0, unbiased=False) > ACTIVE_UNIT_THRESHOLD
+    else:
+        active = torch.zeros(c * h * w, dtype=torch.bool)
 
     g = torch.Generator().manual_seed(seed)
     z = mu + std * torch.randn(mu.shape, generator=g, dtype=torch.float64)

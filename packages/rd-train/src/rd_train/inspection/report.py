@@ -63,11 +63,12 @@ def markdown(name: str, result: dict[str, Any], source: dict[str, Any]) -> str:
             lines.append(f"| {i} | {kl:.3f} | {std:.4f} | {mean:.4f} | {sd:.4f} | {weight} |")
     if len(result["kl_per_channel"]) > 64:
         lines.append(f"| … | {len(result['kl_per_channel']) - 64} more channels in the JSON | | | | |")
-    lines += ["", f"Channel covariance eigenvalues (descending): {_floats(agg['channel_covariance_eigenvalues'][:16])}",
-              ""]
+    eigenvalues = _floats(agg["channel_covariance_eigenvalues"][:16])
+    lines += ["", f"Channel covariance eigenvalues (descending): {eigenvalues}", ""]
     weights = result.get("effective_weights", {})
     if weights:
-        lines.append(f"Effective distortion weights (Gauss–Newton, on the first {result['effective_weights_images']} "
+        count = result["effective_weights_images"]
+        lines.append(f"Effective distortion weights (Gauss–Newton, on the first {count} "
                      f"images): " + "; ".join(f"{k}: {_floats(v[:16])}" for k, v in weights.items()))
     elif result.get("effective_weights_error"):
         lines.append(f"Effective distortion weights not computed: {result['effective_weights_error']}")
@@ -79,12 +80,14 @@ def markdown(name: str, result: dict[str, Any], source: dict[str, Any]) -> str:
 def comparison(results: dict[str, dict[str, Any]], source: dict[str, Any]) -> str:
     lines = [f"# Autoencoders compared on the same {source['images']} ({source['count']} images, "
              f"{source['size']} px)", "",
-             "| autoencoder | " + " | ".join(label for label, _, _ in COLUMNS) + " | latent | scaling_factor |",
+             "| autoencoder | " + " | ".join(label for label, _, _ in COLUMNS)
+             + " | latent | scaling_factor |",
              "|---|" + "---:|" * (len(COLUMNS) + 2)]
     for name, r in results.items():
         c, h, w = r["latent_shape"]
         cells = [_cell(r, key, fmt) for _, key, fmt in COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {c}x{h}x{w} | {r['aggregate']['scaling_factor']:.5f} |")
+        scale = r["aggregate"]["scaling_factor"]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {c}x{h}x{w} | {scale:.5f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -152,8 +155,8 @@ def overlay_figures(results: dict[str, dict[str, Any]], out: Path) -> list[str]:
     return written
 
 
-def write_all(results: dict[str, dict[str, Any]], sources: dict[str, dict[str, Any]], std_maps: dict[str, np.ndarray],
-              call: dict[str, Any], out: Path) -> None:
+def write_all(results: dict[str, dict[str, Any]], sources: dict[str, dict[str, Any]],
+              std_maps: dict[str, np.ndarray], call: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, result in results.items():
         folder = out / slug(name)
