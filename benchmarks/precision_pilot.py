@@ -76,7 +76,7 @@ def main() -> int:
                     k: m[k] for k in ("kl", "anisotropy", "psnr", "precision")}
         seconds[precision] = time.perf_counter() - start
 
-    table = ["| family | quantity | fp32 mean ± seed SD | bf16 − fp32 per seed | |mean diff| / seed SD |",
+    table = ["| family | quantity | fp32 mean ± seed SD | bf16 − fp32 per seed | abs(mean diff) / seed SD |",
              "|---|---|---:|---:|---:|"]
     summary: dict[str, dict] = {}
     for family, by_precision in runs.items():

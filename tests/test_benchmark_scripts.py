@@ -44,3 +44,23 @@ def test_host_overhead_benchmark_runs_against_a_baseline_tree(tmp_path):
     results = json.loads(out.read_text())["results"]
     assert len(results) == 8
     assert all(row["current_us_per_call"] > 0 and row["baseline_us_per_call"] > 0 for row in results.values())
+
+
+def test_sweep_throughput_runs_the_baseline_tree_and_this_one(tmp_path):
+    out = tmp_path / "throughput.json"
+    run([str(ROOT / "benchmarks" / "sweep_throughput.py"), "--out", str(out), "--steps", "4",
+         "--only", "baseline-best", "current"], tmp_path)
+    report = json.loads(out.read_text())
+    assert report["ratios_best_of_repeats"]["current / baseline-best"] > 0
+    runs = report["results"]["current"][0]["runs"]
+    assert len(runs) == 4 and all(r["threads"] == 1 for r in runs.values())
+
+
+def test_precision_pilot_tabulates_both_precisions(tmp_path):
+    out = tmp_path / "pilot.json"
+    run([str(ROOT / "benchmarks" / "precision_pilot.py"), "--work", str(tmp_path / "work"), "--out", str(out),
+         "--steps", "4", "--seeds", "0", "1"], tmp_path)
+    report = json.loads(out.read_text())
+    assert set(report["summary"]) == {f"{f}/{q}" for f in ("pixel", "perceptual", "adversarial")
+                                      for q in ("kl", "anisotropy")}
+    assert isinstance(report["adopt"], bool)

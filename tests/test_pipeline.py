@@ -33,7 +33,7 @@ def declared_outputs(dvc_yaml: Path) -> list[str]:
 def workspace_env(work: Path) -> dict[str, str]:
     """Only the project environment's tools, and a HOME of the scratch workspace's own."""
     return {"PATH": f"{BIN}:/usr/bin:/bin", "DVC_NO_ANALYTICS": "1", "TRITON_INTERPRET": "0",
-            "HOME": str(work), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "2"}
+            "HOME": str(work), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "2", "RD_TRAIN_CORES": "2"}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def pipeline(tmp_path_factory):
         done = subprocess.run(args, cwd=work, env=workspace_env(work), capture_output=True, text=True,
                               check=False)
         assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-        return done.stdout
+        return done.stdout + done.stderr
 
     run("git", "init", "-q")
     run(dvc, "init", "-q")
@@ -83,6 +83,14 @@ def test_every_declared_output_is_produced(pipeline):
         assert section in claims
     assert "interpolated" in claims and "GECO" in claims
     assert "VGG16 (HED) blocks 1-1" in (work / "paper" / "tables" / "theory.md").read_text()
+
+
+def test_the_sweeps_print_one_line_per_run_and_no_framework_banners(pipeline):
+    _, first, *_ = pipeline
+    lines = [line for line in first.splitlines() if line.startswith("[fixed/perceptual]")]
+    assert lines[0] == "[fixed/perceptual] 4 runs, 2 worker(s) x 1 thread(s) on 2 core(s)", lines
+    assert len(lines) == 6 and "4/4" in lines[-2] and "stage done" in lines[-2]
+    assert "GPU available" not in first and "litlogger" not in first
 
 
 def test_second_repro_does_nothing(pipeline):
