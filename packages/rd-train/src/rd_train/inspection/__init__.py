@@ -26,8 +26,6 @@ def inspect_autoencoders(paths: list[str | Path], images: str, out: str | Path, 
                          ) -> dict[str, dict[str, Any]]:
     """Measure every autoencoder on the same images; write ``out``/<name>/{inspect.json, report.md,
     std_maps.png} and ``out``/{comparison.md, inspect.json, std_profiles.png, spectra.png}."""
-    import numpy as np
-
     from rd_train.inspection.report import write_all
 
     options = options or Options()
@@ -35,7 +33,6 @@ def inspect_autoencoders(paths: list[str | Path], images: str, out: str | Path, 
     x, names = load_images(images, size, limit)
     results: dict[str, dict[str, Any]] = {}
     sources: dict[str, dict[str, Any]] = {}
-    std_maps: dict[str, np.ndarray] = {}
     for index, ae in enumerate(autoencoders):
         name = ae.name if ae.name not in results else f"{ae.name}-{index}"
         start = time.perf_counter()
@@ -44,8 +41,6 @@ def inspect_autoencoders(paths: list[str | Path], images: str, out: str | Path, 
         results[name] = result
         sources[name] = {"kind": ae.kind, "path": str(ae.path), "config": ae.config, "size": size,
                          "images": images, "precision": result["precision"]}
-        c, h, w = result["latent_shape"]
-        std_maps[name] = np.asarray(result["std_per_channel_map"]).reshape(c, h, w)
     call = {"images": images, "count": len(names), "size": size, "image_names": names[:1000]}
-    write_all(results, sources, std_maps, call, Path(out))
+    write_all(results, sources, call, Path(out))
     return results

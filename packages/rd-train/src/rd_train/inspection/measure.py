@@ -42,10 +42,8 @@ def pick_device(name: str) -> torch.device:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    from rd_train.precision import resolve
-
-    resolved = resolve(precision, device).precision
-    if resolved == "bf16-mixed":
+    """bf16 autocast for a resolved ``precision`` of bf16-mixed, else nothing."""
+    if precision == "bf16-mixed":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -125,7 +123,10 @@ def measure(ae: Autoencoder, images: torch.Tensor, options: Options) -> dict[str
         from rd_train.losses.vgg16 import VGG16FeatureLoss, stages_for
 
         feature_loss = VGG16FeatureLoss(stages_for(None, images.shape[-1])).to(device).eval()
-    encoded = encode_all(ae, images, device, options.precision,
+    from rd_train.precision import resolve
+
+    precision = resolve(options.precision, device).precision  # once: it reads the CPU's flags
+    encoded = encode_all(ae, images, device, precision,
                          feature_loss if options.vgg_distance else None)
     result = posterior_statistics(encoded["mu"], encoded["logvar"], images.shape[-1] * images.shape[-2],
                                   options.seed)
@@ -140,9 +141,7 @@ def measure(ae: Autoencoder, images: torch.Tensor, options: Options) -> dict[str
         result["effective_weights_error"] = " ".join(str(error).split())[:300]
     result["effective_weights_images"] = min(options.weight_images, len(images))
     result["latent_is_spatial"] = encoded["mu"].dim() == 4
-    from rd_train.precision import resolve
-
-    result["precision"] = resolve(options.precision, device).precision
+    result["precision"] = precision
     result["batch_size"] = encoded["batch_size"]
     result["device"] = str(device)
     return result

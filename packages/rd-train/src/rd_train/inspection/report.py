@@ -91,7 +91,7 @@ def comparison(results: dict[str, dict[str, Any]], source: dict[str, Any]) -> st
     return "\n".join(lines) + "\n"
 
 
-def std_maps_figure(result: dict[str, Any], mu_logvar_std: np.ndarray, path: Path) -> None:
+def std_maps_figure(result: dict[str, Any], path: Path) -> None:
     """Posterior std per channel, as maps over positions (spatial) or one bar chart (vector)."""
     import matplotlib
 
@@ -99,9 +99,10 @@ def std_maps_figure(result: dict[str, Any], mu_logvar_std: np.ndarray, path: Pat
     import matplotlib.pyplot as plt
 
     c, h, w = result["latent_shape"]
+    std_map = np.asarray(result["std_per_channel_map"]).reshape(c, h, w)
     if h * w == 1:
         fig, ax = plt.subplots(figsize=(max(4, c * 0.25), 3))
-        ax.bar(range(c), mu_logvar_std.reshape(c))
+        ax.bar(range(c), std_map.reshape(c))
         ax.set_xlabel("latent coordinate")
         ax.set_ylabel("mean posterior std")
     else:
@@ -112,7 +113,7 @@ def std_maps_figure(result: dict[str, Any], mu_logvar_std: np.ndarray, path: Pat
         for k, ax in enumerate(axes.flat):
             ax.axis("off")
             if k < shown:
-                image = ax.imshow(mu_logvar_std[k], cmap="viridis")
+                image = ax.imshow(std_map[k], cmap="viridis")
                 ax.set_title(f"channel {k}")
                 fig.colorbar(image, ax=ax, fraction=0.046)
         fig.suptitle("mean posterior std per position")
@@ -156,14 +157,14 @@ def overlay_figures(results: dict[str, dict[str, Any]], out: Path) -> list[str]:
 
 
 def write_all(results: dict[str, dict[str, Any]], sources: dict[str, dict[str, Any]],
-              std_maps: dict[str, np.ndarray], call: dict[str, Any], out: Path) -> None:
+              call: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, result in results.items():
         folder = out / slug(name)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / "inspect.json", json.dumps({**sources[name], **result}, indent=1) + "\n")
         atomic_write_text(folder / "report.md", markdown(name, result, sources[name]))
-        std_maps_figure(result, std_maps[name], folder / "std_maps.png")
+        std_maps_figure(result, folder / "std_maps.png")
     atomic_write_text(out / "comparison.md", comparison(results, call))
     overlay_figures(results, out)
     summary = {"call": call, "autoencoders": {n: {**sources[n], **{k: v for k, v in r.items()
