@@ -78,10 +78,13 @@ def test_every_declared_output_is_produced(pipeline):
     assert "VGG16 (HED) features" in claims and "PatchGAN" in claims
     assert "LPIPS" not in claims  # the HED VGG16 is never called LPIPS
     sections = ("## 1. Neural losses lower the rate", "## 2. Neural losses lower the posterior anisotropy",
-                "## 3. Effective distortion weights", "## Toy model")
+                "## 3. Effective distortion weights", "## Beyond the paper: diffusability", "## Toy model")
     for section in sections:
         assert section in claims
     assert "interpolated" in claims and "GECO" in claims
+    diffusability = (work / "paper" / "tables" / "diffusability.md").read_text()
+    assert "## Verdicts: generation improves with λ — every run, no filter" in diffusability
+    assert len(list((work / "analysis" / "diffusability" / "runs").glob("*.json"))) == 2 * 1 + 2 * 2
     assert "VGG16 (HED) blocks 1-1" in (work / "paper" / "tables" / "theory.md").read_text()
 
 

@@ -1,5 +1,5 @@
 """``rd-train fit|evaluate|prepare --config run.yaml [--set key=value ...]``, and the DVC stage
-commands ``rd-train sweep``, ``rd-train aggregate`` and ``rd-train analyze``.
+commands ``rd-train sweep``, ``rd-train aggregate``, ``rd-train analyze`` and ``rd-train diffusability``.
 
 A mistake the user can fix (a config value, a missing file or weights, an unreadable checkpoint, a
 run directory holding another run, a params.yaml naming an unknown family) prints one line,
@@ -96,7 +96,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _aggregate(args: argparse.Namespace) -> int:
     from rd_train.report import aggregate
 
-    aggregate(args.params, args.runs, args.paper, args.analysis)
+    aggregate(args.params, args.runs, args.paper, args.analysis, args.diffusability)
     return 0
 
 
@@ -104,6 +104,15 @@ def _analyze(args: argparse.Namespace) -> int:
     from rd_train.report import analyze
 
     analyze(args.params, args.runs, args.paper, args.out, args.jobs)
+    return 0
+
+
+def _diffusability(args: argparse.Namespace) -> int:
+    from rd_train.diffusability import run_stage
+
+    summary = run_stage(args.params, args.runs, args.paper, args.out, args.jobs)
+    table = Path(args.paper) / "tables" / "diffusability.md"
+    print(f"diffusability: {len(summary['records'])} runs -> {table}")
     return 0
 
 
@@ -129,7 +138,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "fit": _fit, "evaluate": _evaluate, "prepare": _prepare, "sweep": _sweep, "aggregate": _aggregate,
-    "analyze": _analyze, "inspect": _inspect,
+    "analyze": _analyze, "inspect": _inspect, "diffusability": _diffusability,
 }
 
 
@@ -172,6 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
     agg.add_argument("--runs", default="runs")
     agg.add_argument("--paper", default="paper")
     agg.add_argument("--analysis", help="the analysis stage's data (adds the effective-weights claims line)")
+    agg.add_argument("--diffusability",
+                     help="the diffusability stage's summary.json (adds its claims section)")
+    dif = sub.add_parser("diffusability", parents=[common],
+                         help="a latent sampler on every matched-rate run, scored against floors "
+                         "(a DVC stage)")
+    dif.add_argument("--params", default="params.yaml")
+    dif.add_argument("--runs", default="runs")
+    dif.add_argument("--paper", default="paper")
+    dif.add_argument("--out", required=True, help="directory for per-run results and summary.json")
+    dif.add_argument("--jobs", type=int, default=1, help="runs scored at once (processes)")
     ana = sub.add_parser("analyze", parents=[common],
                          help="effective distortion weights of every finished run (a DVC stage)")
     ana.add_argument("--params", default="params.yaml")

@@ -1,4 +1,5 @@
-"""Analyses of finished runs: matched-rate interpolation, convergence rules, statistics, and the
+"""Analyses of finished runs: matched-rate interpolation, convergence rules, statistics (trend tests and
+positivity-respecting effect intervals in trends.py), and the
 effective distortion weights of a decoder (the curvature of its distortion along each latent)."""
 
 from rd_train.analysis.convergence import Convergence, Rules
@@ -10,6 +11,7 @@ from rd_train.analysis.curvature import (
 )
 from rd_train.analysis.matched_rate import value_at_rate
 from rd_train.analysis.statistics import Comparison, Interval, compare_lower, mean_ci
+from rd_train.analysis.trends import difference_interval, holm, ratio_interval, trend_test
 
 __all__ = [
     "Comparison",
@@ -18,9 +20,13 @@ __all__ = [
     "Rules",
     "channel_weights",
     "compare_lower",
+    "difference_interval",
     "effective_weights",
     "gauss_newton_weights",
+    "holm",
     "mean_ci",
     "predicted_variances",
+    "ratio_interval",
+    "trend_test",
     "value_at_rate",
 ]

@@ -23,9 +23,11 @@ def load_study(params_path: str | Path, runs: str | Path) -> Study:
 
 
 def aggregate(
-    params_path: str | Path, runs: str | Path, paper: str | Path, analysis: str | Path | None = None
+    params_path: str | Path, runs: str | Path, paper: str | Path, analysis: str | Path | None = None,
+    diffusability: str | Path | None = None,
 ) -> Study:
-    """Tables, figures and metrics; with ``analysis`` (the ``analysis`` stage's data), its claims line."""
+    """Tables, figures and metrics; with ``analysis`` (the ``analysis`` stage's data), its claims line;
+    with ``diffusability`` (that stage's summary.json), the section "Beyond the paper: diffusability"."""
     study = load_study(params_path, runs)
     paper = Path(paper)
     atomic_write_text(paper / "tables" / "sweeps.md", tables.sweeps(study))
@@ -33,6 +35,18 @@ def aggregate(
     atomic_write_text(paper / "tables" / "runs.csv", tables.runs_csv(study))
     records = effective_weights.load(Path(analysis)) if analysis is not None else None
     extra = [effective_weights.claims_section(study, records)] if records else []
+    if diffusability is not None:
+        import json
+
+        from rd_train.diffusability.report import claims_section
+
+        path = Path(diffusability)
+        if not path.is_file():
+            from rd_train.errors import MissingDataError
+
+            raise MissingDataError(f"{path}: no diffusability summary; run `rd-train diffusability` (the "
+                                   "DVC stage diffusability) first, or leave out --diffusability")
+        extra.append(claims_section(json.loads(path.read_text())))
     atomic_write_text(paper / "tables" / "claims.md", claims.document(study, extra_sections=extra))
     figures.draw_all(study, paper / "figures")
     dvc_outputs.write_metrics(study, paper / "metrics")

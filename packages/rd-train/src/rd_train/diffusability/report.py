@@ -1,0 +1,295 @@
+"""``paper/tables/diffusability.md``, the claims section, and the three figures, from the stage's summary."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rd_train.diffusability.summary import FILTERS
+
+
+def _p(p: float) -> str:
+    return "–" if not math.isfinite(p) else f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def _g(x: float, digits: int = 3) -> str:
+    return "–" if not math.isfinite(x) else f"{x:.{digits}g}"
+
+
+def verdict_rows(summary: dict[str, Any], name: str) -> list[str]:
+    lines = [
+        "| family | target (nats) | endpoint | means over λ (n) | effect, λ max vs 0 [CI] "
+        "| p (JT, two-sided) "
+        "| p (Holm) | verdict |",
+        "|---|---:|---|---|---:|---:|---:|---|",
+    ]
+    for t in summary["verdicts"][name]:
+        means = ", ".join(
+            f"{lam:g}: {_g(m)} ({n})" for lam, m, n in zip(t["lams"], t["means"], t["n"], strict=True)
+        )
+        lines.append(
+            f"| {summary['families'][t['family']]} | {t['target']:g} | {t['endpoint']} | {means} | "
+            f"{t['effect']['text']} | {_p(t['p'])} | {_p(t['p_holm'])} | **{t['verdict']}** |"
+        )
+    return lines
+
+
+def relation_rows(summary: dict[str, Any], name: str) -> list[str]:
+    lines = ["| endpoint | geometry | runs | Spearman ρ [bootstrap CI] | p |", "|---|---|---:|---:|---:|"]
+    for r in summary["relations"][name]:
+        where = "all targets" if r["target"] is None else f"target {r['target']:g}"
+        rho = "–" if not math.isfinite(r["rho"]) else f"{r['rho']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}]"
+        lines.append(f"| {r['endpoint']} | {r['quantity']} ({where}) | {r['n']} | {rho} | {_p(r['p'])} |")
+    return lines
+
+
+def _header(summary: dict[str, Any]) -> list[str]:
+    c, f = summary["config"], summary["config"]["flow"]
+    spaces = " and ".join(f"`{s}`" for s in c["spaces"])
+    return [
+        f"Every matched-rate (GECO) run's latents get the same sampler: rectified flow, "
+        f"an MLP for vector latents (a small residual conv net for spatial ones) of width {f['width']} × "
+        f"depth {f['depth']}, {f['steps']} steps of "
+        f"batch {f['batch_size']} (AdamW, lr {f['lr']:g}, cosine to 10 %), EMA {f['ema_decay']:g}, "
+        f"{c['samples']} samples by Heun's method in {f['solver_steps']} steps, seed {c['seed']}. Latents "
+        "standardised per coordinate with the training latents' statistics. Scores against the held-out "
+        f"(validation) images and their latents; image features: {spaces} (the first is primary; "
+        "`rd_train/diffusability/features.py` says why). Endpoints, lower is better: "
+        + "; ".join(f"`{k}`: {v}" for k, v in summary["endpoints"].items())
+        + ".",
+        "",
+    ]
+
+
+def table(summary: dict[str, Any]) -> str:
+    conf = summary["confidence"]
+    primary = summary["config"]["spaces"][0]
+    lines = [
+        "# Beyond the paper: diffusability of the latents",
+        "",
+        *_header(summary),
+        f"Stage time: {summary['seconds']:.0f} s of scoring over {len(summary['records'])} runs "
+        "(sum over workers).",
+        "",
+        f"## Per cell (mean [{conf:.0%} CI] over converged seeds)",
+        "",
+        "Floors in every row: *Gaussian*, a Gaussian with the training latents' mean and covariance; "
+        "*data*, training latents themselves (what a perfect sampler of the training distribution "
+        "scores at this sample size).",
+        "",
+        "| family | target | λ | converged | latent SW | SW Gaussian | SW data | MMD² | MMD² Gaussian | "
+        "MMD² data | held-out flow loss | excess KID | anisotropy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in summary["cells"]:
+        lines.append(
+            f"| {summary['families'][c['family']]} | {c['target']:g} | {c['lam']:g} | "
+            f"{c['converged']}/{c['runs']} | "
+            + " | ".join(
+                c[k]["text"]
+                for k in (
+                    "latent_sw",
+                    "sw_gaussian",
+                    "sw_data",
+                    "mmd",
+                    "mmd_gaussian",
+                    "mmd_data",
+                    "held_out_flow_loss",
+                    "excess_kid",
+                    "anisotropy",
+                )
+            )
+            + " |"
+        )
+    for name in FILTERS:
+        which = "converged runs (pre-registered)" if name == "converged" else "every run, no filter"
+        lines += ["", f"## Verdicts: generation improves with λ — {which}", "", *verdict_rows(summary, name)]
+    for name in FILTERS:
+        which = "converged runs" if name == "converged" else "every run, no filter"
+        lines += ["", f"## Endpoints against posterior geometry — {which}", "", *relation_rows(summary, name)]
+    lines += [
+        "",
+        "## Every run",
+        "",
+        f"KID ×1 in the standardised `{primary}` space; P / R: k-NN precision / recall of the decoded "
+        "samples; *recon*: the VAE's reconstructions of held-out images (its own floor).",
+        "",
+        "| run | converged | anisotropy | aggregate KL | PR | latent SW (gen / Gauss / data) | "
+        "MMD² (gen / Gauss / data) | flow loss held-out | KID (gen / Gauss / recon / data) | P / R | "
+        + " | ".join(f"KID {s} (gen / recon)" for s in summary["config"]["spaces"][1:])
+        + " |",
+        "|---|---|---:|---:|---:|---|---|---:|---|---|" + "---|" * (len(summary["config"]["spaces"]) - 1),
+    ]
+    for r in summary["records"]:
+        lat, img = r["latent"], r["image"][primary]
+        other = " | ".join(
+            f"{_g(r['image'][s]['generated']['kid'])} / {_g(r['image'][s]['reconstruction']['kid'])}"
+            for s in summary["config"]["spaces"][1:]
+        )
+        lines.append(
+            f"| {r['run']} | {'yes' if r['converged'] else 'no'} | {r['geometry']['anisotropy']:.3f} | "
+            f"{r['geometry']['aggregate_kl']:.3f} | {r['geometry']['participation_ratio']:.2f} | "
+            + " / ".join(_g(lat[k]["sw"]) for k in ("generated", "gaussian", "data"))
+            + " | "
+            + " / ".join(_g(lat[k]["mmd"]) for k in ("generated", "gaussian", "data"))
+            + " | "
+            + f"{r['flow']['held_out_loss']:.3f} | "
+            + " / ".join(_g(img[k]["kid"]) for k in ("generated", "gaussian", "reconstruction", "data"))
+            + " | "
+            + f"{img['generated']['precision']:.2f} / {img['generated']['recall']:.2f} |"
+            + (f" {other} |" if other else "")
+        )
+    return "\n".join(lines) + "\n"
+
+
+def claims_section(summary: dict[str, Any]) -> list[str]:
+    held = [t for t in summary["verdicts"]["converged"] if t["verdict"] != "not resolved at this scale"]
+    lines = [
+        "## Beyond the paper: diffusability (`diffusability.md`)",
+        "",
+        "Does generation from the latents improve with λ at matched rate? One sampler and budget for "
+        "every run; Jonckheere–Terpstra over the λ grid, Holm over every test; converged runs "
+        f"(pre-registered), then every run. {len(held)} of {len(summary['verdicts']['converged'])} "
+        "tests resolved on converged runs.",
+        "",
+        *verdict_rows(summary, "converged"),
+        "",
+        "No filter:",
+        "",
+        *verdict_rows(summary, "all"),
+        "",
+        "Over the converged runs, Spearman ρ of each endpoint with the anisotropy, pooled over targets:",
+        "",
+    ]
+    for r in summary["relations"]["converged"]:
+        if r["quantity"] == "anisotropy" and r["target"] is None and math.isfinite(r["rho"]):
+            lines.append(
+                f"- {r['endpoint']}: ρ = {r['rho']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}] over "
+                f"{r['n']} runs (p = {_p(r['p'])})"
+            )
+    return lines
+
+
+def figures(summary: dict[str, Any], results: dict[str, dict[str, Any]], directory: Path) -> None:
+    from rd_train.report.figures import _pyplot, _save
+
+    plt = _pyplot()
+    families, endpoints = list(summary["families"]), list(summary["endpoints"])
+    fig, axes = plt.subplots(
+        len(endpoints), len(families), figsize=(5.2 * len(families), 3.8 * len(endpoints)), squeeze=False
+    )
+    for j, family in enumerate(families):
+        lams = summary["lams"][family]
+        positions = {lam: k for k, lam in enumerate(lams)}
+        for i, endpoint in enumerate(endpoints):
+            ax = axes[i][j]
+            for t_index, target in enumerate(summary["targets"]):
+                cells = [c for c in summary["cells"] if c["family"] == family and c["target"] == target]
+                xs = [positions[c["lam"]] for c in cells if c[endpoint]["n"]]
+                ys = [c[endpoint]["mean"] for c in cells if c[endpoint]["n"]]
+                err = [
+                    0 if c[endpoint]["n"] < 2 else c[endpoint]["high"] - c[endpoint]["mean"]
+                    for c in cells
+                    if c[endpoint]["n"]
+                ]
+                ax.errorbar(
+                    xs,
+                    ys,
+                    yerr=err,
+                    fmt="o-",
+                    color=f"C{t_index}",
+                    capsize=3,
+                    label=f"{target:g} nats (mean, CI)",
+                )
+                runs = [
+                    r
+                    for r in summary["records"]
+                    if r["target"] == target and r["converged"] and (r["family"] == family or r["lam"] == 0)
+                ]
+                ax.plot(
+                    [positions[r["lam"]] + 0.06 * (t_index - 0.5) for r in runs],
+                    [r["endpoints"][endpoint] for r in runs],
+                    ".",
+                    color=f"C{t_index}",
+                    alpha=0.5,
+                )
+                if endpoint == "latent_sw":
+                    floor = [c["sw_data"]["mean"] for c in cells if c["sw_data"]["n"]]
+                    if floor:
+                        ax.axhline(float(np.mean(floor)), color=f"C{t_index}", ls=":", lw=1)
+            ax.set_xticks(range(len(lams)), [f"{lam:g}" for lam in lams])
+            ax.set(xlabel="λ", ylabel=endpoint, title=f"{summary['families'][family]}: {endpoint}")
+            ax.legend(fontsize=7)
+    fig.suptitle(
+        "Generation quality against λ at matched rate (lower is better; dotted: data floor)", fontsize=10
+    )
+    _save(fig, directory / "diffusability_vs_lambda.png")
+
+    fig, axes = plt.subplots(1, len(endpoints), figsize=(5.2 * len(endpoints), 4.3), squeeze=False)
+    markers = "os^Dv"
+    for ax, endpoint in zip(axes[0], endpoints, strict=True):
+        for f_index, family in enumerate(["pixel", *families]):
+            for t_index, target in enumerate(summary["targets"]):
+                runs = [
+                    r
+                    for r in summary["records"]
+                    if r["family"] == family and r["target"] == target and r["converged"]
+                ]
+                if runs:
+                    ax.plot(
+                        [r["geometry"]["anisotropy"] for r in runs],
+                        [r["endpoints"][endpoint] for r in runs],
+                        markers[t_index % 5],
+                        color="k" if family == "pixel" else f"C{f_index}",
+                        mfc="none",
+                        label=f"{summary['families'].get(family, 'pixel only')}, {target:g} nats",
+                    )
+        ax.set(xlabel="posterior anisotropy", ylabel=endpoint, title=f"{endpoint} against anisotropy")
+        ax.legend(fontsize=7)
+    _save(fig, directory / "diffusability_vs_anisotropy.png")
+    sample_grid(summary, results, directory / "diffusability_samples.png")
+
+
+def sample_grid(summary: dict[str, Any], results: dict[str, dict[str, Any]], path: Path) -> None:
+    """Decoded samples at the highest target: λ = 0 and the largest λ of each family, the lowest seed."""
+    from rd_train.diffusability.score import decode_grid
+    from rd_train.report.figures import _pyplot, _save
+
+    target = max(summary["targets"])
+    panels: list[tuple[str, dict[str, Any]]] = []
+    for family in summary["families"]:
+        for lam in (0.0, max(summary["lams"][family])):
+            runs = sorted(
+                (
+                    r
+                    for r in summary["records"]
+                    if r["target"] == target and r["lam"] == lam and (r["family"] == family or lam == 0)
+                ),
+                key=lambda r: r["seed"],
+            )
+            if runs and results[runs[0]["run"]]["grid"]["shape"][0]:
+                label = "pixel only, λ = 0" if lam == 0 else f"{summary['families'][family]}, λ = {lam:g}"
+                if all(label != existing for existing, _ in panels):
+                    panels.append((f"{label} (seed {runs[0]['seed']})", results[runs[0]["run"]]["grid"]))
+    if not panels:
+        return
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.8), squeeze=False)
+    for ax, (label, grid) in zip(axes[0], panels, strict=True):
+        images = decode_grid(grid).transpose(0, 2, 3, 1)  # N, H, W, C
+        n = images.shape[0]
+        cols = math.ceil(math.sqrt(n))
+        rows = math.ceil(n / cols)
+        h, w = images.shape[1:3]
+        canvas = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1, 3), 255, dtype=np.uint8)
+        for k, image in enumerate(images):
+            r, c = divmod(k, cols)
+            canvas[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = image
+        ax.imshow(canvas, interpolation="nearest")
+        ax.set_title(label, fontsize=8)
+        ax.axis("off")
+    fig.suptitle(f"Decoded samples of the latent sampler at {target:g} nats", fontsize=10)
+    _save(fig, path)

@@ -1,0 +1,135 @@
+"""The DVC stage ``diffusability``: `score.score_run` on every matched-rate (GECO) run, in parallel,
+resumable, with one progress line per run; then the verdicts, tables and figures (`report.py`).
+
+Every GECO run is scored, converged or not, so the verdicts can be shown with and without the
+convergence filter; the filtered ones are the pre-registered verdicts. A run's result is kept in
+``<out>/runs/<run>.json`` under a fingerprint of what determines it (the stage's params, the run's
+metrics.json and this package's source): an interrupted stage resumes, a changed input is recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rd_theory.atomic import atomic_write_text
+
+from rd_train.diffusability.config import DiffusabilityConfig
+from rd_train.progress import duration
+
+PACKAGE = Path(__file__).parent
+
+
+def fingerprint(config: DiffusabilityConfig, run_dir: Path) -> str:
+    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    digest.update((run_dir / "metrics.json").read_bytes())
+    for source in sorted(PACKAGE.glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+def _score(args: tuple[str, dict[str, Any], str]) -> dict[str, Any]:
+    from rd_train.diffusability.score import score_run
+    from rd_train.workers import set_threads
+
+    run_dir, config_dict, threads = args
+    set_threads(int(threads))
+    return score_run(run_dir, _config_from_dict(config_dict))
+
+
+def _config_from_dict(values: dict[str, Any]) -> DiffusabilityConfig:
+    return DiffusabilityConfig.from_params({"diffusability": values})
+
+
+def score_all(
+    run_dirs: list[Path], config: DiffusabilityConfig, out: Path, jobs: int, stream: Any = None
+) -> dict[str, dict[str, Any]]:
+    """``run name -> score_run result`` for every run, reusing results whose fingerprint still holds."""
+    from rd_train.workers import plan_workers
+
+    stream = stream or sys.stderr
+    cache = out / "runs"
+    cache.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, Any]] = {}
+    todo = []
+    for run_dir in run_dirs:
+        path, key = cache / f"{run_dir.name}.json", fingerprint(config, run_dir)
+        if path.is_file():
+            kept = json.loads(path.read_text())
+            if kept.get("fingerprint") == key:
+                results[run_dir.name] = kept
+                continue
+        todo.append((run_dir, path, key))
+    plan = plan_workers(jobs)
+    print(
+        f"[diffusability] {len(run_dirs)} runs ({len(results)} reused), {plan.describe()}",
+        file=stream,
+        flush=True,
+    )
+    start, done = time.perf_counter(), 0
+    args = [(str(d), _plain(config.to_dict()), str(plan.threads)) for d, _, _ in todo]
+
+    def finished(item: tuple[Path, Path, str], result: dict[str, Any]) -> None:
+        nonlocal done
+        run_dir, path, key = item
+        result["fingerprint"] = key
+        atomic_write_text(path, json.dumps(result) + "\n")
+        results[run_dir.name] = result
+        done += 1
+        elapsed = time.perf_counter() - start
+        left = len(todo) - done
+        eta = f"ETA {duration(elapsed / done * left)}" if left else "stage done"
+        e = result["endpoints"]
+        print(
+            f"[diffusability] {done}/{len(todo)} {run_dir.name}  latent SW {e['latent_sw']:.4f}  excess KID "
+            f"{e['excess_kid']:.3f}  anisotropy {result['geometry']['anisotropy']:.3f}  "
+            f"({duration(result['seconds'])})  {eta}",
+            file=stream,
+            flush=True,
+        )
+
+    if plan.workers > 1 and len(todo) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(plan.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for item, result in zip(todo, pool.map(_score, args), strict=True):
+                finished(item, result)
+    else:
+        for item, a in zip(todo, args, strict=True):
+            finished(item, _score(a))
+    return results
+
+
+def _plain(values: Any) -> Any:
+    """Tuples to lists, recursively: what params.yaml would hold."""
+    if isinstance(values, dict):
+        return {k: _plain(v) for k, v in values.items()}
+    if isinstance(values, list | tuple):
+        return [_plain(v) for v in values]
+    return values
+
+
+def run_stage(
+    params_path: str | Path, runs: str | Path, paper: str | Path, out: str | Path, jobs: int = 1
+) -> dict[str, Any]:
+    """Score every GECO run, then write ``<out>/summary.json`` (every record, verdicts, relations),
+    ``paper/tables/diffusability.md`` and the three figures."""
+    from rd_train.diffusability import report
+    from rd_train.diffusability.summary import summarise
+    from rd_train.report import load_study
+
+    study = load_study(params_path, runs)
+    config = DiffusabilityConfig.from_params(study.params)
+    geco = sorted((r for r in study.runs if r.sweep == "geco"), key=lambda r: str(r.dir))
+    out, paper = Path(out), Path(paper)
+    results = score_all([r.dir for r in geco], config, out, jobs)
+    summary = summarise(study, geco, results, config)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(paper / "tables" / "diffusability.md", report.table(summary))
+    report.figures(summary, results, paper / "figures")
+    return summary
