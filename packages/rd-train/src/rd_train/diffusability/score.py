@@ -215,5 +215,6 @@ def score_run(run_dir: str | Path, config: DiffusabilityConfig) -> dict[str, Any
             "excess_kid": image[primary]["generated"]["kid"] - image[primary]["reconstruction"]["kid"],
         },
         "grid": encode_grid(decoded["generated"][: config.grid_images]),
+        "reference_grid": encode_grid(held_out[: config.grid_images]),
         "seconds": time.perf_counter() - start,
     }

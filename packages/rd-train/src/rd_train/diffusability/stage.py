@@ -4,7 +4,8 @@ resumable, with one progress line per run; then the verdicts, tables and figures
 Every GECO run is scored, converged or not, so the verdicts can be shown with and without the
 convergence filter; the filtered ones are the pre-registered verdicts. A run's result is kept in
 ``<out>/runs/<run>.json`` under a fingerprint of what determines it (the stage's params, the run's
-metrics.json and this package's source): an interrupted stage resumes, a changed input is recomputed.
+metrics.json and the source of the modules that compute the scores, `SCORING_SOURCES`): an interrupted
+stage resumes, a changed input is recomputed, and a change to the tables or figures alone re-scores nothing.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from rd_train.diffusability.config import DiffusabilityConfig
 from rd_train.progress import duration
 
 PACKAGE = Path(__file__).parent
+SCORING_SOURCES = ("config.py", "features.py", "flow.py", "metrics.py", "score.py")
 
 
 def fingerprint(config: DiffusabilityConfig, run_dir: Path) -> str:
     digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
     digest.update((run_dir / "metrics.json").read_bytes())
-    for source in sorted(PACKAGE.glob("*.py")):
-        digest.update(source.read_bytes())
+    for name in SCORING_SOURCES:
+        digest.update((PACKAGE / name).read_bytes())
     return digest.hexdigest()
 
 

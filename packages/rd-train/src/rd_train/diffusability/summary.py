@@ -222,6 +222,10 @@ def cells(
         "mmd": lambda r: r["latent"]["generated"]["mmd"],
         "mmd_gaussian": lambda r: r["latent"]["gaussian"]["mmd"],
         "mmd_data": lambda r: r["latent"]["data"]["mmd"],
+        # Exploratory, added after the first results (not an endpoint): what the sampler and the fitted
+        # Gaussian add over the data floor, i.e. the part of the distance a sampler is responsible for.
+        "sw_over_floor": lambda r: r["latent"]["generated"]["sw"] - r["latent"]["data"]["sw"],
+        "sw_gaussian_over_floor": lambda r: r["latent"]["gaussian"]["sw"] - r["latent"]["data"]["sw"],
         "held_out_flow_loss": lambda r: r["flow"]["held_out_loss"],
         "anisotropy": lambda r: r["geometry"]["anisotropy"],
     }
@@ -251,6 +255,35 @@ def cells(
     return out
 
 
+def exploratory(rows: list[dict[str, Any]], config: DiffusabilityConfig, confidence: float) -> dict[str, Any]:
+    """Added after the first results (not an endpoint): the latent SW split into the data floor and what
+    the sampler adds over it, over the converged runs, and each part's Spearman ρ with the anisotropy."""
+    chosen = [r for r in rows if r["converged"]]
+
+    def spread(values: list[float]) -> dict[str, float]:
+        return {"mean": float(np.mean(values)), "min": float(np.min(values)), "max": float(np.max(values))}
+
+    if not chosen:
+        return {"runs": 0}
+    floor = [r["latent"]["data"]["sw"] for r in chosen]
+    excess = [r["latent"]["generated"]["sw"] - r["latent"]["data"]["sw"] for r in chosen]
+    anisotropy = [r["geometry"]["anisotropy"] for r in chosen]
+    return {
+        "runs": len(chosen),
+        "floor": spread(floor),
+        "sampler_over_floor": spread(excess),
+        "gaussian_over_floor": spread(
+            [r["latent"]["gaussian"]["sw"] - r["latent"]["data"]["sw"] for r in chosen]
+        ),
+        "floor_vs_anisotropy": spearman_with_interval(
+            anisotropy, floor, config.bootstrap, config.seed, confidence
+        ),
+        "excess_vs_anisotropy": spearman_with_interval(
+            anisotropy, excess, config.bootstrap, config.seed, confidence
+        ),
+    }
+
+
 def summarise(
     study: Any, geco_runs: list[Any], results: dict[str, dict[str, Any]], config: DiffusabilityConfig
 ) -> dict[str, Any]:
@@ -277,5 +310,6 @@ def summarise(
         "cells": cells(rows, families, lams, targets, rules.confidence),
         "verdicts": verdicts(rows, families, lams, targets, config.endpoints, rules.alpha, rules.confidence),
         "relations": relations(rows, targets, config.endpoints, config, rules.confidence),
+        "exploratory": exploratory(rows, config, rules.confidence),
         "seconds": sum(r["seconds"] for r in rows),
     }
