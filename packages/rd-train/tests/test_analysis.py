@@ -110,3 +110,12 @@ def test_rules_come_from_params_and_are_validated():
         Rules.from_params({"rules": {"windw": 0.2}})
     with pytest.raises(ParamsError, match="window"):
         Rules.from_params({"rules": {"window": 1.5}})
+
+
+def test_compare_lower_effect_interval_respects_positivity():
+    # The old interval (Welch's CI of the difference over the base mean) fell below -100 % here.
+    base, top = [1.0, 1.1, 0.9], [0.05, 0.6, 0.02]
+    c = compare_lower(base, top)
+    diff_half = stats.ttest_ind(top, base, equal_var=False).confidence_interval(0.95)
+    assert diff_half.low / np.mean(base) < -1.0
+    assert -1.0 <= c.effect_low < c.effect < c.effect_high

@@ -28,8 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import rd_theory.toy as toy
 import torch
-from rd_theory import toy
 
 Decode = Callable[[torch.Tensor], torch.Tensor]
 Distortion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, x̂) -> (B,)

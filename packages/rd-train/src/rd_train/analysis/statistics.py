@@ -4,7 +4,10 @@ Cell of a table (n seeds, mean m, sample sd s): m ± t_{1-(1-c)/2, n-1} · s / �
 
 A directional claim "the statistic is lower at λ_max than at λ = 0" (samples a at λ = 0, b at λ_max):
 
-* effect = (m_b - m_a) / m_a, the relative change; its CI is Welch's CI of m_b - m_a divided by m_a;
+* effect = (m_b - m_a) / m_a, the relative change; its CI is Fieller's interval of m_b / m_a − 1
+  (`trends.ratio_interval`), which never falls below −100 % when every value is positive (dividing
+  Welch's CI of m_b − m_a by m_a, as before, treated m_a as known and could); with a value <= 0 on
+  either side the quantity is not positive and Welch's CI over |m_a| is kept;
 * p_lower = P(T <= t) and p_higher = P(T >= t) for Welch's t = (m_b - m_a) / √(s_a²/n_a + s_b²/n_b)
   with Welch–Satterthwaite degrees of freedom (scipy's ``ttest_ind(equal_var=False)``);
 * verdict "holds" if m_b < m_a and p_lower < α, "reversed" if m_b > m_a and p_higher < α, otherwise
@@ -20,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+
+from rd_train.analysis.trends import ratio_interval
 
 HOLDS, REVERSED, UNRESOLVED = "holds", "reversed", "not resolved at this scale"
 
@@ -91,6 +96,10 @@ def compare_lower(
         p_lower, p_higher = float(stats.t.cdf(t, df)), float(stats.t.sf(t, df))
         half = float(stats.t.ppf(0.5 + confidence / 2, df) * se)
     scale = abs(a.mean())
+    low, high = (diff - half) / scale, (diff + half) / scale
+    if (a > 0).all() and (b > 0).all():
+        fieller = ratio_interval(b, a, confidence)
+        low, high = fieller.low, fieller.high
     verdict = (
         HOLDS if diff < 0 and p_lower < alpha else REVERSED if diff > 0 and p_higher < alpha else UNRESOLVED
     )
@@ -98,8 +107,8 @@ def compare_lower(
         base_ci,
         top_ci,
         float(diff / scale),
-        float((diff - half) / scale),
-        float((diff + half) / scale),
+        float(low),
+        float(high),
         p_lower,
         p_higher,
         verdict,

@@ -141,7 +141,7 @@ class RatioInterval:
 
 
 def ratio_interval(
-    treated: Sequence[float], control: Sequence[float], confidence: float = 0.95
+    treated: Sequence[float] | np.ndarray, control: Sequence[float] | np.ndarray, confidence: float = 0.95
 ) -> RatioInterval:
     """Fieller interval of mean(treated) / mean(control) − 1 for independent samples (module docstring);
     with fewer than two values on a side, the point estimate and no interval."""

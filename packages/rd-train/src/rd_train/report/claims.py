@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from rd_train.analysis import Comparison
 from rd_train.report.study import Study
+from rd_train.report.trend_claims import TrendRow, pass_rates, trend_rows
 
 
 def _p(p: float) -> str:
@@ -15,9 +18,10 @@ def _p(p: float) -> str:
 def _effect(c: Comparison) -> str:
     if not math.isfinite(c.effect):
         return "–"
-    if not math.isfinite(c.effect_low):
+    if math.isnan(c.effect_low):
         return f"{c.effect:+.1%}"
-    return f"{c.effect:+.1%} [{c.effect_low:+.1%}, {c.effect_high:+.1%}]"
+    high = "+∞" if math.isinf(c.effect_high) else f"{c.effect_high:+.1%}"
+    return f"{c.effect:+.1%} [{c.effect_low:+.1%}, {high}]"
 
 
 def _row(*cells: str) -> str:
@@ -94,6 +98,73 @@ def anisotropy_section(study: Study) -> list[str]:
     return lines
 
 
+def _groups(row: TrendRow) -> str:
+    return ", ".join(f"{lam:g}: {np.mean(g):.3g} ({len(g)})" if g else f"{lam:g}: – (0)"
+                     for lam, g in zip(row.lams, row.groups, strict=True))
+
+
+def trend_table(study: Study, converged: bool) -> list[str]:
+    lines = [
+        "| claim | family | β or target | estimate | mean at each λ (n) | effect, λ max vs 0 [Fieller CI] "
+        "| p falls (Holm) | p rises (Holm) | adjacent steps, p falls | verdict |",
+        "|---|---|---:|---|---|---:|---:|---:|---|---|",
+    ]
+    for r in trend_rows(study, converged):
+        adjacent = ", ".join(_p(p) for p in r.adjacent)
+        lines.append(_row(r.claim, study.label(r.family), f"{r.key:g}", r.estimate, _groups(r),
+                          r.effect.format(), f"{_p(r.p_decreasing)} ({_p(r.p_holm)})",
+                          f"{_p(r.p_increasing)} ({_p(r.p_holm_increasing)})", adjacent, f"**{r.verdict}**"))
+    return lines
+
+
+def trend_section(study: Study) -> list[str]:
+    return [
+        "## Trend over the λ grid: the claims as stated (\"falls monotonically with λ\")",
+        "",
+        "Jonckheere–Terpstra over every λ of the sweep in increasing order (λ = 0: pixel only), one-sided "
+        "both ways, Holm over every test of one claim and direction; **falls with λ** / **rises with λ** "
+        f"at adjusted p < {study.rules.alpha:g}. Adjacent steps: exact one-sided Mann–Whitney p of each "
+        "step (with 3 seeds a side its smallest value is 0.05: it cannot resolve a step at this α). "
+        "Effect: Fieller's interval of the ratio of means − 1. Added after these runs were seen "
+        "(`rd_train/report/trend_claims.py`): a re-analysis, not a pre-registered test.",
+        "",
+        "### Converged runs",
+        "",
+        *trend_table(study, True),
+        "",
+        "### Every run, no filter (interpolated curves from every point)",
+        "",
+        *trend_table(study, False),
+    ]
+
+
+def pass_rate_section(study: Study) -> list[str]:
+    rates = pass_rates(study)
+    lines = [
+        "## Does the convergence filter select by λ or family?",
+        "",
+        "Runs passing the rules per sweep, family and λ; χ² test of pass rate against λ (per family, "
+        "λ = 0 included), Fisher's exact test between the two families at each λ > 0. A small p means the "
+        "filter removes runs unevenly, so the filtered verdicts may select on the outcome: read the "
+        "no-filter "
+        "tables beside them.",
+        "",
+        "| sweep | family | passed at each λ | χ² p (λ) |",
+        "|---|---|---|---:|",
+    ]
+    for (sweep, family), p in sorted(rates.lam_tests.items()):
+        counts = sorted((lam, a, n) for (s, f, lam), (a, n) in rates.counts.items()
+                        if s == sweep and f in (family, "pixel"))
+        cells = ", ".join(f"{lam:g}: {a}/{n}" for lam, a, n in counts)
+        lines.append(_row(sweep, study.label(family), cells, _p(p)))
+    if rates.family_tests:
+        lines += ["", "Between families: " + "; ".join(
+            f"{sweep}, λ = {lam:g}: Fisher p = {_p(p)}"
+            for (sweep, lam), p in sorted(rates.family_tests.items()))
+            + "."]
+    return lines
+
+
 def document(study: Study, extra_sections: list[list[str]]) -> str:
     from rd_theory.checks import table3_pair
 
@@ -116,10 +187,10 @@ def document(study: Study, extra_sections: list[list[str]]) -> str:
         "lower at the "
         f"largest λ than at λ = 0 with p < {r.alpha:g}; **reversed**: higher with p < {r.alpha:g}; "
         "otherwise **not "
-        "resolved at this scale**. Effect: relative change from λ = 0 to the largest λ, with Welch's "
-        "interval of the "
-        "difference over the λ = 0 mean (two-sided, so at p just under α it can still touch 0: the test is "
-        "one-sided). Nothing is tuned per λ or family.",
+        "resolved at this scale**. Effect: relative change from λ = 0 to the largest λ, with Fieller's "
+        "interval of the ratio of means − 1 (two-sided, so at p just under α it can still touch 0: the test "
+        "is one-sided; it never falls below −100 % for a positive quantity). Nothing is tuned per λ or "
+        "family.",
         "",
     ]
     toy = [
@@ -132,5 +203,7 @@ def document(study: Study, extra_sections: list[list[str]]) -> str:
         f"vs {pair.anisotropic.anisotropy:.3f} (ramping metric): "
         f"**{'holds' if toy_holds else 'does NOT hold'}**.",
     ]
-    sections = [rate_section(study), anisotropy_section(study), *extra_sections, toy]
+    sections = [rate_section(study), anisotropy_section(study), trend_section(study),
+                pass_rate_section(study),
+                *extra_sections, toy]
     return "\n".join(header + [line for s in sections for line in [*s, ""]])

@@ -1,0 +1,56 @@
+"""The λ-grid trend verdicts and the pass-rate tests of claims.md, on a study of planted runs."""
+
+from pathlib import Path
+
+from rd_train.analysis import Rules
+from rd_train.analysis.convergence import Convergence
+from rd_train.report.study import Run, Study
+from rd_train.report.trend_claims import FALLS, UNRESOLVED, pass_rates, trend_rows
+
+PARAMS = {"losses": {"perceptual": {"neural": "vgg16_hed"}}, "sweep": {"rate_targets": [10.0]}}
+
+
+def run(sweep, lam, seed, kl, anisotropy, passed=True, beta=0.016, target=None):
+    family = "pixel" if lam == 0 else "perceptual"
+    return Run(sweep, family, lam, beta, target, seed, Path(f"{family}_{lam}_{seed}"),
+               {"kl": kl, "anisotropy": anisotropy, "distortion": {"pixel_sse": 1.0}},
+               Convergence(0.0, 0.0, 0.0, None, None, passed, "" if passed else "moved"))
+
+
+def study(falling: bool, fail_top: bool = False) -> Study:
+    runs = []
+    for lam in (0.0, 1.0, 5.0):
+        for seed in range(3):
+            kl = 30 - (3 * lam if falling else 0) + 0.1 * seed
+            runs.append(run("fixed", lam, seed, kl, 1.0, passed=not (fail_top and lam == 5)))
+            runs.append(run("fixed", lam, seed, kl / 4, 1.5, beta=0.064, passed=not (fail_top and lam == 5)))
+            runs.append(run("geco", lam, seed, 10.0, 1.0 - (0.1 * lam if falling else 0) + 0.01 * seed,
+                            target=10.0, passed=not (fail_top and lam == 5)))
+    return Study(PARAMS, Rules(), runs)
+
+
+def test_a_planted_monotone_fall_is_found_over_the_grid():
+    rows = trend_rows(study(falling=True), converged=True)
+    rate = [r for r in rows if r.claim == "rate"]
+    assert len(rate) == 2 and all(r.verdict == FALLS for r in rate)
+    assert all(r.p_holm == min(1.0, 2 * r.p_decreasing) for r in rate)  # Holm over the two β
+    geco = next(r for r in rows if r.estimate == "GECO")
+    assert geco.verdict == FALLS and geco.effect.low >= -1.0 and geco.effect.effect < 0
+    interpolated = next(r for r in rows if r.estimate == "interpolated")
+    assert [len(g) for g in interpolated.groups] == [3, 3, 3]  # every λ, not only the ends
+
+
+def test_no_trend_is_not_resolved():
+    rows = trend_rows(study(falling=False), converged=True)
+    assert all(r.verdict.startswith(UNRESOLVED) for r in rows if r.claim == "rate")
+
+
+def test_the_unfiltered_table_keeps_what_the_filter_removes_and_the_pass_rate_test_sees_it():
+    s = study(falling=True, fail_top=True)
+    filtered = next(r for r in trend_rows(s, converged=True) if r.claim == "rate")
+    unfiltered = next(r for r in trend_rows(s, converged=False) if r.claim == "rate")
+    assert [len(g) for g in filtered.groups] == [3, 3, 0] and [len(g) for g in unfiltered.groups] == [3, 3, 3]
+    rates = pass_rates(s)
+    assert rates.counts[("fixed", "perceptual", 5.0)] == (0, 6)
+    assert rates.lam_tests[("fixed", "perceptual")] < 1e-3
+    assert rates.lam_tests[("geco", "perceptual")] < 0.05
