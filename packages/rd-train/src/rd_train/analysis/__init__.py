@@ -10,6 +10,7 @@ from rd_train.analysis.curvature import (
     predicted_variances,
 )
 from rd_train.analysis.matched_rate import value_at_rate
+from rd_train.analysis.stationarity import Stationarity, WindowRule, stationarity
 from rd_train.analysis.statistics import Comparison, Interval, compare_lower, mean_ci
 from rd_train.analysis.trends import difference_interval, holm, ratio_interval, trend_test
 
@@ -18,6 +19,8 @@ __all__ = [
     "Convergence",
     "Interval",
     "Rules",
+    "Stationarity",
+    "WindowRule",
     "channel_weights",
     "compare_lower",
     "difference_interval",
@@ -27,6 +30,7 @@ __all__ = [
     "mean_ci",
     "predicted_variances",
     "ratio_interval",
+    "stationarity",
     "trend_test",
     "value_at_rate",
 ]

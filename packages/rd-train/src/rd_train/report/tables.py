@@ -7,6 +7,8 @@ import csv
 import io
 import math
 
+import numpy as np
+
 from rd_train.analysis import mean_ci
 from rd_train.report.study import Run, Study
 
@@ -109,7 +111,46 @@ def convergence(study: Study) -> str:
             f"{'yes' if c.passed else 'NO'} | "
             f"{c.reason} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", *window_rule_section(study)]) + "\n"
+
+
+def window_rule_section(study: Study) -> list[str]:
+    """Pass counts under the window rule (params.yaml `stationarity`) beside the pre-registered rule."""
+    from scipy import stats
+
+    from rd_train.analysis.stationarity import WindowRule, stationarity
+
+    rule = WindowRule.from_params(study.params)
+    counts: dict[tuple[str, str, float], list[int]] = {}
+    for r in study.runs:
+        s = stationarity(r.metrics, rule)
+        geco_ok = r.convergence.geco_error is None or r.convergence.geco_error <= study.rules.geco_tolerance
+        cell = counts.setdefault((r.sweep, r.family, r.lam), [0, 0, 0])
+        cell[0] += r.convergence.passed
+        cell[1] += s.passed and geco_ok
+        cell[2] += 1
+    lines = [
+        "## Sensitivity: the window rule (for the next sweep)",
+        "",
+        f"Over the last {rule.window:.0%} of training, the least-squares drift of validation KL, pixel SSE "
+        "and "
+        f"anisotropy within max({rule.relative:.0%} of the window mean, floors {rule.floors[0]:g} nats, "
+        f"{rule.floors[1]:g}, {rule.floors[2]:g}), and the same GECO target tolerance "
+        "(`rd_train/analysis/stationarity.py`). Fixed after these runs were seen: it decides nothing here.",
+        "",
+        "| sweep | family | λ | pre-registered rule | window rule | runs |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for (sweep, family, lam), (old, new, n) in sorted(counts.items()):
+        lines.append(f"| {sweep} | {family} | {lam:g} | {old} | {new} | {n} |")
+    for sweep in ("fixed", "geco"):
+        for index, name in ((0, "pre-registered rule"), (1, "window rule")):
+            table = [[c[index], c[2] - c[index]] for (s, _, _), c in sorted(counts.items()) if s == sweep]
+            totals = np.asarray(table, dtype=float).sum(0) if table else np.zeros(2)
+            if len(table) > 1 and (totals > 0).all():
+                p = stats.chi2_contingency(np.asarray(table, dtype=float), correction=False).pvalue
+                lines.append(f"- {sweep}, {name}: pass rate against (family, λ), χ² p = {p:.2g}")
+    return lines
 
 
 RUN_COLUMNS = (
