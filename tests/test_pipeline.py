@@ -145,6 +145,17 @@ def test_a_rebuild_that_differs_from_the_pin_stops_the_pipeline(pipeline):
         (work / "data.dvc").write_text(pin)
 
 
+@pytest.mark.parametrize("profile", ["params.yaml", "profiles/gpu.yaml", "profiles/paper.yaml",
+                                     "tests/data/miniature_params.yaml"])
+def test_every_profile_has_every_params_section_a_stage_declares(profile):
+    """DVC stops a stage whose declared params section is absent: every profile carries them all."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    declared = {entry.split(".")[0] for stage in stages.values()
+                for entry in (stage.get("do", stage).get("params") or []) if isinstance(entry, str)}
+    missing = declared - set(yaml.safe_load((ROOT / profile).read_text()))
+    assert not missing, f"{profile} lacks {sorted(missing)}"
+
+
 @pytest.mark.parametrize("profile", ["params.yaml", "profiles/gpu.yaml", "profiles/paper.yaml"])
 def test_every_profile_builds_valid_runs(profile):
     """Each profile's sweeps give valid run configs, its data section agrees with what prepare builds
