@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 from rd_train.analysis import Rules
 from rd_train.analysis.convergence import Convergence
 from rd_train.report.study import Run, Study
@@ -54,3 +55,27 @@ def test_the_unfiltered_table_keeps_what_the_filter_removes_and_the_pass_rate_te
     assert rates.counts[("fixed", "perceptual", 5.0)] == (0, 6)
     assert rates.lam_tests[("fixed", "perceptual")] < 1e-3
     assert rates.lam_tests[("geco", "perceptual")] < 0.05
+
+
+def test_geco_is_corrected_to_the_target_along_the_fixed_beta_slope():
+    import math
+
+    from rd_train.analysis import corrected_to_rate, slope_at_rate
+    from rd_train.report.trend_claims import corrected_rows
+
+    kl, values = [5.0, 10.0, 40.0], [2.0, 1.5, 0.5]
+    assert slope_at_rate([2.0, 8.0], [1.0, 2.0], 4.0) == pytest.approx(1 / math.log(4))  # two points: a line
+    assert corrected_to_rate(1.0, 11.0, 10.0, -0.5) == pytest.approx(1.0 + 0.5 * math.log(1.1))
+    with pytest.raises(ValueError):
+        slope_at_rate(kl, values, 50.0)  # no extrapolation
+    s = study(falling=True)
+    for r in s.runs:
+        if r.sweep == "geco":
+            r.metrics["kl"] = 11.0  # 10 % above the target
+    rows, errors = corrected_rows(s, converged=True)
+    assert errors == pytest.approx([0.1] * 9)
+    # each seed's fixed-β curve: anisotropy 1.5 at K/4 and 1.0 at K, so dA/dlog K = -0.5 / log 4 there
+    slope = -0.5 / math.log(4)
+    raw = [[r.anisotropy for r in s.runs if r.sweep == "geco" and r.lam == lam] for lam in (0.0, 1.0, 5.0)]
+    expected = [[a + slope * math.log(10 / 11) for a in g] for g in raw]
+    assert rows[0].groups == [pytest.approx(g) for g in expected]

@@ -9,7 +9,7 @@ from rd_train.analysis.curvature import (
     gauss_newton_weights,
     predicted_variances,
 )
-from rd_train.analysis.matched_rate import value_at_rate
+from rd_train.analysis.matched_rate import corrected_to_rate, slope_at_rate, value_at_rate
 from rd_train.analysis.stationarity import Stationarity, WindowRule, stationarity
 from rd_train.analysis.statistics import Comparison, Interval, compare_lower, mean_ci
 from rd_train.analysis.trends import difference_interval, holm, ratio_interval, trend_test
@@ -23,6 +23,7 @@ __all__ = [
     "WindowRule",
     "channel_weights",
     "compare_lower",
+    "corrected_to_rate",
     "difference_interval",
     "effective_weights",
     "gauss_newton_weights",
@@ -30,6 +31,7 @@ __all__ = [
     "mean_ci",
     "predicted_variances",
     "ratio_interval",
+    "slope_at_rate",
     "stationarity",
     "trend_test",
     "value_at_rate",

@@ -42,3 +42,18 @@ def value_at_rate(kl: Sequence[float], values: Sequence[float], target: float) -
             "widen the β grid so that every target lies inside it"
         )
     return float(PchipInterpolator(np.log(k), v)(np.log(target)))
+
+
+def slope_at_rate(kl: Sequence[float], values: Sequence[float], target: float) -> float:
+    """d value / d log KL at ``target`` from the same PCHIP curve as `value_at_rate` (its derivative):
+    how much a value read at a slightly different rate must be moved to stand at the target."""
+    value_at_rate(kl, values, target)  # the same checks, and the same refusal to extrapolate
+    k, v = np.asarray(kl, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    order = np.argsort(k, kind="stable")
+    return float(PchipInterpolator(np.log(k[order]), v[order]).derivative()(np.log(target)))
+
+
+def corrected_to_rate(value: float, kl: float, target: float, slope: float) -> float:
+    """A value measured at validation KL ``kl`` moved to ``target`` along the local slope in log KL
+    (first order): value + slope · (log target − log kl)."""
+    return float(value + slope * (np.log(target) - np.log(kl)))
