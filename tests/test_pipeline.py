@@ -78,8 +78,8 @@ def test_every_declared_output_is_produced(pipeline):
     assert "VGG16 (HED) features" in claims and "PatchGAN" in claims
     assert "LPIPS" not in claims  # the HED VGG16 is never called LPIPS
     sections = ("## 1. Neural losses lower the rate", "## 2. Neural losses lower the posterior anisotropy",
-                "## 3. Effective distortion weights", "## Beyond the paper: diffusability", "## Trend over the λ grid",
-                "## Does the convergence filter select", "## Toy model")
+                "## 3. Effective distortion weights", "## Beyond the paper: diffusability",
+                "## Trend over the λ grid", "## Does the convergence filter select", "## Toy model")
     for section in sections:
         assert section in claims
     assert "interpolated" in claims and "GECO" in claims

@@ -22,6 +22,11 @@ from scipy.interpolate import PchipInterpolator
 
 def value_at_rate(kl: Sequence[float], values: Sequence[float], target: float) -> float:
     """The value at KL = ``target`` by PCHIP in log KL over the points sorted by KL."""
+    return float(_curve(kl, values, target)(np.log(target)))
+
+
+def _curve(kl: Sequence[float], values: Sequence[float], target: float) -> PchipInterpolator:
+    """The PCHIP interpolant in log KL, after checking the points and that ``target`` lies inside them."""
     k = np.asarray(kl, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
     if k.ndim != 1 or k.shape != v.shape:
@@ -41,16 +46,13 @@ def value_at_rate(kl: Sequence[float], values: Sequence[float], target: float) -
             f"target rate {target:g} nats is outside the range of kl [{k[0]:.4g}, {k[-1]:.4g}] nats: "
             "widen the β grid so that every target lies inside it"
         )
-    return float(PchipInterpolator(np.log(k), v)(np.log(target)))
+    return PchipInterpolator(np.log(k), v)
 
 
 def slope_at_rate(kl: Sequence[float], values: Sequence[float], target: float) -> float:
     """d value / d log KL at ``target`` from the same PCHIP curve as `value_at_rate` (its derivative):
     how much a value read at a slightly different rate must be moved to stand at the target."""
-    value_at_rate(kl, values, target)  # the same checks, and the same refusal to extrapolate
-    k, v = np.asarray(kl, dtype=np.float64), np.asarray(values, dtype=np.float64)
-    order = np.argsort(k, kind="stable")
-    return float(PchipInterpolator(np.log(k[order]), v[order]).derivative()(np.log(target)))
+    return float(_curve(kl, values, target).derivative()(np.log(target)))
 
 
 def corrected_to_rate(value: float, kl: float, target: float, slope: float) -> float:

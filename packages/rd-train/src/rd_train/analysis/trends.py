@@ -132,12 +132,18 @@ class RatioInterval:
     confidence: float
 
     def format(self) -> str:
-        if not math.isfinite(self.effect):
-            return "–"
-        if math.isnan(self.low):
-            return f"{self.effect:+.1%}"
-        high = "+∞" if math.isinf(self.high) else f"{self.high:+.1%}"
-        return f"{self.effect:+.1%} [{self.low:+.1%}, {high}]"
+        return format_relative_effect(self.effect, self.low, self.high)
+
+
+def format_relative_effect(effect: float, low: float, high: float) -> str:
+    """"−26.5% [−29.5%, −23.2%]": a relative effect with its interval (none when ``low`` is NaN; an
+    unbounded upper end as +∞)."""
+    if not math.isfinite(effect):
+        return "–"
+    if math.isnan(low):
+        return f"{effect:+.1%}"
+    upper = "+∞" if math.isinf(high) else f"{high:+.1%}"
+    return f"{effect:+.1%} [{low:+.1%}, {upper}]"
 
 
 def ratio_interval(

@@ -34,17 +34,13 @@ def fingerprint(config: DiffusabilityConfig, run_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def _score(args: tuple[str, dict[str, Any], str]) -> dict[str, Any]:
+def _score(args: tuple[str, DiffusabilityConfig, int]) -> dict[str, Any]:
     from rd_train.diffusability.score import score_run
     from rd_train.workers import set_threads
 
-    run_dir, config_dict, threads = args
-    set_threads(int(threads))
-    return score_run(run_dir, _config_from_dict(config_dict))
-
-
-def _config_from_dict(values: dict[str, Any]) -> DiffusabilityConfig:
-    return DiffusabilityConfig.from_params({"diffusability": values})
+    run_dir, config, threads = args
+    set_threads(threads)
+    return score_run(run_dir, config)
 
 
 def score_all(
@@ -73,7 +69,7 @@ def score_all(
         flush=True,
     )
     start, done = time.perf_counter(), 0
-    args = [(str(d), _plain(config.to_dict()), str(plan.threads)) for d, _, _ in todo]
+    args = [(str(d), config, plan.threads) for d, _, _ in todo]
 
     def finished(item: tuple[Path, Path, str], result: dict[str, Any]) -> None:
         nonlocal done
@@ -105,15 +101,6 @@ def score_all(
         for item, a in zip(todo, args, strict=True):
             finished(item, _score(a))
     return results
-
-
-def _plain(values: Any) -> Any:
-    """Tuples to lists, recursively: what params.yaml would hold."""
-    if isinstance(values, dict):
-        return {k: _plain(v) for k, v in values.items()}
-    if isinstance(values, list | tuple):
-        return [_plain(v) for v in values]
-    return values
 
 
 def run_stage(

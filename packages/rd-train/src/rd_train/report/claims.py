@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from rd_train.analysis import Comparison
+from rd_train.analysis.trends import format_relative_effect
 from rd_train.report.study import Study
 from rd_train.report.trend_claims import TrendRow, corrected_rows, pass_rates, trend_rows
 
@@ -16,12 +17,7 @@ def _p(p: float) -> str:
 
 
 def _effect(c: Comparison) -> str:
-    if not math.isfinite(c.effect):
-        return "–"
-    if math.isnan(c.effect_low):
-        return f"{c.effect:+.1%}"
-    high = "+∞" if math.isinf(c.effect_high) else f"{c.effect_high:+.1%}"
-    return f"{c.effect:+.1%} [{c.effect_low:+.1%}, {high}]"
+    return format_relative_effect(c.effect, c.effect_low, c.effect_high)
 
 
 def _row(*cells: str) -> str:

@@ -139,11 +139,16 @@ class Study:
             for beta in betas
         }
 
+    def curves(self, family: str, converged: bool = True) -> dict[tuple[float, int], list[Run]]:
+        """(λ, seed) -> the fixed-β runs that trace that seed's (validation KL, anisotropy) curve."""
+        curves: dict[tuple[float, int], list[Run]] = defaultdict(list)
+        for r in self.runs_of("fixed", family, converged):
+            curves[(r.lam, r.seed)].append(r)
+        return dict(sorted(curves.items()))
+
     def matched_rate(self, family: str) -> list[MatchedRate]:
         top = max(self.lams(family))
-        curves: dict[tuple[float, int], list[Run]] = defaultdict(list)
-        for r in self.runs_of("fixed", family, converged=True):
-            curves[(r.lam, r.seed)].append(r)
+        curves = self.curves(family)
         seeds = sorted({r.seed for r in self.runs_of("fixed", family)})
         geco = self.grouped("geco", family)
         out = []

@@ -7,8 +7,6 @@ import csv
 import io
 import math
 
-import numpy as np
-
 from rd_train.analysis import mean_ci
 from rd_train.report.study import Run, Study
 
@@ -116,9 +114,8 @@ def convergence(study: Study) -> str:
 
 def window_rule_section(study: Study) -> list[str]:
     """Pass counts under the window rule (params.yaml `stationarity`) beside the pre-registered rule."""
-    from scipy import stats
-
     from rd_train.analysis.stationarity import WindowRule, stationarity
+    from rd_train.report.trend_claims import pass_rate_chi2
 
     rule = WindowRule.from_params(study.params)
     counts: dict[tuple[str, str, float], list[int]] = {}
@@ -146,9 +143,8 @@ def window_rule_section(study: Study) -> list[str]:
     for sweep in ("fixed", "geco"):
         for index, name in ((0, "pre-registered rule"), (1, "window rule")):
             table = [[c[index], c[2] - c[index]] for (s, _, _), c in sorted(counts.items()) if s == sweep]
-            totals = np.asarray(table, dtype=float).sum(0) if table else np.zeros(2)
-            if len(table) > 1 and (totals > 0).all():
-                p = stats.chi2_contingency(np.asarray(table, dtype=float), correction=False).pvalue
+            p = pass_rate_chi2(table)
+            if math.isfinite(p):
                 lines.append(f"- {sweep}, {name}: pass rate against (family, λ), χ² p = {p:.2g}")
     return lines
 

@@ -23,7 +23,6 @@ from collections import defaultdict
 from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -85,13 +84,11 @@ def _row(
 
 
 def _interpolated(study: Study, family: str, target: float, converged: bool) -> list[list[float]]:
-    curves: dict[tuple[float, int], list[Any]] = defaultdict(list)
-    for r in study.runs_of("fixed", family, converged):
-        curves[(r.lam, r.seed)].append(r)
+    curves = study.curves(family, converged)
     groups = []
     for lam in study.lams(family):
         values = []
-        for (l_, _), points in sorted(curves.items()):
+        for (l_, _), points in curves.items():
             if l_ != lam:
                 continue
             with suppress(ValueError):  # the curve does not reach the target (claims.md lists these seeds)
@@ -107,9 +104,7 @@ def _geco_corrected(
     of its seed's fixed-β curve at that λ (`slope_at_rate`); and every run's tracking error
     |K_val − R*| / R*. A run whose seed's curve does not reach the target has no correction and is left
     out of this estimate."""
-    curves: dict[tuple[float, int], list[Any]] = defaultdict(list)
-    for r in study.runs_of("fixed", family, converged):
-        curves[(r.lam, r.seed)].append(r)
+    curves = study.curves(family, converged)
     geco = study.grouped("geco", family, converged)
     groups, errors = [], []
     for lam in study.lams(family):
@@ -209,7 +204,7 @@ def pass_rates(study: Study) -> PassRates:
                 for (s, f, _), (p, n) in sorted(counts.items())
                 if s == sweep and f in (family, "pixel")
             ]
-            lam_tests[(sweep, family)] = _chi2(table)
+            lam_tests[(sweep, family)] = pass_rate_chi2(table)
         if len(study.families) == 2:
             for lam in sorted({lam for (s, f, lam) in counts if s == sweep and lam > 0}):
                 table = [counts.get((sweep, f, lam), [0, 0]) for f in study.families]
@@ -220,7 +215,9 @@ def pass_rates(study: Study) -> PassRates:
     return PassRates({k: (v[0], v[1]) for k, v in counts.items()}, lam_tests, family_tests)
 
 
-def _chi2(table: list[list[int]]) -> float:
+def pass_rate_chi2(table: list[list[int]]) -> float:
+    """χ² p of a (cells × [passed, failed]) table (no continuity correction); NaN with fewer than two
+    cells or when every run passed (or every run failed)."""
     t = np.asarray(table, dtype=float)
     if t.shape[0] < 2 or (t.sum(0) == 0).any():
         return math.nan  # every run passed (or every run failed): no association to test
