@@ -97,3 +97,39 @@ def test_predicted_variances_are_the_toy_optimum():
     np.testing.assert_allclose(predicted_variances(c[0], 0.3), toy.optimal_variances(c[0], 0.3))
     with pytest.raises(ValueError, match=">= 0"):
         predicted_variances(np.array([[-1.0, 1.0]]), 0.3)
+
+
+def test_the_transfer_prediction_matches_the_rate_and_reads_the_shape_of_the_new_distortion():
+    import numpy as np
+    from rd_train.analysis.transfer import explained_fraction, matched_beta, predict_change
+
+    rng = np.random.default_rng(0)
+    c_pixel = rng.uniform(0.1, 10.0, size=(5, 8))
+    # matched β: the mean predicted log variance hits its target row by row
+    target = np.full(5, -1.3)
+    beta = matched_beta(c_pixel, target)
+    achieved = np.log(beta[:, None] / (beta[:, None] + 2 * c_pixel)).mean(axis=1)
+    assert achieved == pytest.approx(target, abs=1e-9)
+    # A neural term with the pixel term's shape (scaled) changes nothing at matched rate ...
+    same = predict_change(c_pixel, 7.0 * c_pixel, m_pixel=2.0, m_neural=3.0, lam=5.0, beta_0=0.1)
+    assert same["predicted_change"] == pytest.approx(0.0, abs=1e-9)
+    # ... a flat one (every coordinate priced alike) makes the posterior more isotropic ...
+    flat = predict_change(c_pixel, np.ones_like(c_pixel), 2.0, 3.0, 5.0, 0.1)
+    assert flat["predicted_change"] < -0.3
+    # ... and more so at a larger λ (a larger share of the flat term).
+    assert predict_change(c_pixel, np.ones_like(c_pixel), 2.0, 3.0, 1.0, 0.1)["predicted_change"] > \
+        flat["predicted_change"]
+    assert explained_fraction([-0.2, -0.4], [-0.2, -0.4]) == 1.0
+    assert explained_fraction([-0.2, -0.4], [0.0, 0.0]) == 0.0
+    assert explained_fraction([-0.2, -0.4], [0.2, 0.4]) == -3.0
+
+
+def test_per_sample_gradient_norm_of_a_batch_mean_loss():
+    import torch
+    from rd_train.analysis.transfer import per_sample_gradient_norm
+
+    x = torch.zeros(3, 2)
+    x_hat = torch.tensor([[3.0, 4.0], [0.0, 1.0], [0.0, 0.0]])
+    # ℓ(b) = ||x̂_b − x_b||²: gradient 2 (x̂_b − x_b), norms 10, 2, 0
+    loss = lambda a, b: (b - a).pow(2).sum(1).mean()  # noqa: E731
+    assert per_sample_gradient_norm(loss, x, x_hat) == pytest.approx(4.0)

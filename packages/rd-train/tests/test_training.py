@@ -76,11 +76,22 @@ def test_dinov2_family_trains_with_a_small_vit(tiny):
     assert result["steps"] == 3 and "neural" in result["distortion"]
 
 
-@pytest.mark.parametrize(("precision", "loss"), [("32-true", {}),
-                                                 ("bf16-mixed", {"neural": "vgg16_hed", "lam": 1.0})],
-                         ids=["fp32-pixel", "bf16-vgg16-channels-last"])
-def test_resume_after_kill_matches_an_uninterrupted_run(tiny, tmp_path, monkeypatch, precision, loss):
-    base = {**tiny(optim={"max_steps": 24}, loss=loss), "precision": precision}
+STABILISED = {  # the default profile's stabilisers: weight average, PI GECO, the discriminator's schedule
+    "loss": {"neural": "patchgan", "lam": 1.0, "disc_channels": 8, "disc_layers": 1,
+             "disc_lr_schedule": "cosine"},
+    "optim": {"ema_decay": 0.9},
+    "rate": {"mode": "geco", "beta": 0.5, "target": 3.0, "warmup_steps": 4, "geco_step_size": 0.05,
+             "geco_ema_decay": 0.9, "geco_proportional": 3.0},
+}
+
+
+@pytest.mark.parametrize(("precision", "sections"),
+                         [("32-true", {}), ("bf16-mixed", {"loss": {"neural": "vgg16_hed", "lam": 1.0}}),
+                          ("32-true", STABILISED)],
+                         ids=["fp32-pixel", "bf16-vgg16-channels-last", "fp32-patchgan-ema-pi-geco"])
+def test_resume_after_kill_matches_an_uninterrupted_run(tiny, tmp_path, monkeypatch, precision, sections):
+    optim = {"max_steps": 24, **sections.get("optim", {})}
+    base = {**tiny(**{**sections, "optim": optim}), "precision": precision}
     reference = fit(from_dict({**base, "out_dir": str(tmp_path / "straight")}))
 
     from rd_train import module as module_lib
@@ -107,8 +118,11 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tiny, tmp_path, monkeypa
     monkeypatch.setattr(module_lib.VAEModule, "training_step", counting)
     resumed = fit(interrupted)
     assert trained == list(range(8, 24))  # resumed at the checkpoint, not restarted
-    for key in ("kl", "anisotropy", "psnr", "variance_kl"):
+    for key in ("kl", "anisotropy", "psnr", "variance_kl", "beta"):
         assert resumed[key] == pytest.approx(reference[key], rel=1e-6), key
+    for name, windows in reference["training_averages"].items():  # device averages resume too
+        for window, value in windows.items():
+            assert resumed["training_averages"][name][window] == pytest.approx(value, rel=1e-6), name
 
 
 def test_non_finite_loss_stops_with_step_and_term_and_keeps_checkpoint(tiny, tmp_path):

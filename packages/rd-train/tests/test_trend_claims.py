@@ -1,9 +1,10 @@
 """The λ-grid trend verdicts and the pass-rate tests of claims.md, on a study of planted runs."""
 
+import math
 from pathlib import Path
 
 import pytest
-from rd_train.analysis import Rules
+from rd_train.analysis import Rules, trend_test
 from rd_train.analysis.convergence import Convergence
 from rd_train.report.study import Run, Study
 from rd_train.report.trend_claims import FALLS, UNRESOLVED, pass_rates, trend_rows
@@ -79,3 +80,57 @@ def test_geco_is_corrected_to_the_target_along_the_fixed_beta_slope():
     raw = [[r.anisotropy for r in s.runs if r.sweep == "geco" and r.lam == lam] for lam in (0.0, 1.0, 5.0)]
     expected = [[a + slope * math.log(10 / 11) for a in g] for g in raw]
     assert rows[0].groups == [pytest.approx(g) for g in expected]
+
+
+def test_page_trend_pairs_the_seeds_and_finds_a_fall_a_between_seed_spread_would_hide():
+    import math
+
+    from rd_train.report.paired_claims import page_row
+
+    # Each seed falls with λ, but the seeds differ by more than the fall: unpaired, the groups overlap.
+    blocks = {seed: {0.0: 10.0 + 5 * seed, 1.0: 9.5 + 5 * seed, 5.0: 9.0 + 5 * seed} for seed in range(3)}
+    row = page_row("rate", "perceptual", 0.016, [0.0, 1.0, 5.0], blocks)
+    assert row.seeds == [0, 1, 2] and row.p_value == pytest.approx(1 / 216)  # exact: 1 / (3!)^3
+    unpaired = trend_test([[b[lam] for b in blocks.values()] for lam in (0.0, 1.0, 5.0)], "decreasing")
+    assert unpaired.p_value > 0.05
+    rising = {s: {lam: -v for lam, v in b.items()} for s, b in blocks.items()}
+    assert page_row("rate", "perceptual", 0.016, [0.0, 1.0, 5.0], rising).p_value > 0.9
+    incomplete = {0: blocks[0], 1: {0.0: 1.0, 1.0: 2.0}}  # seed 1 lacks λ = 5: one complete block
+    assert math.isnan(page_row("rate", "perceptual", 0.016, [0.0, 1.0, 5.0], incomplete).p_value)
+
+
+def test_the_interaction_finds_a_drop_that_grows_with_the_target():
+    from rd_train.report.paired_claims import interaction_rows
+
+    runs = []
+    for lam in (0.0, 1.0, 5.0):
+        for seed in range(3):
+            for beta, kl in ((0.004, 40.0), (0.256, 2.0)):  # flat curves through every target: no correction
+                runs.append(run("fixed", lam, seed, kl, 1.0, beta=beta))
+            for target, drop in ((5.0, 0.05), (10.0, 0.3), (20.0, 0.6)):
+                value = (1.0 + 0.2 * seed) * (1 - drop * lam / 5)
+                runs.append(run("geco", lam, seed, target, value, target=target))
+    params = {**PARAMS, "sweep": {"rate_targets": [5.0, 10.0, 20.0]}}
+    (row,) = interaction_rows(Study(params, Rules(), runs), converged=True)
+    assert [len(g) for g in row.log_ratios] == [3, 3, 3]
+    assert row.log_ratios[0][0] == pytest.approx(math.log(0.95))
+    assert row.p_value < 0.01 and row.p_holm == row.p_value  # one family: Holm changes nothing
+
+
+def test_the_balancer_control_reports_the_share_of_the_drop_that_survives():
+    from rd_train.report import balancer_control
+
+    runs = []
+    for seed in range(3):
+        for lam, kl, norm in ((0.0, 30.0, 1.0), (5.0, 20.0, 0.8)):
+            r = run("fixed", lam, seed, kl + 0.1 * seed, 1.0)
+            r.metrics["training_averages"] = {"combined_gradient_norm": {"second_half": norm}}
+            runs.append(r)
+        c = run("control", 5.0, seed, 25.0 + 0.1 * seed, 1.0)
+        runs.append(c)
+    s = Study(PARAMS, Rules(), runs)
+    lines = balancer_control.section(s)
+    row = next(line for line in lines if line.startswith("| VGG16 (HED) features | 5 |"))
+    assert "50%" in row and "the drop survives" in row  # (30 - 25) / (30 - 20)
+    assert any("| fixed | VGG16 (HED) features | 5 | 0.800" in line for line in lines)
+    assert balancer_control.section(Study(PARAMS, Rules(), [r for r in runs if r.sweep != "control"])) == []

@@ -86,6 +86,13 @@ class LossConfig:
     disc_layers: int = 3
     disc_spectral_norm: bool = False
     disc_start_step: int = 0
+    # "cosine": the discriminator's learning rate decays with the generator's (same multiplier each step),
+    # so the two players settle together; "constant": the discriminator keeps its initial rate.
+    disc_lr_schedule: Literal["constant", "cosine"] = "constant"
+    # Rescale the balanced reconstruction gradient G so its mean per-sample norm equals the balancer's
+    # total norm (what pixel SSE alone gets): a control for the combined gradient being shorter when the
+    # terms disagree (module.py).
+    norm_match: bool = False
     feature_matching_weight: float = 1.0
     balancer_ema_decay: float = 0.999
 
@@ -98,6 +105,9 @@ class LossConfig:
             raise ConfigError(f"{prefix}.balancer_ema_decay must be in (0, 1]")
         if self.disc_start_step < 0:
             raise ConfigError(f"{prefix}.disc_start_step must be >= 0")
+        if self.disc_lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"{prefix}.disc_lr_schedule must be 'constant' or 'cosine', got "
+                              f"{self.disc_lr_schedule!r}")
         if self.vgg_stages is not None and not 1 <= self.vgg_stages <= 5:
             raise ConfigError(f"{prefix}.vgg_stages must be 1..5 (VGG16 has five conv blocks), got "
                 f"{self.vgg_stages}")
@@ -111,6 +121,8 @@ class RateConfig:
     target: float | None = None  # GECO rate target, nats per sample
     geco_step_size: float = 0.01
     geco_ema_decay: float = 0.99
+    # PI form (rate.py): log β gets κ_p × the relative violation on top of its integral; 0 = integral only.
+    geco_proportional: float = 0.0
     beta_min: float = 1e-4
     beta_max: float = 1e4
 
@@ -126,6 +138,8 @@ class RateConfig:
                 raise ConfigError(f"{prefix}: need 0 < beta_min <= beta <= beta_max")
             if not 0 < self.geco_ema_decay < 1:
                 raise ConfigError(f"{prefix}.geco_ema_decay must be in (0, 1)")
+            if self.geco_proportional < 0:
+                raise ConfigError(f"{prefix}.geco_proportional must be >= 0, got {self.geco_proportional}")
 
 
 @dataclass
@@ -133,10 +147,15 @@ class OptimConfig:
     lr: float = 1e-3
     max_steps: int = 200
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    # Evaluations (validations, final metrics, analyses) read an EMA of the autoencoder's weights with
+    # this decay (ema.py); 0 evaluates the trained weights themselves.
+    ema_decay: float = 0.0
 
     def validate(self, prefix: str) -> None:
         if self.lr <= 0:
             raise ConfigError(f"{prefix}.lr must be > 0")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"{prefix}.ema_decay must be in [0, 1) (0: no average), got {self.ema_decay}")
         _positive(prefix, "max_steps", self.max_steps)
 
 

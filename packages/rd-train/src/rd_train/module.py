@@ -27,12 +27,9 @@ at which each went bad. The host reads these, and the logged metrics, every ``lo
 steps, before every checkpoint and at the end: then training stops, naming the step and the term,
 and the last checkpoint written (from before that step) is kept.
 
-Evaluation (every validation, and the final metrics) first recomputes the autoencoder's BatchNorm
-statistics over a fixed set of training images at the current parameters, as a cumulative average
-(what SWA's ``update_bn`` does). The running averages of the last few batches (momentum 0.1) make the
-evaluated KL and anisotropy move by a few percent from one step to the next even when the parameters
-do not (measured: 5.87 vs 5.61 nats on one pilot run, and 5.61 ± 0.003 after recalibration whatever
-the image order); recalibrated, an evaluation measures the parameters.
+Evaluation (every validation, and the final metrics): evaluation.py, on the trained weights or their
+EMA (ema.py). With ``loss.norm_match`` the balanced gradient G is rescaled to mean per-sample norm equal
+to the balancer's total norm, what pixel SSE alone gets (training_averages.py says why).
 """
 
 from __future__ import annotations
@@ -46,14 +43,14 @@ from rd_kernels import Balancer, PosteriorStats, sample_and_kl
 from torch import nn
 
 from rd_train.config import TrainConfig, from_dict
+from rd_train.ema import WeightAverage
+from rd_train.evaluation import EvaluationMixin
 from rd_train.losses import build_neural_loss, pixel_sse
-from rd_train.metrics import LatentStatistics, anisotropy, kl_per_sample
 from rd_train.models import build_model
 from rd_train.rate import build_rate_controller
 from rd_train.step_graph import EAGER_STEPS, StepGraph
+from rd_train.training_averages import TrainingAverages
 
-CALIBRATION_STREAM = 10**12  # the generator index of BatchNorm recalibration's noise (no step reaches it)
-CALIBRATION_BATCH = 256  # images per forward pass of the recalibration (a cumulative average: any size)
 # What can go non-finite in a step, in the order the training step records it.
 TERMS = ("pixel", "neural", "kl", "autoencoder gradient", "discriminator")
 
@@ -67,6 +64,7 @@ class Objective(NamedTuple):
     kl: torch.Tensor  # per sample
     stats: PosteriorStats
     beta: torch.Tensor | float
+    combined_norm: torch.Tensor  # mean_b ||G_b|| before norm matching (training_averages.py)
 
 
 class StepResult(NamedTuple):
@@ -79,7 +77,7 @@ class StepResult(NamedTuple):
     discriminator_bad: torch.Tensor  # 0-dim bool
 
 
-class VAEModule(L.LightningModule):
+class VAEModule(EvaluationMixin, L.LightningModule):
     def __init__(self, config: dict[str, Any], neural_loss: nn.Module | None = None,
                  step_graph: bool = False) -> None:
         super().__init__()
@@ -93,6 +91,9 @@ class VAEModule(L.LightningModule):
         self.balancer = Balancer(weights, ema_decay=c.loss.balancer_ema_decay)
         self.rate = build_rate_controller(c.rate)
         self.adversarial = self.neural is not None and c.loss.neural == "patchgan"
+        # The evaluated weights' average (ema.py): not a submodule, not in the state_dict; checkpointed below.
+        self.ema = WeightAverage(self.model, c.optim.ema_decay) if c.optim.ema_decay > 0 else None
+        self._training_averages = TrainingAverages(c.rate.warmup_steps, c.optim.max_steps)
         self.step_count = 0  # batches trained; checkpointed (global_step counts optimizer steps)
         self.validation_history: list[list[float]] = []  # [step, KL, pixel SSE, anisotropy]; checkpointed
         self._generator: torch.Generator | None = None
@@ -127,6 +128,9 @@ class VAEModule(L.LightningModule):
             return [gen], [schedule]
         assert self.neural is not None
         disc = torch.optim.Adam(self.neural.parameters(), lr=o.lr / 2, betas=(0.5, 0.999), fused=True)
+        if self.config.loss.disc_lr_schedule == "cosine":  # the same multiplier as the generator's
+            disc_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(disc, T_max=o.max_steps)
+            return [gen, disc], [schedule, disc_schedule]
         return [gen, disc], [schedule]
 
     def step_generator(self, index: int, device: torch.device) -> torch.Generator:
@@ -166,10 +170,13 @@ class VAEModule(L.LightningModule):
         if neural_term:
             losses["neural"] = self._neural_generator_loss(x, x_hat)
         gradient = self.balancer.gradient(losses, x_hat)
+        combined_norm = gradient.float().flatten(1).norm(dim=1).mean()
+        if self.config.loss.norm_match:
+            gradient = gradient * (self.balancer.total_norm / combined_norm).to(gradient.dtype)
         # At least fp32 (bf16 outputs are upcast); a float64 model keeps float64 (exact tests).
         accumulate = torch.promote_types(x_hat.dtype, torch.float32)
         surrogate = (x_hat.to(accumulate) * gradient.to(accumulate)).sum() / x.shape[0] + beta * kl.mean()
-        return Objective(surrogate, x_hat, losses, kl, stats, beta)
+        return Objective(surrogate, x_hat, losses, kl, stats, beta, combined_norm.detach())
 
     def _disc_active(self, step: int) -> bool:
         """Whether the PatchGAN discriminator trains (and its generator term counts) at ``step``."""
@@ -195,11 +202,17 @@ class VAEModule(L.LightningModule):
         generator_bad = result.generator_bad.any()
         _skip_if(optimizers[0], generator_bad)
         optimizers[0].step()
-        self.lr_schedulers().step()  # type: ignore[union-attr]
+        if self.ema is not None:
+            self.ema.update()
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            scheduler.step()  # type: ignore[union-attr]
         self.rate.update(step, kl_mean, ~generator_bad)
+        self._training_averages.add(step, "combined_gradient_norm", out.combined_norm)
         if disc_active:
             _skip_if(optimizers[1], result.discriminator_bad)
             optimizers[1].step()
+            self._training_averages.add(step, "discriminator_hinge", result.discriminator_loss)
         self._record_non_finite(step, torch.cat([result.generator_bad, result.discriminator_bad.view(1)]))
 
         self.step_count += 1
@@ -211,6 +224,7 @@ class VAEModule(L.LightningModule):
                 "train/variance_kl": out.stats.variance_kl.mean(),
                 "train/discriminator": result.discriminator_loss,
                 "train/effective": self.balancer.effective_loss(out.losses),
+                "train/combined_gradient_norm": out.combined_norm,
                 **{f"train/{k}": v for k, v in out.losses.items()},
                 **{f"train/{k}": v for k, v in self.balancer.metrics().items()},
             }
@@ -238,7 +252,7 @@ class VAEModule(L.LightningModule):
         d_loss = zero
         if disc_active:
             assert self.neural is not None
-            d_loss = self.neural.discriminator_loss(batch, out.x_hat)  # type: ignore[operator]
+            d_loss = self.neural.discriminator_loss(batch, out.x_hat)
             self.manual_backward(d_loss)
         d_loss = d_loss.detach()
         return StepResult(out, kl_mean, generator_bad, d_loss, ~torch.isfinite(d_loss))
@@ -246,7 +260,7 @@ class VAEModule(L.LightningModule):
     def _neural_generator_loss(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         assert self.neural is not None
         if self.adversarial:
-            return self.neural.generator_loss(x, x_hat)  # type: ignore[operator]
+            return self.neural.generator_loss(x, x_hat)
         return self.neural(x, x_hat)
 
     def _record_non_finite(self, step: int, bad: torch.Tensor) -> None:
@@ -266,110 +280,14 @@ class VAEModule(L.LightningModule):
                     "later ones were skipped, and the last checkpoint written before it is kept")
         self.balancer.check_finite()
 
-    # -- evaluation ---------------------------------------------------------------------------
-    @torch.no_grad()
-    def recalibrate_batchnorm(self) -> None:
-        """Population BatchNorm statistics of the autoencoder over ``calibration_images`` (module doc)."""
-        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if not norms or self.calibration_images is None:
-            return
-        was_training = self.model.training
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration batches
-        self.model.train()
-        if self.calibration_images.device != self.device:  # one copy, kept on the device
-            self.calibration_images = self.calibration_images.to(self.device)
-        images = self.calibration_images
-        g = self.step_generator(CALIBRATION_STREAM, images.device)
-        for batch in images.split(CALIBRATION_BATCH):
-            mu, logvar = self.model.encode(batch)
-            eps = torch.randn(mu.shape, generator=g, device=mu.device, dtype=mu.dtype)
-            self.model.decode(mu + torch.exp(0.5 * logvar) * eps)
-        for m, momentum in zip(norms, momenta, strict=True):
-            m.momentum = momentum
-        self.model.train(was_training)
-
-    @torch.no_grad()
-    def evaluate(self, loader: Any) -> dict[str, Any]:
-        """Metrics over ``loader`` with one posterior sample per image (seeded per batch), on the
-        module's device, after `recalibrate_batchnorm`."""
-        was_training = self.training
-        self.recalibrate_batchnorm()
-        self.eval()
-        stats = LatentStatistics()
-        scores_neural = self.neural is not None and not self.adversarial  # PatchGAN's depends on D
-        for i, x in enumerate(loader):
-            x = x.to(self.device, non_blocking=True)  # pinned on CUDA (run.data_module)
-            x_hat, mu, logvar = self._reconstruct(x, i)
-            stats.update(mu, logvar, x, x_hat)
-            stats.add("pixel_sse", pixel_sse(x, x_hat), x.shape[0])
-            if scores_neural:
-                stats.add("neural", self.neural(x, x_hat), x.shape[0])  # type: ignore[misc]
-        self.train(was_training)
-        result = stats.summary()
-        result["beta"] = float(self.rate.value(self.step_count))
-        result["steps"] = self.step_count
-        result["balancer"] = self._balancer_summary()
-        result["validation_history"] = self.validation_history
-        if hasattr(self.rate, "kl_ema"):
-            result["geco_training_kl_ema"] = float(self.rate.kl_ema)
-        return result
-
-    def _reconstruct(self, x: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mu, logvar = self.model.encode(x)
-        eps = torch.randn(mu.shape, generator=self.step_generator(index, x.device), device=x.device,
-                          dtype=mu.dtype)
-        z, _, _ = sample_and_kl(mu, logvar, eps)
-        return self.model.decode(z), mu, logvar
-
-    def _balancer_summary(self) -> dict[str, Any]:
-        """The balancer's scales s_k at the end, and σ_k = s_k / B, the per-sample distortion weights."""
-        scales = {k.removeprefix("scale_"): float(v) for k, v in self.balancer.metrics().items()
-                  if k.startswith("scale_")}
-        batch = self.config.data.batch_size
-        weights = {k: v / batch for k, v in scales.items()}
-        return {"scale": scales, "sample_weight": weights, "batch_size": batch}
-
-    def on_validation_epoch_start(self) -> None:
-        self._val_sums: torch.Tensor | None = None  # Σ KL, Σ pixel SSE, Σ anisotropy, count, on the device
-        if not self.trainer.sanity_checking:
-            self.recalibrate_batchnorm()
-            self.eval()  # recalibration ran the autoencoder in train mode; Lightning set eval before
-
-    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        """The evaluation's posterior sample for this batch; KL and pixel SSE summed on the device. In
-        fp32 whatever the training precision: Lightning runs this step under its autocast, which a
-        bf16-mixed run would otherwise apply to the convergence history's numbers."""
-        with torch.autocast(batch.device.type, enabled=False):
-            self._validation_sums(batch.float(), batch_idx)
-
-    def _validation_sums(self, batch: torch.Tensor, batch_idx: int) -> None:
-        x_hat, mu, logvar = self._reconstruct(batch, batch_idx)
-        per_sample = (x_hat.float() - batch.float()).pow(2).flatten(1).sum(1)
-        sums = torch.stack([kl_per_sample(mu, logvar).sum(), per_sample.sum(), anisotropy(logvar).sum(),
-                            per_sample.new_tensor(float(batch.shape[0]))]).double()
-        self._val_sums = sums if self._val_sums is None else self._val_sums + sums
-
-    def on_validation_epoch_end(self) -> None:
-        """One host read per validation: the point (step, KL, pixel SSE, anisotropy) of the
-        convergence history."""
-        if self._val_sums is None or self.trainer.sanity_checking:
-            return
-        sums = self._val_sums
-        if _distributed():
-            dist.all_reduce(sums)  # every worker's shard of the validation set
-        kl, pixel, aniso, count = sums.tolist()
-        self.validation_history.append([self.step_count, kl / count, pixel / count, aniso / count])
-        self.log_dict({"val/kl": kl / count, "val/pixel": pixel / count, "val/anisotropy": aniso / count})
-
     # -- checkpoint state that lives outside nn.Modules ---------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.raise_if_non_finite()  # never write a checkpoint of a run that went non-finite
         checkpoint["rd_train"] = {
             "balancer": self.balancer.state_dict(), "rate": self.rate.state_dict(),
             "step_count": self.step_count, "validation_history": self.validation_history,
+            "training_averages": self._training_averages.state_dict(),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -378,6 +296,21 @@ class VAEModule(L.LightningModule):
         self.rate.load_state_dict(state["rate"])
         self.step_count = int(state["step_count"])
         self.validation_history = [list(row) for row in state.get("validation_history", [])]
+        if "training_averages" in state:
+            self._training_averages.load_state_dict(state["training_averages"])
+        if self.ema is not None:
+            if "ema" not in state:
+                raise KeyError("this checkpoint has no weight average, but the run's optim.ema_decay is set")
+            self.ema.load_state_dict(state["ema"])
+
+    def use_evaluated_weights(self) -> None:
+        """Make ``model`` hold the evaluated weights (the EMA's, if any), BatchNorm recalibrated, in eval
+        mode: for a finished run loaded only to be analysed."""
+        if self.ema is not None:
+            self.model.load_state_dict(self.ema.averaged_model().state_dict())
+            self.ema = None
+        self.recalibrate_batchnorm()
+        self.model.eval()
 
 
 def _skip_if(optimizer: Any, bad: torch.Tensor) -> None:

@@ -7,14 +7,25 @@ Fixed β with warm-up over T steps (reconstructed "sine" schedule):
 GECO (Rezende & Viola 2018), targeting the rate directly. With K_t the step's mean per-sample KL
 (over the global batch under DDP), K̄_t its EMA (decay ρ, bias-corrected) and R* the target:
 
-    ν_t = (K̄_t - R*) / R*                 (relative violation)
-    β_{t+1} = clamp(β_t · exp(η ν_t), β_min, β_max)
+    ν_t = (K̄_t - R*) / R*                          (relative violation)
+    I_{t+1} = clamp(I_t · exp(η ν_t), β_min, β_max)   (integral part)
+    β_{t+1} = clamp(I_{t+1} · exp(κ_p ν_t), β_min, β_max)
 
 Too much rate raises β, too little lowers it; the multiplicative form keeps β > 0 without a
-projection. During the first T steps β is held at its initial value and only the EMA is tracked,
-so GECO does not react to the warm-up transient.
+projection. With κ_p = 0 (``geco_proportional``) this is the original integral-only GECO, whose log β
+integrates the violation: with the model's KL answering β only after a lag, that loop oscillates (about
+±10 % of the target, a period near 600 steps, in every family of the committed sweep). κ_p > 0 makes it a
+PI controller on log β: the proportional part answers the violation at once and damps the loop (for a
+first-order lag, the damping ratio grows with 1 + K κ_p, K the sensitivity of ν to log β); the integral
+part, clamped to [β_min, β_max] so it cannot wind up, removes the steady-state error. The proportional part
+acts on the unbounded relative violation: when the hold ends with the KL far above the target it
+multiplies β by e^{κ_p ν} at once (measured, benchmarks/geco_pilot.py: κ_p = 3 and 10 collapsed the
+posteriors of pixel-SSE runs at 5 nats), which is why the default profile keeps κ_p = 0.
 
-GECO's state (β, the EMA's two sums) lives in device tensors and is updated with device ops, so a
+During the first T steps β is held at its initial value and only the EMA is tracked, so GECO does
+not react to the warm-up transient.
+
+GECO's state (β, the EMA's two sums, the integral) lives in device tensors, updated with device ops, so a
 training step never waits for the host to read the KL; a step whose KL is not finite leaves the state
 unchanged (the training step reports it). ``state_dict`` holds plain floats.
 """
@@ -56,8 +67,9 @@ class GECO:
         self.decay = config.geco_ema_decay
         self.beta_min, self.beta_max = config.beta_min, config.beta_max
         self.warmup = config.warmup_steps
-        # β, Σ ρ^{t-s} K_s, Σ ρ^{t-s}: moved to the KL's device at the first update.
-        self._state = torch.tensor([config.beta, 0.0, 0.0], dtype=torch.float64)
+        self.proportional = config.geco_proportional
+        # β, Σ ρ^{t-s} K_s, Σ ρ^{t-s}, the integral I: moved to the KL's device at the first update.
+        self._state = torch.tensor([config.beta, 0.0, 0.0, config.beta], dtype=torch.float64)
 
     @property
     def beta(self) -> torch.Tensor:
@@ -74,21 +86,28 @@ class GECO:
         """Fold the step's mean KL into the EMA and, after the warm-up, move β; skipped if not finite."""
         if self._state.device != kl.device:
             self._state = self._state.to(kl.device)
-        beta, ema_sum, ema_weight = self._state.unbind()
+        beta, ema_sum, ema_weight, integral = self._state.unbind()
         kl = torch.where(finite, kl.detach().double(), 0.0)
         new_sum, new_weight = self.decay * ema_sum + kl, self.decay * ema_weight + 1.0
-        new_beta = beta
+        new_beta, new_integral = beta, integral
         if step >= self.warmup:
             violation = (new_sum / new_weight - self.target) / self.target
-            new_beta = (beta * torch.exp(self.step_size * violation)).clamp(self.beta_min, self.beta_max)
-        self._state = torch.where(finite, torch.stack([new_beta, new_sum, new_weight]), self._state)
+            new_integral = (integral * torch.exp(self.step_size * violation)).clamp(
+                self.beta_min, self.beta_max)
+            new_beta = new_integral
+            if self.proportional:
+                new_beta = (new_integral * torch.exp(self.proportional * violation)).clamp(
+                    self.beta_min, self.beta_max)
+        self._state = torch.where(finite, torch.stack([new_beta, new_sum, new_weight, new_integral]),
+                                  self._state)
 
     def state_dict(self) -> dict[str, Any]:
-        beta, ema_sum, ema_weight = self._state.tolist()
-        return {"beta": beta, "ema_sum": ema_sum, "ema_weight": ema_weight}
+        beta, ema_sum, ema_weight, integral = self._state.tolist()
+        return {"beta": beta, "ema_sum": ema_sum, "ema_weight": ema_weight, "integral": integral}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        values = [float(state["beta"]), float(state["ema_sum"]), float(state["ema_weight"])]
+        values = [float(state["beta"]), float(state["ema_sum"]), float(state["ema_weight"]),
+                  float(state.get("integral", state["beta"]))]  # integral-only checkpoints: I = β
         self._state = torch.tensor(values, dtype=torch.float64, device=self._state.device)
 
 

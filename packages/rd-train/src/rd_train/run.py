@@ -118,14 +118,33 @@ def check_step_graph(config: TrainConfig) -> None:
 
 
 def evaluate(config: TrainConfig, checkpoint: str | Path) -> dict[str, Any]:
-    state = read_checkpoint(checkpoint)
-    module = VAEModule(state["hyper_parameters"]["config"])
+    module = load_trained(checkpoint, device=training_device(config))
+    return module.evaluate(validation_loader(config))
+
+
+def validation_loader(config: TrainConfig) -> Any:
+    """The run's validation batches (its data module set up)."""
+    data = data_module(config)
+    data.setup("fit")
+    return data.val_dataloader()
+
+
+def load_trained(checkpoint: str | Path, expected_config: dict[str, Any] | None = None,
+                 device: torch.device | str | None = None) -> VAEModule:
+    """A run's module from its checkpoint (``weights_only=True``; ``expected_config`` checked against the
+    checkpoint's), on ``device``, with the state outside nn.Modules (GECO, balancer, the weight average)
+    restored and its calibration images set: what `evaluate`, the analyses and inspection start from.
+    `VAEModule.use_evaluated_weights` then gives the evaluated autoencoder as ``module.model``."""
+    state = read_checkpoint(checkpoint, expected_config)
+    config = state["hyper_parameters"]["config"]
+    module = VAEModule(config)
     module.load_state_dict(state["state_dict"])
     module.on_load_checkpoint(state)
-    module.to(training_device(config))
-    data = data_module(config)
-    module.calibration_images = calibration_images(data, config.bn_calibration_images)
-    return module.evaluate(data.val_dataloader())
+    if device is not None:
+        module.to(device)
+    run_config = module.config
+    module.calibration_images = calibration_images(data_module(run_config), run_config.bn_calibration_images)
+    return module
 
 
 def calibration_images(data: ImageDataModule, count: int) -> torch.Tensor | None:

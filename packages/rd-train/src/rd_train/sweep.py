@@ -4,7 +4,10 @@ Two sweeps (spec §3.2, §4.2), each over loss families:
 
 * ``fixed``: λ × β × seed at a fixed β (the rate each λ settles to);
 * ``geco``: λ × rate target × seed, β adapted by GECO from ``geco_initial_beta`` (the posterior shape at
-  matched rate).
+  matched rate);
+* ``control``: the balancer control, neural families only: ``norm_matched.lams`` × ``norm_matched.betas``
+  × seed at a fixed β with ``loss.norm_match`` (the balanced gradient rescaled to the norm pixel SSE
+  alone gets), beside the same cells of ``fixed`` (does the rate drop at fixed β survive?).
 
 The family ``pixel`` is λ = 0 (pure pixel SSE), shared by both neural families as their baseline.
 One stage runs one (sweep, family) in one process; finished runs are reused, so an interrupted
@@ -55,8 +58,8 @@ def neural_families(params: dict[str, Any]) -> list[str]:
 
 
 def run_configs(params: dict[str, Any], sweep: str, family: str, out: str | Path) -> list[TrainConfig]:
-    if sweep not in ("fixed", "geco"):
-        raise ParamsError(f"sweep must be 'fixed' or 'geco', got {sweep!r}")
+    if sweep not in ("fixed", "geco", "control"):
+        raise ParamsError(f"sweep must be 'fixed', 'geco' or 'control', got {sweep!r}")
     if family != "pixel" and family not in params["losses"]:
         raise ParamsError(f"family {family!r} is neither 'pixel' nor a key of the params' losses section "
                           f"{list(params['losses'])}")
@@ -66,15 +69,24 @@ def run_configs(params: dict[str, Any], sweep: str, family: str, out: str | Path
         raise ParamsError(f"the params' sweep section lacks {missing}")
     lams = [0.0] if family == "pixel" else s["lams"]
     controls = s["betas"] if sweep == "fixed" else s["rate_targets"]
+    if sweep == "control":
+        matched = s.get("norm_matched")
+        if family == "pixel" or not isinstance(matched, dict) or not {"lams", "betas"} <= set(matched):
+            raise ParamsError("the control sweep runs neural families only, from the params' "
+                              "sweep.norm_matched {lams, betas}")
+        lams, controls = matched["lams"], matched["betas"]
     configs = []
     for lam, control, seed in itertools.product(lams, controls, s["seeds"]):
         loss = {} if family == "pixel" else {**params["losses"][family], "lam": float(lam)}
         rate = dict(params["rate"])
-        if sweep == "fixed":
+        if sweep in ("fixed", "control"):
             rate.update(mode="fixed", beta=float(control))
-            for key in ("geco_step_size", "geco_ema_decay"):
+            for key in ("geco_step_size", "geco_ema_decay", "geco_proportional"):
                 rate.pop(key, None)
             tag = f"beta{control:g}"
+            if sweep == "control":
+                loss["norm_match"] = True
+                tag += "_normmatched"
         else:
             rate.update(mode="geco", beta=float(s["geco_initial_beta"]), target=float(control))
             tag = f"target{control:g}"

@@ -10,6 +10,12 @@ T₀ the last validation at or before (1 - window)·T, V(T) the final evaluation
 with its training-KL EMA (the rate GECO controls) within ``geco_tolerance`` of the target:
 |K̄_T - R*| / R* <= geco_tolerance. Runs that fail are listed and left out of every verdict; nothing
 is re-run or re-tuned because of a verdict.
+
+That is the two-point rule (``method: two_point``). With ``method: window`` (params.yaml ``rules``) the
+stationarity test is instead the window rule of `rd_train.analysis.stationarity` (params.yaml
+``stationarity``): a least-squares drift over the window's validations within max(a relative tolerance,
+a floor in the quantity's units), so no run passes or fails by the phase of an oscillation. The
+two-point changes are still computed and shown, and the GECO tolerance applies either way.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ class Rules:
     geco_tolerance: float = 0.05
     alpha: float = 0.05
     confidence: float = 0.95
+    method: str = "two_point"  # or "window": the stationarity rule of params.yaml `stationarity`
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Rules:
@@ -42,7 +49,10 @@ class Rules:
             raise ParamsError(
                 f"unknown key(s) {unknown} in params.yaml `rules`; valid: {sorted(cls.__dataclass_fields__)}"
             )
-        rules = cls(**{k: float(v) for k, v in section.items()})
+        method = str(section.get("method", "two_point"))
+        if method not in ("two_point", "window"):
+            raise ParamsError(f"rules.method must be 'two_point' or 'window', got {method!r}")
+        rules = cls(**{k: float(v) for k, v in section.items() if k != "method"}, method=method)
         for name in ("window", "alpha"):
             if not 0 < getattr(rules, name) < 1:
                 raise ParamsError(f"rules.{name} must be in (0, 1), got {getattr(rules, name)}")
@@ -65,8 +75,9 @@ class Convergence:
 QUANTITIES = (("validation KL", 1), ("validation pixel SSE", 2), ("validation anisotropy", 3))
 
 
-def check(metrics: dict[str, Any], rules: Rules) -> Convergence:
-    """Apply the rules to one run's ``metrics.json``."""
+def check(metrics: dict[str, Any], rules: Rules, window_rule: Any = None) -> Convergence:
+    """Apply the rules to one run's ``metrics.json``; ``window_rule`` (a `WindowRule`) is required
+    when ``rules.method`` is "window"."""
     steps = int(metrics["steps"])
     final = [float(metrics["kl"]), float(metrics["distortion"]["pixel_sse"]), float(metrics["anisotropy"])]
     start = (1 - rules.window) * steps
@@ -82,10 +93,18 @@ def check(metrics: dict[str, Any], rules: Rules) -> Convergence:
                 reasons.append(f"no {name} in the history (run trained before it was recorded)")
                 continue
             changes[k] = abs(final[k] - row[column]) / abs(final[k]) if final[k] else math.inf
-            if not changes[k] <= rules.max_relative_change:
+            if rules.method == "two_point" and not changes[k] <= rules.max_relative_change:
                 reasons.append(f"{name} moved {changes[k]:.1%} in the last {rules.window:.0%}")
-    else:
+    elif rules.method == "two_point":
         reasons.append(f"no validation at or before step {start:.0f}")
+    if rules.method == "window":
+        from rd_train.analysis.stationarity import stationarity
+
+        if window_rule is None:
+            raise ValueError("rules.method is 'window': pass the WindowRule (params.yaml `stationarity`)")
+        verdict = stationarity(metrics, window_rule)
+        if not verdict.passed:
+            reasons.append(verdict.reason)
     geco_error = None
     target = metrics["config"]["rate"].get("target")
     if metrics["config"]["rate"]["mode"] == "geco":

@@ -86,21 +86,12 @@ def run_prices(
 def analyse_run(run_dir: Path, images: torch.Tensor) -> dict[str, Any]:
     """Load a finished run's checkpoint (weights only), recalibrate its BatchNorm statistics as its final
     evaluation did, and compute `run_prices` on ``images``."""
-    from rd_train.checkpoints import read_checkpoint
-    from rd_train.config import from_dict
-    from rd_train.data import ImageDataModule
-    from rd_train.module import VAEModule
-    from rd_train.run import calibration_images
+    from rd_train.run import load_trained
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    state = read_checkpoint(run_dir / "checkpoints" / "last.ckpt", metrics["config"])
-    config = from_dict(state["hyper_parameters"]["config"])
-    module = VAEModule(config.to_dict())
-    module.load_state_dict(state["state_dict"])
-    if torch.cuda.is_available():
-        module.to("cuda")
-    module.calibration_images = calibration_images(ImageDataModule(config.data), config.bn_calibration_images)
-    module.recalibrate_batchnorm()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    module = load_trained(run_dir / "checkpoints" / "last.ckpt", metrics["config"], device=device)
+    module.use_evaluated_weights()
     return run_prices(
         module, images.to(module.device), float(metrics["beta"]), metrics["balancer"]["sample_weight"]
     )

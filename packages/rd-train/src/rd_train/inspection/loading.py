@@ -100,26 +100,16 @@ def _load_diffusers(path: Path, config: dict[str, Any]) -> Autoencoder:
 
 
 def _load_run(path: Path) -> Autoencoder:
-    from rd_train.checkpoints import read_checkpoint
-    from rd_train.config import from_dict
-    from rd_train.module import VAEModule
-    from rd_train.run import calibration_images, data_module
+    from rd_train.run import load_trained
 
     checkpoint = path / "checkpoints" / "last.ckpt"
     if not checkpoint.is_file():
         raise CheckpointError(f"{path}: a run directory without checkpoints/last.ckpt; train it first "
                               f"(rd-train fit --set out_dir={path})")
-    state = read_checkpoint(checkpoint)
-    config = state["hyper_parameters"]["config"]
-    module = VAEModule(config)
-    module.load_state_dict(state["state_dict"])
-    module.on_load_checkpoint(state)
-    train_config = from_dict(config)
-    count = train_config.bn_calibration_images
-    module.calibration_images = calibration_images(data_module(train_config), count)
-    module.recalibrate_batchnorm()
+    module = load_trained(checkpoint)
+    module.use_evaluated_weights()  # the weights its metrics were measured on, BatchNorm recalibrated
     module.eval()
-    return Autoencoder(path.name, "run", path, module, {"image_size": train_config.data.image_size})
+    return Autoencoder(path.name, "run", path, module, {"image_size": module.config.data.image_size})
 
 
 def find_images(root: Path) -> list[Path]:

@@ -19,7 +19,10 @@ from rd_train.sweep import load_params
 def load_study(params_path: str | Path, runs: str | Path) -> Study:
     params = load_params(params_path)
     rules = Rules.from_params(params)
-    return Study(params, rules, load_runs(runs, rules))
+    from rd_train.analysis.stationarity import WindowRule
+
+    window = WindowRule.from_params(params) if rules.method == "window" else None
+    return Study(params, rules, load_runs(runs, rules, window))
 
 
 def aggregate(

@@ -19,7 +19,7 @@ from rd_train.report.study import Run, Study
 
 def compute(study: Study, n_images: int, jobs: int = 1) -> list[dict[str, Any]]:
     """One record per finished run: where it sits in the sweeps, and its `run_prices` summary."""
-    runs = sorted(study.runs, key=lambda r: str(r.dir))
+    runs = sorted((r for r in study.runs if r.sweep in ("fixed", "geco")), key=lambda r: str(r.dir))
     args = [(str(r.dir), study.params["data"], n_images) for r in runs]
     if jobs > 1:
         import multiprocessing
@@ -29,6 +29,10 @@ def compute(study: Study, n_images: int, jobs: int = 1) -> list[dict[str, Any]]:
             results = list(pool.map(_analyse, args))
     else:
         results = [_analyse(a) for a in args]
+    return _records(runs, results) + _transfer_records(study, n_images, jobs)
+
+
+def _records(runs: list[Run], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
             "sweep": r.sweep,
@@ -45,20 +49,54 @@ def compute(study: Study, n_images: int, jobs: int = 1) -> list[dict[str, Any]]:
     ]
 
 
-def _analyse(args: tuple[str, dict[str, Any], int]) -> dict[str, Any]:
+def _transfer_records(study: Study, n_images: int, jobs: int) -> list[dict[str, Any]]:
+    """Per GECO run at λ > 0: the prediction from the λ = 0 run of its seed and target
+    (`rd_train.analysis.transfer`), as records with sweep "transfer"."""
+    pairs = []
+    for family in study.families:
+        base = {(r.target, r.seed): r for r in study.runs_of("geco", family) if r.lam == 0}
+        pairs += [(family, base[(r.target, r.seed)], r) for r in study.runs_of("geco", family)
+                  if r.lam > 0 and (r.target, r.seed) in base]
+    args = [(str(b.dir), str(r.dir), study.params["data"], n_images) for _, b, r in pairs]
+    if jobs > 1 and args:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(_transfer, args))
+    else:
+        results = [_transfer(a) for a in args]
+    return [{"sweep": "transfer", "family": family, "lam": r.lam, "target": r.target, "seed": r.seed,
+             "run": r.dir.name, "base_run": b.dir.name,
+             "converged": r.convergence.passed and b.convergence.passed, **result}
+            for (family, b, r), result in zip(pairs, results, strict=True)]
+
+
+def _images(data: dict[str, Any], n_images: int) -> Any:
     import torch
 
-    from rd_train.analysis.prices import analyse_run
     from rd_train.config import DataConfig
     from rd_train.data import ImageDataModule
 
-    run_dir, data, n_images = args
     torch.set_num_threads(1)
     module = ImageDataModule(DataConfig(**data))
     module.setup("validate")
     assert module.val_set is not None
-    images = torch.stack([module.val_set[i] for i in range(min(n_images, len(module.val_set)))])  # type: ignore[arg-type]
-    return analyse_run(Path(run_dir), images)
+    return torch.stack([module.val_set[i] for i in range(min(n_images, len(module.val_set)))])  # type: ignore[arg-type]
+
+
+def _analyse(args: tuple[str, dict[str, Any], int]) -> dict[str, Any]:
+    from rd_train.analysis.prices import analyse_run
+
+    run_dir, data, n_images = args
+    return analyse_run(Path(run_dir), _images(data, n_images))
+
+
+def _transfer(args: tuple[str, str, dict[str, Any], int]) -> dict[str, Any]:
+    from rd_train.analysis.transfer import transfer_run
+
+    base_dir, lam_dir, data, n_images = args
+    return transfer_run(Path(base_dir), Path(lam_dir), _images(data, n_images))
 
 
 def _by_run(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -137,6 +175,9 @@ def table(study: Study, records: list[dict[str, Any]]) -> str:
                 f"{ci('predicted_anisotropy')} | {ci('measured_anisotropy')} | {ci('log_price_spread')} | "
                 f"{ci('price_share_neural')} |"
             )
+    from rd_train.report.mechanism import transfer_lines
+
+    lines += ["", *transfer_lines(study, records)]
     lines += [
         "",
         "## Every run",
@@ -144,7 +185,7 @@ def table(study: Study, records: list[dict[str, Any]]) -> str:
         "| sweep | run | converged | β | ρ | predicted anisotropy | measured anisotropy | Var_i log c_i |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
-    for r in records:
+    for r in (r for r in records if r["sweep"] != "transfer"):
         lines.append(
             f"| {r['sweep']} | {r['run']} | {'yes' if r['converged'] else 'no'} | {r['beta']:.4g} | "
             f"{r['spearman_rho']:.3f} | {r['predicted_anisotropy']:.3f} | {r['measured_anisotropy']:.3f} | "
@@ -156,6 +197,8 @@ def table(study: Study, records: list[dict[str, Any]]) -> str:
 def claims_section(study: Study, records: list[dict[str, Any]]) -> list[str]:
     """Does the neural loss flatten the price profile at matched rate, and does that track the anisotropy?"""
     a = agreement(records)
+    from rd_train.report.mechanism import transfer_lines
+
     lines = ["## 3. Effective distortion weights (the toy model's mechanism, `effective_weights.md`)", ""]
     if a["runs"] >= 3:
         lines += [
@@ -196,7 +239,7 @@ def claims_section(study: Study, records: list[dict[str, Any]]) -> list[str]:
                 f"**{c.verdict}** (λ = {top:g}) | "
                 f"{'–' if not math.isfinite(aniso.effect) else f'{aniso.effect:+.1%}'} |"
             )
-    return lines
+    return [*lines, "", *transfer_lines(study, records)]
 
 
 def figures(study: Study, records: list[dict[str, Any]], directory: Path) -> None:

@@ -51,7 +51,7 @@ class Run:
         return float(self.metrics["distortion"]["pixel_sse"])
 
 
-def load_runs(runs: str | Path, rules: Rules) -> list[Run]:
+def load_runs(runs: str | Path, rules: Rules, window_rule: Any = None) -> list[Run]:
     out = []
     for path in sorted(Path(runs).glob("*/*/*/metrics.json")):
         metrics = json.loads(path.read_text())
@@ -66,7 +66,7 @@ def load_runs(runs: str | Path, rules: Rules) -> list[Run]:
                 seed=int(c["seed"]),
                 dir=path.parent,
                 metrics=metrics,
-                convergence=check(metrics, rules),
+                convergence=check(metrics, rules, window_rule),
             )
         )
     if not out:
@@ -119,7 +119,7 @@ class Study:
         """(λ, β or target) -> runs over seeds."""
         groups: dict[tuple[float, float], list[Run]] = defaultdict(list)
         for r in self.runs_of(sweep, family, converged):
-            groups[(r.lam, r.beta if sweep == "fixed" else float(r.target or 0))].append(r)
+            groups[(r.lam, float(r.target or 0) if sweep == "geco" else r.beta)].append(r)
         return dict(sorted(groups.items()))
 
     def lams(self, family: str) -> list[float]:

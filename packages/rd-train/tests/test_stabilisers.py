@@ -1,0 +1,210 @@
+"""The protocol's stabilisers and controls: the weight average evaluations read, the PI form of GECO,
+the balancer's combined-gradient norm and its norm-matched control, the window rule as the filter."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from rd_train import from_dict
+from rd_train.analysis.convergence import Rules, check
+from rd_train.analysis.stationarity import WindowRule
+from rd_train.config import RateConfig
+from rd_train.ema import WeightAverage
+from rd_train.module import VAEModule
+from rd_train.rate import GECO
+from rd_train.run import fit, load_trained
+from rd_train.sweep import run_configs
+
+
+def test_weight_average_is_the_exponential_average_and_leaves_the_model_alone():
+    model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    average = WeightAverage(model, decay=0.5)
+    expected = torch.zeros(1, 2)
+    for value in (4.0, 2.0, 8.0):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        average.update()
+        expected = 0.5 * expected + 0.5 * value
+    torch.testing.assert_close(average.averaged_model().weight, expected)
+    assert float(model.weight.detach()[0, 0]) == 8.0  # the trained weights are never swapped
+    restored = WeightAverage(torch.nn.Linear(2, 1, bias=False), decay=0.5)
+    restored.load_state_dict(average.state_dict())
+    torch.testing.assert_close(restored.averaged_model().weight, expected)
+    with pytest.raises(ValueError, match="does not match"):
+        WeightAverage(torch.nn.Linear(3, 1), 0.5).load_state_dict(average.state_dict())
+
+
+def test_evaluations_read_the_average_and_training_is_unchanged_by_it(tiny, tmp_path):
+    plain = fit(from_dict({**tiny(optim={"max_steps": 24}), "out_dir": str(tmp_path / "plain")}))
+    averaged_config = from_dict({**tiny(optim={"max_steps": 24, "ema_decay": 0.9}),
+                                 "out_dir": str(tmp_path / "ema")})
+    averaged = fit(averaged_config)
+    assert plain["evaluated_weights"] == "trained" and averaged["evaluated_weights"] == "ema"
+    # Same training trajectory (the average only reads the weights) ...
+    assert averaged["training_averages"] == plain["training_averages"]
+    # ... but a different model evaluated.
+    assert averaged["kl"] != pytest.approx(plain["kl"], rel=1e-6)
+    # Loading a finished run for analysis gives the evaluated weights: its metrics again.
+    module = load_trained(Path(averaged_config.out_dir) / "checkpoints" / "last.ckpt")
+    again = module.evaluate(_val_loader(averaged_config))
+    assert again["kl"] == pytest.approx(averaged["kl"], rel=1e-6)
+    module.use_evaluated_weights()
+    assert module.ema is None and module.evaluate(_val_loader(averaged_config))["kl"] == pytest.approx(
+        averaged["kl"], rel=1e-6)
+
+
+def _val_loader(config):
+    from rd_train.run import validation_loader
+
+    return validation_loader(config)
+
+
+def _geco(proportional: float, target: float = 10.0) -> GECO:
+    return GECO(RateConfig(mode="geco", beta=0.032, target=target, warmup_steps=150, geco_step_size=0.05,
+                           geco_ema_decay=0.95, geco_proportional=proportional))
+
+
+def _tracking(geco: GECO, lag: float, steps: int = 3000) -> tuple[float, float]:
+    """A model whose rate follows 0.8 / β^0.7 with a first-order lag of ``lag`` steps: (late half-range,
+    late mean error), relative to the target."""
+    kl, trace, finite = 30.0, [], torch.tensor(True)
+    for step in range(steps):
+        kl += (0.8 / float(geco.value(step)) ** 0.7 - kl) / lag
+        geco.update(step, torch.tensor(kl), finite)
+        trace.append(kl)
+    late = trace[int(0.6 * steps):]
+    return (max(late) - min(late)) / 2 / geco.target, abs(sum(late) / len(late) - geco.target) / geco.target
+
+
+def test_pi_geco_damps_the_oscillation_integral_only_geco_keeps():
+    swing_i, _ = _tracking(_geco(0.0), lag=300)
+    swing_pi, error_pi = _tracking(_geco(3.0), lag=300)
+    assert swing_i > 0.1  # the integral-only loop still swings by > 10 % of the target late in training
+    assert swing_pi < 0.01 and error_pi < 0.01
+
+
+def test_pi_geco_with_no_proportional_gain_is_the_integral_form_and_round_trips():
+    geco, finite = _geco(0.0), torch.tensor(True)
+    beta, ema_sum, weight = 0.032, 0.0, 0.0
+    for step, kl in enumerate([12.0, 11.0] * 100):
+        geco.update(step, torch.tensor(kl), finite)
+        ema_sum, weight = 0.95 * ema_sum + kl, 0.95 * weight + 1
+        if step >= 150:
+            beta = min(max(beta * math.exp(0.05 * (ema_sum / weight - 10) / 10), 1e-4), 1e4)
+    assert float(geco.beta) == pytest.approx(beta, rel=1e-12)
+    pi = _geco(2.0)
+    for step, kl in enumerate([12.0, 11.0] * 100):
+        pi.update(step, torch.tensor(kl), finite)
+    state = pi.state_dict()
+    violation = (state["ema_sum"] / state["ema_weight"] - 10) / 10
+    assert state["beta"] == pytest.approx(state["integral"] * math.exp(2.0 * violation), rel=1e-12)
+    restored = _geco(2.0)
+    restored.load_state_dict(state)
+    assert restored.state_dict() == state
+
+
+class _AgainstPixel(torch.nn.Module):
+    """A 'neural' term whose gradient is exactly opposite to pixel SSE's: the balanced sum is shortest."""
+
+    def forward(self, x, x_hat):
+        return -(x_hat - x).pow(2).flatten(1).sum(1).mean()
+
+
+@pytest.mark.parametrize("norm_match", [False, True])
+def test_combined_gradient_norm_is_recorded_and_the_control_rescales_it(tiny, norm_match):
+    config = tiny(loss={"neural": "lpips", "lam": 5.0, "norm_match": norm_match})
+    module = VAEModule(from_dict(config).to_dict(), neural_loss=_AgainstPixel())
+    x = torch.rand(8, 3, 16, 16) * 2 - 1
+    out = module.objective(x, step=0)
+    # First step: each term's norm EMA is its own norm, so the shares are 1/6 and 5/6, opposite.
+    assert float(out.combined_norm) == pytest.approx(4 / 6, rel=1e-4)
+    (g,) = torch.autograd.grad(out.surrogate, [out.x_hat])
+    applied = (g * x.shape[0]).flatten(1).norm(dim=1).mean()
+    assert float(applied) == pytest.approx(1.0 if norm_match else 4 / 6, rel=1e-4)
+
+
+def test_pixel_alone_has_unit_combined_gradient_norm_in_a_finished_run(tiny):
+    metrics = fit(from_dict(tiny(optim={"max_steps": 24})))
+    for window in ("after_warmup", "second_half"):
+        # n / n̄ per step: 1 up to the batch-to-batch change of the norm against its EMA
+        assert metrics["training_averages"]["combined_gradient_norm"][window] == pytest.approx(1.0, abs=0.1)
+    assert metrics["training_averages"]["discriminator_hinge"]["second_half"] is None  # no discriminator
+
+
+def test_patchgan_run_reports_its_discriminator_hinge(tiny):
+    metrics = fit(from_dict(tiny(loss={"neural": "patchgan", "lam": 1.0, "disc_channels": 8, "disc_layers": 1,
+                                       "disc_lr_schedule": "cosine"}, optim={"max_steps": 16})))
+    hinge = metrics["training_averages"]["discriminator_hinge"]["after_warmup"]
+    assert hinge is not None and 0.0 <= hinge <= 4.0
+
+
+def _params() -> dict:
+    import yaml
+
+    return yaml.safe_load((Path(__file__).resolve().parents[3] / "params.yaml").read_text())
+
+
+def test_control_sweep_is_the_norm_matched_fixed_cells():
+    params = _params()
+    configs = run_configs(params, "control", "perceptual", "runs/control/perceptual")
+    matched = params["sweep"]["norm_matched"]
+    assert len(configs) == len(matched["lams"]) * len(matched["betas"]) * len(params["sweep"]["seeds"])
+    assert all(c.loss.norm_match and c.rate.mode == "fixed" for c in configs)
+    assert all(Path(c.out_dir).name.endswith(f"_normmatched_seed{c.seed}") for c in configs)
+    fixed = {(c.loss.lam, c.rate.beta, c.seed): c for c in run_configs(params, "fixed", "perceptual", "x")}
+    for c in configs:  # the same run as its fixed-β twin but for the rescaling
+        twin = fixed[(c.loss.lam, c.rate.beta, c.seed)].to_dict()
+        mine = c.to_dict()
+        twin["loss"]["norm_match"], twin["out_dir"] = True, mine["out_dir"]
+        assert mine == twin
+    from rd_train.errors import ParamsError
+
+    with pytest.raises(ParamsError, match="neural families only"):
+        run_configs(params, "control", "pixel", "x")
+
+
+def test_a_seed_fixes_initialisation_noise_and_batch_order_at_every_lambda_beta_and_target():
+    import lightning as L
+
+    params = _params()
+    configs = [c for sweep in ("fixed", "geco") for family in ("pixel", "perceptual", "adversarial")
+               for c in run_configs(params, sweep, family, "x")]
+    seed = params["sweep"]["seeds"][0]
+    mine = [c for c in configs if c.seed == seed]
+    assert len({json.dumps(c.to_dict()["data"], sort_keys=True) for c in mine}) == 1  # batch order
+    assert len({json.dumps(c.to_dict()["model"], sort_keys=True) for c in mine}) == 1
+    pixel, adversarial = mine[0], mine[-1]
+    assert (pixel.loss.lam, adversarial.loss.neural) == (0.0, "patchgan")
+    x = torch.zeros(4, 3, 16, 16)
+    modules = []
+    for c in (pixel, adversarial):
+        L.seed_everything(c.seed, workers=True, verbose=False)  # what run.fit does before building
+        modules.append(VAEModule(c.to_dict()))
+    first, second = (list(m.model.parameters()) for m in modules)
+    assert all(torch.equal(p, q) for p, q in zip(first, second, strict=True))  # initialisation
+    for step in (0, 7, 1499):  # flips and posterior noise of a step
+        (flip_a, eps_a), (flip_b, eps_b) = (m.draw_noise(x, step) for m in modules)
+        assert torch.equal(flip_a, flip_b) and torch.equal(eps_a, eps_b)
+
+
+def _history(values):
+    return [[75 * (k + 1), kl, 100.0, aniso] for k, (kl, aniso) in enumerate(values)]
+
+
+def test_the_window_rule_decides_when_params_choose_it():
+    # A stationary oscillation ending on a swing: two points move 8 %, the fitted drift does not.
+    values = [(10.0 + (0.8 if k % 4 == 1 else -0.8 if k % 4 == 3 else 0.0), 0.5) for k in range(20)]
+    metrics = {"steps": 1500, "kl": values[-1][0], "anisotropy": 0.5, "distortion": {"pixel_sse": 100.0},
+               "validation_history": _history(values), "config": {"rate": {"mode": "fixed", "target": None}}}
+    metrics["kl"] = 10.8
+    two_point = check(metrics, Rules())
+    window = check(metrics, Rules(method="window"), WindowRule())
+    assert not two_point.passed and window.passed
+    drifting = dict(metrics, validation_history=_history([(10.0 + 0.1 * k, 0.5) for k in range(20)]))
+    assert not check(drifting, Rules(method="window"), WindowRule()).passed
+    with pytest.raises(ValueError, match="WindowRule"):
+        check(metrics, Rules(method="window"))
