@@ -220,3 +220,20 @@ def test_the_stage_resumes_and_recomputes_only_what_changed(tmp_path, monkeypatc
     results = stage.score_all(runs, config, out, jobs=1, stream=stream)
     assert calls[2:] == [str(runs[1])] and set(results) == {"a", "b"}
     assert math.isfinite(results["a"]["endpoints"]["latent_sw"])
+
+
+def test_the_claims_line_does_not_count_an_untestable_row_as_resolved():
+    from rd_train.diffusability.report import claims_section
+
+    rows = [{"verdict": "not resolved at this scale (fewer than two λ with values)"},
+            {"verdict": "not resolved at this scale"}, {"verdict": "improves with λ"}]
+    summary = {"verdicts": {"converged": rows, "all": []}, "relations": {"converged": []}}
+    import rd_train.diffusability.report as report
+
+    original = report.verdict_rows
+    report.verdict_rows = lambda summary, key: []
+    try:
+        text = "\n".join(claims_section(summary))
+    finally:
+        report.verdict_rows = original
+    assert "1 of 3 tests resolved on converged runs" in text

@@ -150,7 +150,8 @@ def table(summary: dict[str, Any]) -> str:
 
 
 def claims_section(summary: dict[str, Any]) -> list[str]:
-    held = [t for t in summary["verdicts"]["converged"] if t["verdict"] != "not resolved at this scale"]
+    held = [t for t in summary["verdicts"]["converged"]
+            if not t["verdict"].startswith("not resolved at this scale")]  # also "(fewer than two λ ...)"
     lines = [
         "## Beyond the paper: diffusability (`diffusability.md`)",
         "",
@@ -197,7 +198,7 @@ def floor_lines(summary: dict[str, Any]) -> list[str]:
         f"(range {e['sampler_over_floor']['min']:+.4f} to {e['sampler_over_floor']['max']:+.4f}), a fitted "
         f"Gaussian's by {e['gaussian_over_floor']['mean']:+.4f}, while the floor itself spans "
         f"{e['floor']['min']:.3f} to {e['floor']['max']:.3f} across runs; Spearman with the anisotropy, "
-        + "; ".join(rho)
+        + ("; ".join(rho) or "not computable (too few runs)")
         + ". Where the floor carries the relation, it describes how far held-out latents lie from the "
         "training latents, not how learnable the latents are.",
     ]
