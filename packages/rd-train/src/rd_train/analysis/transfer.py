@@ -36,6 +36,7 @@ import torch
 
 from rd_train.analysis.curvature import gauss_newton_weights
 from rd_train.analysis.prices import residual_maps
+from rd_train.losses import pixel_sse
 
 
 def per_sample_gradient_norm(loss: Any, x: torch.Tensor, x_hat: torch.Tensor) -> float:
@@ -102,7 +103,7 @@ def transfer_run(base_dir: Path, lam_dir: Path, images: torch.Tensor) -> dict[st
         c_pixel, c_neural = (gauss_newton_weights(base.model.decode, residuals[name], x, mu)
                              .detach().double().cpu().numpy() for name in ("pixel", "neural"))
     neural_loss = loss_owner._neural_generator_loss  # the term the balancer weighs, as a batch mean
-    m_pixel = per_sample_gradient_norm(lambda a, b: (b - a).pow(2).flatten(1).sum(1).mean(), x, x_hat)
+    m_pixel = per_sample_gradient_norm(pixel_sse, x, x_hat)
     m_neural = per_sample_gradient_norm(neural_loss, x, x_hat)
     lam = float(lam_metrics["config"]["loss"]["lam"])
     prediction = predict_change(c_pixel, c_neural, m_pixel, m_neural, lam, float(base_metrics["beta"]))

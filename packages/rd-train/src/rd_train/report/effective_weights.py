@@ -20,16 +20,19 @@ from rd_train.report.study import Run, Study
 def compute(study: Study, n_images: int, jobs: int = 1) -> list[dict[str, Any]]:
     """One record per finished run: where it sits in the sweeps, and its `run_prices` summary."""
     runs = sorted((r for r in study.runs if r.sweep in ("fixed", "geco")), key=lambda r: str(r.dir))
-    args = [(str(r.dir), study.params["data"], n_images) for r in runs]
-    if jobs > 1:
+    results = _map(_analyse, [(str(r.dir), study.params["data"], n_images) for r in runs], jobs)
+    return _records(runs, results) + _transfer_records(study, n_images, jobs)
+
+
+def _map(function: Any, args: list[Any], jobs: int) -> list[Any]:
+    """``function`` over ``args``, in ``jobs`` spawned worker processes when jobs > 1."""
+    if jobs > 1 and args:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(_analyse, args))
-    else:
-        results = [_analyse(a) for a in args]
-    return _records(runs, results) + _transfer_records(study, n_images, jobs)
+            return list(pool.map(function, args))
+    return [function(a) for a in args]
 
 
 def _records(runs: list[Run], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -57,15 +60,8 @@ def _transfer_records(study: Study, n_images: int, jobs: int) -> list[dict[str, 
         base = {(r.target, r.seed): r for r in study.runs_of("geco", family) if r.lam == 0}
         pairs += [(family, base[(r.target, r.seed)], r) for r in study.runs_of("geco", family)
                   if r.lam > 0 and (r.target, r.seed) in base]
-    args = [(str(b.dir), str(r.dir), study.params["data"], n_images) for _, b, r in pairs]
-    if jobs > 1 and args:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(_transfer, args))
-    else:
-        results = [_transfer(a) for a in args]
+    results = _map(_transfer, [(str(b.dir), str(r.dir), study.params["data"], n_images) for _, b, r in pairs],
+                   jobs)
     return [{"sweep": "transfer", "family": family, "lam": r.lam, "target": r.target, "seed": r.seed,
              "run": r.dir.name, "base_run": b.dir.name,
              "converged": r.convergence.passed and b.convergence.passed, **result}

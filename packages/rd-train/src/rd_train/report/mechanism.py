@@ -10,6 +10,7 @@ import numpy as np
 
 from rd_train.analysis import mean_ci
 from rd_train.analysis.transfer import explained_fraction
+from rd_train.analysis.trends import format_relative_effect
 from rd_train.report.study import Study
 
 
@@ -56,11 +57,7 @@ def transfer_lines(study: Study, records: list[dict[str, Any]]) -> list[str]:
 
 
 def _pct(ci: Any) -> str:
-    if not math.isfinite(ci.mean):
-        return "–"
-    if not math.isfinite(ci.low):
-        return f"{ci.mean:+.1%}"
-    return f"{ci.mean:+.1%} [{ci.low:+.1%}, {ci.high:+.1%}]"
+    return format_relative_effect(ci.mean, ci.low, ci.high)
 
 
 def _num(x: float) -> str:

@@ -13,14 +13,14 @@ target (tested in test_stabilisers.py), so each seed is a block and the λ grid 
 from __future__ import annotations
 
 import math
-from contextlib import suppress
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
-from rd_train.analysis import corrected_to_rate, holm, slope_at_rate, trend_test
+from rd_train.analysis import holm, trend_test
 from rd_train.report.study import Study
+from rd_train.report.trend_claims import geco_corrected_by_seed
 
 Blocks = dict[int, dict[float, float]]  # seed -> λ -> value
 
@@ -55,21 +55,6 @@ def _rate_blocks(study: Study, family: str, beta: float, converged: bool) -> Blo
     return blocks
 
 
-def _anisotropy_blocks(study: Study, family: str, target: float, converged: bool) -> Blocks:
-    """GECO anisotropy corrected to the target along its seed's fixed-β slope (trend_claims.py)."""
-    curves = study.curves(family, converged)
-    blocks: Blocks = {}
-    for (lam, t), runs in study.grouped("geco", family, converged).items():
-        if t != target:
-            continue
-        for r in runs:
-            points = curves.get((lam, r.seed), [])
-            with suppress(ValueError):  # its seed's curve does not reach the target
-                slope = slope_at_rate([p.kl for p in points], [p.anisotropy for p in points], target)
-                blocks.setdefault(r.seed, {})[lam] = corrected_to_rate(r.anisotropy, r.kl, target, slope)
-    return blocks
-
-
 def page_row(claim: str, family: str, key: float, lams: list[float], blocks: Blocks) -> PageRow:
     complete = sorted(s for s, values in blocks.items() if all(lam in values for lam in lams))
     if len(lams) < 3 or len(complete) < 2:  # Page's test needs three treatments and two blocks
@@ -88,7 +73,7 @@ def page_rows(study: Study, converged: bool) -> list[PageRow]:
         rows += [page_row("rate", family, b, lams, _rate_blocks(study, family, b, converged)) for b in betas]
     for family in study.families:
         lams = study.lams(family)
-        rows += [page_row("anisotropy", family, t, lams, _anisotropy_blocks(study, family, t, converged))
+        rows += [page_row("anisotropy", family, t, lams, geco_corrected_by_seed(study, family, t, converged))
                  for t in study.targets]
     for claim in ("rate", "anisotropy"):
         mine = [r for r in rows if r.claim == claim]
@@ -103,7 +88,7 @@ def interaction_rows(study: Study, converged: bool) -> list[InteractionRow]:
         top = max(study.lams(family))
         ratios = []
         for target in study.targets:
-            blocks = _anisotropy_blocks(study, family, target, converged)
+            blocks = geco_corrected_by_seed(study, family, target, converged)
             ratios.append([math.log(v[top] / v[0.0]) for _, v in sorted(blocks.items())
                            if top in v and 0.0 in v and v[top] > 0 and v[0.0] > 0])
         filled = [g for g in ratios if g]

@@ -97,25 +97,34 @@ def _interpolated(study: Study, family: str, target: float, converged: bool) -> 
     return groups
 
 
-def _geco_corrected(
+def geco_corrected_by_seed(
     study: Study, family: str, target: float, converged: bool
-) -> tuple[list[list[float]], list[float]]:
-    """Per λ, each GECO run's anisotropy moved from its validation KL to the target along the local slope
-    of its seed's fixed-β curve at that λ (`slope_at_rate`); and every run's tracking error
-    |K_val − R*| / R*. A run whose seed's curve does not reach the target has no correction and is left
-    out of this estimate."""
+) -> dict[int, dict[float, float]]:
+    """seed -> λ -> that GECO run's anisotropy moved from its validation KL to the target along the local
+    slope of its seed's fixed-β curve at that λ (`slope_at_rate`). A run whose seed's curve does not
+    reach the target has no correction and is left out of this estimate."""
     curves = study.curves(family, converged)
-    geco = study.grouped("geco", family, converged)
-    groups, errors = [], []
-    for lam in study.lams(family):
-        values = []
-        for r in geco.get((lam, target), []):
-            errors.append(abs(r.kl - target) / target)
+    blocks: dict[int, dict[float, float]] = {}
+    for (lam, t), runs in study.grouped("geco", family, converged).items():
+        if t != target:
+            continue
+        for r in runs:
             points = curves.get((lam, r.seed), [])
             with suppress(ValueError):
                 slope = slope_at_rate([p.kl for p in points], [p.anisotropy for p in points], target)
-                values.append(corrected_to_rate(r.anisotropy, r.kl, target, slope))
-        groups.append(values)
+                blocks.setdefault(r.seed, {})[lam] = corrected_to_rate(r.anisotropy, r.kl, target, slope)
+    return blocks
+
+
+def _geco_corrected(
+    study: Study, family: str, target: float, converged: bool
+) -> tuple[list[list[float]], list[float]]:
+    """Per λ, the corrected GECO anisotropies (`geco_corrected_by_seed`, seeds in order); and every run's
+    tracking error |K_val − R*| / R*."""
+    blocks = geco_corrected_by_seed(study, family, target, converged)
+    geco = study.grouped("geco", family, converged)
+    groups = [[blocks[s][lam] for s in sorted(blocks) if lam in blocks[s]] for lam in study.lams(family)]
+    errors = [abs(r.kl - target) / target for lam in study.lams(family) for r in geco.get((lam, target), [])]
     return groups, errors
 
 
