@@ -4,6 +4,7 @@ Runs the real dvc.yaml (copied with the packages' sources into a scratch git rep
 tests/data/miniature_params.yaml: 8-step runs, one λ, two β, one rate target, two seeds, two jobs.
 """
 
+import json
 import shutil
 import subprocess
 import sys
@@ -94,12 +95,40 @@ def test_every_declared_output_is_produced(pipeline):
     assert "VGG16 (HED) blocks 1-1" in (work / "paper" / "tables" / "theory.md").read_text()
 
 
+def test_the_spatial_sweep_trains_autoencoderkl_runs_and_reports_them(pipeline):
+    """The `spatial` stages: AutoencoderKL runs of params.yaml `spatial` under runs/spatial, tested by
+    the vector sweep's report code under paper/spatial."""
+    work, *_ = pipeline
+    for sweep in ("fixed", "geco"):
+        for family in ("pixel", "perceptual"):
+            runs = list((work / "runs" / "spatial" / sweep / family).glob("*/metrics.json"))
+            assert runs, (sweep, family)
+            config = json.loads(runs[0].read_text())["config"]
+            assert config["model"]["kind"] == "spatial" and config["model"]["block_out_channels"] == [8, 8]
+    assert not list((work / "runs" / "spatial").glob("*/adversarial"))  # spatial.families: perceptual only
+    claims = (work / "paper" / "spatial" / "claims.md").read_text()
+    for section in ("# The paper's claims on the spatial architecture", "## 1. Neural losses lower the rate",
+                    "## 2. Neural losses lower the posterior anisotropy", "## Trend over the λ grid",
+                    "## Paired analyses: seeds as blocks", "## Does the convergence filter select"):
+        assert section in claims
+    assert "VGG16 (HED) features" in claims and "PatchGAN" not in claims
+    rows = (work / "paper" / "spatial" / "runs.csv").read_text().strip().splitlines()
+    assert len(rows) - 1 == 2 + 2 + 1 + 1  # fixed: 2 β x (pixel, λ = 1); geco: 1 target x the same
+    assert (work / "paper" / "spatial" / "figures" / "anisotropy_vs_kl.png").stat().st_size > 1000
+
+
 def test_the_sweeps_print_one_line_per_run_and_no_framework_banners(pipeline):
     _, first, *_ = pipeline
     lines = [line for line in first.splitlines() if line.startswith("[fixed/perceptual]")]
-    assert lines[0] == "[fixed/perceptual] 4 runs, 2 worker(s) x 1 thread(s) on 2 core(s)", lines
-    assert len(lines) == 6 and "4/4" in lines[-2] and "stage done" in lines[-2]
+    header = "[fixed/perceptual] 4 runs, 2 worker(s) x 1 thread(s) on 2 core(s)"
+    start = lines.index(header)  # the vector stage; the spatial stage's own (2 runs) is announced below
+    lines = lines[start:start + 6]
+    assert len(lines) == 6 and "4/4" in lines[-2] and "stage done" in lines[-2], lines
+    assert lines[-1].startswith("[fixed/perceptual] 4/4 runs in")
     assert "GPU available" not in first and "litlogger" not in first
+    printed = first.splitlines()
+    spatial = printed.index("[spatial] fixed/perceptual: AutoencoderKL runs -> runs/spatial/fixed/perceptual")
+    assert printed[spatial + 1] == "[fixed/perceptual] 2 runs, 2 worker(s) x 1 thread(s) on 2 core(s)"
 
 
 def test_second_repro_does_nothing(pipeline):
@@ -125,7 +154,11 @@ def test_metrics_are_a_readable_table_of_verdicts(pipeline):
     assert "paper/metrics/rate_perceptual_beta0.01.json" in rows
     assert "paper/metrics/anisotropy_adversarial_5nats_interpolated.json" in rows
     assert "paper/metrics/anisotropy_adversarial_5nats_geco.json" in rows
-    assert len(rows) == 2 * 2 + 2 * 2  # (2 β + 1 target x 2 estimates) per family
+    vector = [row for row in rows if row.startswith("paper/metrics/")]
+    spatial = [row for row in rows if row.startswith("paper/spatial_metrics/")]
+    assert len(vector) == 2 * 2 + 2 * 2  # (2 β + 1 target x 2 estimates) per family
+    assert len(spatial) == 2 + 2 and len(rows) == len(vector) + len(spatial)  # one family in `spatial`
+    assert "paper/spatial_metrics/rate_perceptual_beta0.1.json" in spatial
     run(dvc, "plots", "show", "--json")
 
 

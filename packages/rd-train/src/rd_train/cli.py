@@ -1,5 +1,6 @@
 """``rd-train fit|evaluate|prepare --config run.yaml [--set key=value ...]``, and the DVC stage
-commands ``rd-train sweep``, ``rd-train aggregate``, ``rd-train analyze`` and ``rd-train diffusability``.
+commands ``rd-train sweep``, ``rd-train spatial-sweep``, ``rd-train spatial-report``, ``rd-train aggregate``,
+``rd-train analyze`` and ``rd-train diffusability``.
 
 A mistake the user can fix (a config value, a missing file or weights, an unreadable checkpoint, a
 run directory holding another run, a params.yaml naming an unknown family) prints one line,
@@ -93,6 +94,21 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spatial_sweep(args: argparse.Namespace) -> int:
+    from rd_train.spatial import run_spatial_sweep
+
+    run_spatial_sweep(args.params, args.out, args.jobs)
+    return 0
+
+
+def _spatial_report(args: argparse.Namespace) -> int:
+    from rd_train.spatial import write_spatial_report
+
+    study = write_spatial_report(args.params, args.runs, args.paper)
+    print(f"spatial-report: {len(study.runs)} runs -> {Path(args.paper) / 'spatial' / 'claims.md'}")
+    return 0
+
+
 def _aggregate(args: argparse.Namespace) -> int:
     from rd_train.report import aggregate
 
@@ -137,7 +153,8 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "fit": _fit, "evaluate": _evaluate, "prepare": _prepare, "sweep": _sweep, "aggregate": _aggregate,
+    "fit": _fit, "evaluate": _evaluate, "prepare": _prepare, "sweep": _sweep,
+    "spatial-sweep": _spatial_sweep, "spatial-report": _spatial_report, "aggregate": _aggregate,
     "analyze": _analyze, "inspect": _inspect, "diffusability": _diffusability,
 }
 
@@ -175,6 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", required=True)
     sweep.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes sharing the "
         "cores)")
+    spatial = sub.add_parser("spatial-sweep", parents=[common],
+                             help="train the AutoencoderKL grid of params.yaml `spatial` (a DVC stage)")
+    spatial.add_argument("--params", default="params.yaml")
+    spatial.add_argument("--out", required=True, help="runs go to OUT/<sweep>/<family>/<run>")
+    spatial.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes sharing the "
+        "cores)")
+    spatial_report = sub.add_parser("spatial-report", parents=[common],
+                                    help="claims, convergence and figures of the AutoencoderKL sweep "
+                                    "under PAPER/spatial (a DVC stage)")
+    spatial_report.add_argument("--params", default="params.yaml")
+    spatial_report.add_argument("--runs", default="runs/spatial")
+    spatial_report.add_argument("--paper", default="paper")
     agg = sub.add_parser("aggregate", parents=[common],
                          help="figures and tables under paper/ from the runs' metrics")
     agg.add_argument("--params", default="params.yaml")

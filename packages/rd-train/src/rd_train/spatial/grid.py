@@ -1,0 +1,88 @@
+"""The spatial-architecture sweep (params.yaml ``spatial``): diffusers' AutoencoderKL in place of the vector
+VAE, on a grid of its own, with everything else (data, optimiser, rate control, losses, rules) shared.
+
+`spatial_params` turns params.yaml into the params of that sweep: the same keys every sweep reads, with
+``model`` replaced by ``spatial.model`` and the grid (families, λ, β, targets, seeds) by the spatial
+section's. So the spatial runs are built, trained, filtered and tested by exactly the code of the vector
+sweep (`rd_train.sweep`, `rd_train.report`), and only this file decides what differs.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from rd_train.errors import ParamsError
+
+GRID_KEYS = ("lams", "betas", "rate_targets", "seeds", "geco_initial_beta")
+
+
+@dataclass(frozen=True)
+class SpatialGrid:
+    model: dict[str, Any]
+    families: list[str]
+    lams: list[float]
+    betas: list[float]
+    rate_targets: list[float]
+    seeds: list[int]
+    geco_initial_beta: float
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> SpatialGrid:
+        section = params.get("spatial")
+        if not isinstance(section, dict):
+            raise ParamsError(f"{source} has no `spatial` section (the AutoencoderKL sweep: model, families, "
+                              f"{', '.join(GRID_KEYS)}); see params.yaml")
+        missing = [key for key in ("model", "families", *GRID_KEYS) if key not in section]
+        if missing:
+            raise ParamsError(f"{source} spatial: missing key(s) {missing}")
+        unknown_keys = sorted(set(section) - {"model", "families", "preregistered_in", *GRID_KEYS})
+        if unknown_keys:
+            raise ParamsError(f"{source} spatial: unknown key(s) {unknown_keys}; valid: model, families, "
+                              f"{', '.join(GRID_KEYS)}, preregistered_in")
+        model = section["model"]
+        if not isinstance(model, dict) or model.get("kind") != "spatial":
+            raise ParamsError(f"{source} spatial.model must be a mapping with kind: spatial (AutoencoderKL)")
+        families = [str(f) for f in section["families"]]
+        unknown = [f for f in families if f not in params.get("losses", {})]
+        if not families or unknown:
+            raise ParamsError(f"{source} spatial.families: {unknown or 'empty'}; each must be a key of the "
+                              f"losses section {list(params.get('losses', {}))}")
+        lists = {key: section[key] for key in ("lams", "betas", "rate_targets", "seeds")}
+        for key, values in lists.items():
+            if not isinstance(values, list) or not values:
+                raise ParamsError(f"{source} spatial.{key} must be a non-empty list")
+        if any(float(lam) <= 0 for lam in lists["lams"]):
+            raise ParamsError(f"{source} spatial.lams: λ > 0 only (λ = 0 is the family `pixel`, run anyway)")
+        for key in ("betas", "rate_targets"):
+            if any(float(v) <= 0 for v in lists[key]):
+                raise ParamsError(f"{source} spatial.{key} must be positive")
+        if float(section["geco_initial_beta"]) <= 0:
+            raise ParamsError(f"{source} spatial.geco_initial_beta must be positive")
+        return cls(
+            model=dict(model),
+            families=families,
+            lams=sorted(float(v) for v in lists["lams"]),
+            betas=sorted(float(v) for v in lists["betas"]),
+            rate_targets=sorted(float(v) for v in lists["rate_targets"]),
+            seeds=[int(s) for s in lists["seeds"]],
+            geco_initial_beta=float(section["geco_initial_beta"]),
+        )
+
+
+def spatial_params(params: dict[str, Any], source: str = "params.yaml") -> dict[str, Any]:
+    """The params of the spatial sweep: ``params`` with its model and grid replaced (a new dict)."""
+    grid = SpatialGrid.from_params(params, source)
+    derived = copy.deepcopy(params)
+    derived.pop("spatial")
+    derived["profile"] = f"{params.get('profile', 'default')}, spatial (AutoencoderKL)"
+    # The commit that fixed this grid before its first run (claims.md names it), not the vector sweep's.
+    derived["preregistered_in"] = params["spatial"].get("preregistered_in")
+    derived["model"] = copy.deepcopy(grid.model)
+    derived["losses"] = {family: copy.deepcopy(params["losses"][family]) for family in grid.families}
+    sweep = {key: value for key, value in params["sweep"].items() if key != "norm_matched"}
+    sweep.update(lams=grid.lams, betas=grid.betas, rate_targets=grid.rate_targets, seeds=grid.seeds,
+                 geco_initial_beta=grid.geco_initial_beta)
+    derived["sweep"] = sweep
+    return derived
