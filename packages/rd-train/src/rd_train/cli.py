@@ -159,6 +159,13 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def _add_stage_paths(parser: argparse.ArgumentParser, runs: str = "runs") -> None:
+    """The inputs every report stage reads: the params file, the runs and the paper directory."""
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--runs", default=runs)
+    parser.add_argument("--paper", default="paper")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rd-train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -201,30 +208,22 @@ def build_parser() -> argparse.ArgumentParser:
     spatial_report = sub.add_parser("spatial-report", parents=[common],
                                     help="claims, convergence and figures of the AutoencoderKL sweep "
                                     "under PAPER/spatial (a DVC stage)")
-    spatial_report.add_argument("--params", default="params.yaml")
-    spatial_report.add_argument("--runs", default="runs/spatial")
-    spatial_report.add_argument("--paper", default="paper")
+    _add_stage_paths(spatial_report, runs="runs/spatial")
     agg = sub.add_parser("aggregate", parents=[common],
                          help="figures and tables under paper/ from the runs' metrics")
-    agg.add_argument("--params", default="params.yaml")
-    agg.add_argument("--runs", default="runs")
-    agg.add_argument("--paper", default="paper")
+    _add_stage_paths(agg)
     agg.add_argument("--analysis", help="the analysis stage's data (adds the effective-weights claims line)")
     agg.add_argument("--diffusability",
                      help="the diffusability stage's summary.json (adds its claims section)")
     dif = sub.add_parser("diffusability", parents=[common],
                          help="a latent sampler on every matched-rate run, scored against floors "
                          "(a DVC stage)")
-    dif.add_argument("--params", default="params.yaml")
-    dif.add_argument("--runs", default="runs")
-    dif.add_argument("--paper", default="paper")
+    _add_stage_paths(dif)
     dif.add_argument("--out", required=True, help="directory for per-run results and summary.json")
     dif.add_argument("--jobs", type=int, default=1, help="runs scored at once (processes)")
     ana = sub.add_parser("analyze", parents=[common],
                          help="effective distortion weights of every finished run (a DVC stage)")
-    ana.add_argument("--params", default="params.yaml")
-    ana.add_argument("--runs", default="runs")
-    ana.add_argument("--paper", default="paper")
+    _add_stage_paths(ana)
     ana.add_argument("--out", required=True, help="JSON of every run's results")
     ana.add_argument("--jobs", type=int, default=1, help="runs analysed at once (processes)")
     ins = sub.add_parser("inspect", parents=[common],
