@@ -1,6 +1,7 @@
 """``rd-train fit|evaluate|prepare --config run.yaml [--set key=value ...]``, and the DVC stage
 commands ``rd-train sweep``, ``rd-train spatial-sweep``, ``rd-train spatial-report``, ``rd-train aggregate``,
-``rd-train analyze`` and ``rd-train diffusability``.
+``rd-train analyze`` and ``rd-train diffusability``; ``rd-train plan`` predicts the training stages' time
+on this machine before they run (plan.py).
 
 A mistake the user can fix (a config value, a missing file or weights, an unreadable checkpoint, a
 run directory holding another run, a params.yaml naming an unknown family) prints one line,
@@ -132,6 +133,25 @@ def _diffusability(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from rd_train.plan import costs_to_json, format_plan, plan_params
+
+    lengths = (args.lengths[0], args.lengths[1]) if args.lengths else None
+    plans, costs, workers = plan_params(args.params, args.jobs, lengths, costs_path=args.costs)
+    print(format_plan(plans, workers))
+    if args.json:
+        from rd_train.metrics import write_json
+
+        write_json(Path(args.json), {
+            "params": str(args.params), "workers": workers, "costs": costs_to_json(costs),
+            "blocks": [{"stage": p.block.stage, "block": f"{p.block.sweep}/{p.block.family}",
+                        "model": p.block.model, "runs": len(p.block.configs),
+                        "seconds_per_run": p.seconds_per_run, "seconds": p.seconds} for p in plans],
+            "training_seconds": sum(p.seconds for p in plans)})
+        print(f"plan: -> {args.json}")
+    return 0
+
+
 def _inspect(args: argparse.Namespace) -> int:
     import time
 
@@ -155,7 +175,7 @@ def _inspect(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "fit": _fit, "evaluate": _evaluate, "prepare": _prepare, "sweep": _sweep,
     "spatial-sweep": _spatial_sweep, "spatial-report": _spatial_report, "aggregate": _aggregate,
-    "analyze": _analyze, "inspect": _inspect, "diffusability": _diffusability,
+    "analyze": _analyze, "inspect": _inspect, "diffusability": _diffusability, "plan": _plan,
 }
 
 
@@ -226,6 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stage_paths(ana)
     ana.add_argument("--out", required=True, help="JSON of every run's results")
     ana.add_argument("--jobs", type=int, default=1, help="runs analysed at once (processes)")
+    pla = sub.add_parser("plan", parents=[common],
+                         help="predict how long the training stages of a params file take here (times "
+                         "short runs of each model and family first)")
+    pla.add_argument("--params", default="params.yaml")
+    pla.add_argument("--jobs", type=int, help="workers the stages get (default: the params' sweep.jobs)")
+    pla.add_argument("--lengths", type=int, nargs=2, metavar=("SHORT", "LONG"),
+                     help="steps of the two timed runs (default: 10 %% and 30 %% of the params' steps)")
+    pla.add_argument("--json", help="also write the prediction and the timed costs here")
+    pla.add_argument("--costs", help="reuse the costs an earlier `plan --json` timed on this machine")
     ins = sub.add_parser("inspect", parents=[common],
                          help="rate and posterior geometry of diffusers AutoencoderKLs or runs, side by side")
     ins.add_argument("autoencoders", nargs="+", metavar="AUTOENCODER",

@@ -1,0 +1,263 @@
+r"""How long the training stages of a params file take on this machine, predicted before they run.
+
+The runs are listed by the functions the stages call (`rd_train.sweep.run_configs` for the DVC stages
+fixed, geco and control; `rd_train.spatial.derived_params` then `run_configs` for spatial), in the
+blocks a stage trains one after another (one (sweep, family) each) and in the order a block submits
+them to its ``jobs`` workers.
+
+A run's time is close to a + b·steps: a is what it costs whatever its length (process and data set-up,
+the model and the frozen weights, the final evaluation), b a training step with its share of the
+validations (their cadence is fixed in steps) and of the checkpoints. What a step computes depends on
+the model, the family (pixel SSE alone, VGG16 (HED) features, a PatchGAN) and the data and batch, not
+on λ, β, the rate controller or the seed; so one run per (model, family) is timed, trained here for two
+short lengths as a sweep trains it (``workers`` copies side by side, one thread each when the cores
+are shared as in a sweep, output to a log), and a and b are the line through the two mean times.
+Lengths default to 10 % and 30 % of the params' steps, so that both include validations and a
+PatchGAN's discriminator switched on at its start step (``loss.disc_start_step`` below 10 %).
+
+A block's time is its runs assigned in order to the first free worker (what the sweep's process pool
+does); a stage's, the sum over its blocks. The stages outside training (analysis, diffusability,
+aggregate, theory) are not predicted: the README gives their measured times.
+"""
+
+from __future__ import annotations
+
+import heapq
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rd_train.config import TrainConfig, from_dict
+from rd_train.errors import ParamsError
+
+VECTOR_STAGES = (("fixed", True), ("geco", True), ("control", False))  # (sweep, has a pixel block)
+
+
+@dataclass(frozen=True)
+class Block:
+    """The runs one stage trains together: one (sweep, family), in submission order."""
+
+    stage: str
+    sweep: str
+    family: str
+    model: str  # "vector" or "spatial"
+    configs: tuple[TrainConfig, ...]
+
+    @property
+    def cost_key(self) -> tuple[str, str]:
+        return self.model, self.family
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """seconds(steps) = fixed + per_step · steps, from two timed lengths."""
+
+    fixed: float
+    per_step: float
+    lengths: tuple[int, int]
+    seconds: tuple[float, float]  # mean wall time of the copies at each length
+
+    def seconds_for(self, steps: int) -> float:
+        return max(0.0, self.fixed + self.per_step * steps)
+
+    @classmethod
+    def through(cls, lengths: tuple[int, int], seconds: tuple[float, float]) -> RunCost:
+        (n1, n2), (t1, t2) = lengths, seconds
+        if n2 <= n1:
+            raise ValueError(f"calibration lengths must increase, got {lengths}")
+        per_step = (t2 - t1) / (n2 - n1)
+        return cls(t1 - per_step * n1, per_step, lengths, seconds)
+
+
+def planned_blocks(params: dict[str, Any], source: str = "params.yaml") -> list[Block]:
+    """Every block the training stages of ``params`` train, in DVC's stage order (fixed, geco, control,
+    spatial) and each stage's family order (dvc.yaml: pixel first, then the losses' families)."""
+    from rd_train.spatial.grid import spatial_params
+    from rd_train.sweep import neural_families, run_configs
+
+    blocks = []
+    for sweep, with_pixel in VECTOR_STAGES:
+        if sweep == "control" and not isinstance(params.get("sweep", {}).get("norm_matched"), dict):
+            continue
+        for family in (["pixel"] if with_pixel else []) + neural_families(params):
+            configs = run_configs(params, sweep, family, "runs")
+            blocks.append(Block(sweep, sweep, family, "vector", tuple(configs)))
+    if "spatial" in params:
+        derived = spatial_params(params, source)
+        for sweep in ("fixed", "geco"):
+            for family in ["pixel", *derived["losses"]]:
+                configs = run_configs(derived, sweep, family, "runs/spatial")
+                blocks.append(Block("spatial", sweep, family, "spatial", tuple(configs)))
+    return blocks
+
+
+def list_schedule(durations: Sequence[float], workers: int) -> float:
+    """The span of ``durations`` given in order to the first free of ``workers`` workers."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    free_at = [0.0] * min(workers, max(1, len(durations)))
+    for seconds in durations:
+        heapq.heappush(free_at, heapq.heappop(free_at) + seconds)
+    return max(free_at) if durations else 0.0
+
+
+def default_lengths(steps: int) -> tuple[int, int]:
+    return max(2, round(0.1 * steps)), max(4, round(0.3 * steps))
+
+
+# Times `copies` fits of one config at one length, side by side; returns their wall seconds.
+FitTimer = Callable[[TrainConfig, int, int, Path], list[float]]
+
+
+def time_fits(config: TrainConfig, steps: int, copies: int, scratch: Path) -> list[float]:
+    """``copies`` fits of ``config`` cut to ``steps`` steps, at once in worker processes with the sweep's
+    thread plan (workers.py), each in its own directory and log; the wall seconds of each fit."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from rd_train.workers import plan_workers
+
+    plan = plan_workers(copies)
+    base = config.to_dict()
+    configs = [from_dict({**base, "out_dir": str(scratch / f"{steps}-{i}"),
+                          "optim": {**base["optim"], "max_steps": steps}}) for i in range(plan.workers)]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(plan.workers, mp_context=context, initializer=_init_worker,
+                             initargs=(plan.threads,)) as pool:
+        return list(pool.map(_timed_fit, configs))
+
+
+def calibrate(blocks: Sequence[Block], workers: int, lengths: tuple[int, int] | None = None,
+              timer: FitTimer = time_fits, report: Callable[[str], None] = print,
+              known: dict[tuple[str, str], RunCost] | None = None) -> dict[tuple[str, str], RunCost]:
+    """One `RunCost` per (model, family) of ``blocks``, from its first block's first run; those in
+    ``known`` (an earlier calibration on this machine, `read_costs`) are not timed again."""
+    costs: dict[tuple[str, str], RunCost] = dict(known or {})
+    with tempfile.TemporaryDirectory(prefix="rd-train-plan-") as scratch:
+        for block in blocks:
+            if block.cost_key in costs or not block.configs:
+                continue
+            config = block.configs[0]
+            chosen = lengths or default_lengths(config.optim.max_steps)
+            start = time.perf_counter()
+            means = []
+            for steps in chosen:
+                where = Path(scratch) / f"{block.model}-{block.family}"
+                means.append(statistics.fmean(timer(config, steps, workers, where)))
+            costs[block.cost_key] = RunCost.through(chosen, (means[0], means[1]))
+            report(f"[plan] timed {block.model}/{block.family} at {chosen[0]} and {chosen[1]} steps "
+                   f"({time.perf_counter() - start:.0f} s)")
+    return costs
+
+
+def cost_key_name(key: tuple[str, str]) -> str:
+    return "/".join(key)
+
+
+def costs_to_json(costs: dict[tuple[str, str], RunCost]) -> dict[str, Any]:
+    return {cost_key_name(k): {"fixed_s": c.fixed, "per_step_s": c.per_step, "lengths": list(c.lengths),
+                               "seconds": list(c.seconds)} for k, c in costs.items()}
+
+
+def read_costs(path: str | Path, workers: int) -> dict[tuple[str, str], RunCost]:
+    """The costs an earlier ``rd-train plan --json`` measured, if it was for the same workers."""
+    import json
+
+    try:
+        saved = json.loads(Path(path).read_text())
+        timed_with = int(saved["workers"])
+        costs = {_key(name): RunCost(float(v["fixed_s"]), float(v["per_step_s"]),
+                                     (int(v["lengths"][0]), int(v["lengths"][1])),
+                                     (float(v["seconds"][0]), float(v["seconds"][1])))
+                 for name, v in saved["costs"].items()}
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+        raise ParamsError(f"--costs {path}: not the JSON of `rd-train plan --json` ({error!r}); "
+                          "time again without --costs") from None
+    if timed_with != workers:
+        raise ParamsError(f"--costs {path} was timed with {timed_with} worker(s), this plan has {workers}: "
+                          "time again without --costs, or give the same --jobs")
+    return costs
+
+
+def _key(name: str) -> tuple[str, str]:
+    model, family = name.split("/", 1)
+    return model, family
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    block: Block
+    seconds_per_run: float
+    seconds: float  # the block's span on the workers
+
+
+def predict(blocks: Sequence[Block], costs: dict[tuple[str, str], RunCost], workers: int) -> list[BlockPlan]:
+    plans = []
+    for block in blocks:
+        cost = costs[block.cost_key]
+        durations = [cost.seconds_for(c.optim.max_steps) for c in block.configs]
+        per_run = statistics.fmean(durations) if durations else 0.0
+        plans.append(BlockPlan(block, per_run, list_schedule(durations, workers)))
+    return plans
+
+
+def format_plan(plans: Sequence[BlockPlan], workers: int) -> str:
+    from rd_train.progress import duration
+
+    rows = [f"{'stage':<9}{'block':<26}{'model':<9}{'runs':>5}{'steps':>7}{'per run':>10}{'predicted':>11}"]
+    totals: dict[str, float] = {}
+    for p in plans:
+        b = p.block
+        steps = b.configs[0].optim.max_steps if b.configs else 0
+        rows.append(f"{b.stage:<9}{b.sweep + '/' + b.family:<26}{b.model:<9}{len(b.configs):>5}{steps:>7}"
+                    f"{duration(p.seconds_per_run):>10}{duration(p.seconds):>11}")
+        totals[b.stage] = totals.get(b.stage, 0.0) + p.seconds
+    runs = sum(len(p.block.configs) for p in plans)
+    rows.append("")
+    rows += [f"{stage:<9}{duration(seconds):>11}" for stage, seconds in totals.items()]
+    rows.append(f"{'training':<9}{duration(sum(totals.values())):>11}  ({runs} runs, {workers} worker(s))")
+    return "\n".join(rows)
+
+
+def plan_params(params_path: str | Path, jobs: int | None = None, lengths: tuple[int, int] | None = None,
+                timer: FitTimer = time_fits, costs_path: str | Path | None = None
+                ) -> tuple[list[BlockPlan], dict[tuple[str, str], RunCost], int]:
+    """Blocks of the params file with their predicted times, the run costs and the workers."""
+    from rd_train.config import ConfigError
+    from rd_train.sweep import load_params
+    from rd_train.workers import plan_workers
+
+    params = load_params(params_path)
+    try:
+        blocks = planned_blocks(params, str(params_path))
+    except ConfigError as error:
+        raise ParamsError(f"{params_path}: {error}") from None
+    requested = jobs if jobs is not None else int(params.get("sweep", {}).get("jobs", 1))
+    if requested < 1:
+        raise ParamsError(f"--jobs must be >= 1, got {requested}")
+    if lengths is not None and not 0 < lengths[0] < lengths[1]:
+        raise ParamsError(f"--lengths must be two increasing positive step counts, got {list(lengths)}")
+    workers = plan_workers(requested).workers
+    known = read_costs(costs_path, workers) if costs_path is not None else None
+    costs = calibrate(blocks, workers, lengths, timer, known=known)
+    return predict(blocks, costs, workers), costs, workers
+
+
+def _init_worker(threads: int) -> None:
+    from rd_train.workers import set_threads
+
+    set_threads(threads)
+
+
+def _timed_fit(config: TrainConfig) -> float:
+    from rd_train.run import fit
+    from rd_train.workers import output_to
+
+    start = time.perf_counter()
+    with output_to(Path(config.out_dir) / "train.log"):
+        fit(config)
+    return time.perf_counter() - start
