@@ -134,7 +134,7 @@ def _diffusability(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from rd_train.plan import costs_to_json, format_plan, plan_params
+    from rd_train.plan import format_plan, plan_params, plan_to_json
 
     lengths = (args.lengths[0], args.lengths[1]) if args.lengths else None
     plans, costs, workers = plan_params(args.params, args.jobs, lengths, costs_path=args.costs)
@@ -142,12 +142,7 @@ def _plan(args: argparse.Namespace) -> int:
     if args.json:
         from rd_train.metrics import write_json
 
-        write_json(Path(args.json), {
-            "params": str(args.params), "workers": workers, "costs": costs_to_json(costs),
-            "blocks": [{"stage": p.block.stage, "block": f"{p.block.sweep}/{p.block.family}",
-                        "model": p.block.model, "runs": len(p.block.configs),
-                        "seconds_per_run": p.seconds_per_run, "seconds": p.seconds} for p in plans],
-            "training_seconds": sum(p.seconds for p in plans)})
+        write_json(Path(args.json), plan_to_json(args.params, plans, costs, workers))
         print(f"plan: -> {args.json}")
     return 0
 

@@ -56,18 +56,20 @@ class FeatureTable:
         images = images.contiguous()
         n = images.shape[0]
         filled = images if n >= batch_size else images.repeat((batch_size + n - 1) // n, 1, 1, 1)
-        first = network(filled[:batch_size])
-        row_bytes = sum(f[0].numel() * f.element_size() for f in first)
-        if row_bytes * n > max_bytes:
-            raise ValueError(f"a feature table of {n} images would take {row_bytes * n / 2**30:.1f} GiB "
-                             f"(limit {max_bytes / 2**30:.1f} GiB): train without it")
-        features = tuple(torch.empty((n, *f.shape[1:]), dtype=f.dtype) for f in first)
+        features: tuple[torch.Tensor, ...] = ()
         for start in range(0, n, batch_size):
             chunk = images[start:start + batch_size]
             k = chunk.shape[0]
             if k < batch_size:
                 chunk = torch.cat([chunk, filled[:batch_size - k]])
-            for table, block in zip(features, network(chunk), strict=True):
+            blocks = network(chunk)
+            if not features:  # the first batch gives each block's shape: check the size, then allocate
+                row_bytes = sum(f[0].numel() * f.element_size() for f in blocks)
+                if row_bytes * n > max_bytes:
+                    raise ValueError(f"a feature table of {n} images would take {row_bytes * n / 2**30:.1f} "
+                                     f"GiB (limit {max_bytes / 2**30:.1f} GiB): train without it")
+                features = tuple(torch.empty((n, *f.shape[1:]), dtype=f.dtype) for f in blocks)
+            for table, block in zip(features, blocks, strict=True):
                 table[start:start + k] = block[:k]
         rows = {images[i].numpy().tobytes(): i for i in range(n)}
         return cls(rows, features, tuple(images.shape[1:]), images.dtype)
@@ -130,8 +132,7 @@ def training_targets(config: TrainConfig) -> torch.Tensor:
     data.setup("fit")
     assert data.train_set is not None
     n = len(data.train_set)  # type: ignore[arg-type]
-    getitems = getattr(data.train_set, "__getitems__", None)
-    images = getitems(list(range(n))) if getitems else torch.stack([data.train_set[i] for i in range(n)])
+    images = torch.stack([data.train_set[i] for i in range(n)])  # the batched gather's values, bit for bit
     return torch.cat([images, images.flip(-1)]) if config.data.hflip else images
 
 

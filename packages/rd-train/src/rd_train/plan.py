@@ -1,7 +1,7 @@
 r"""How long the training stages of a params file take on this machine, predicted before they run.
 
 The runs are listed by the functions the stages call (`rd_train.sweep.run_configs` for the DVC stages
-fixed, geco and control; `rd_train.spatial.derived_params` then `run_configs` for spatial), in the
+fixed, geco and control; `rd_train.spatial.spatial_params` then `run_configs` for spatial), in the
 blocks a stage trains one after another (one (sweep, family) each) and in the order a block submits
 them to its ``jobs`` workers.
 
@@ -77,6 +77,7 @@ def planned_blocks(params: dict[str, Any], source: str = "params.yaml") -> list[
     """Every block the training stages of ``params`` train, in DVC's stage order (fixed, geco, control,
     spatial) and each stage's family order (dvc.yaml: pixel first, then the losses' families)."""
     from rd_train.spatial.grid import spatial_params
+    from rd_train.spatial.sweep import SWEEPS
     from rd_train.sweep import neural_families, run_configs
 
     blocks = []
@@ -88,7 +89,7 @@ def planned_blocks(params: dict[str, Any], source: str = "params.yaml") -> list[
             blocks.append(Block(sweep, sweep, family, "vector", tuple(configs)))
     if "spatial" in params:
         derived = spatial_params(params, source)
-        for sweep in ("fixed", "geco"):
+        for sweep in SWEEPS:
             for family in ["pixel", *derived["losses"]]:
                 configs = run_configs(derived, sweep, family, "runs/spatial")
                 blocks.append(Block("spatial", sweep, family, "spatial", tuple(configs)))
@@ -115,10 +116,12 @@ FitTimer = Callable[[TrainConfig, int, int, Path], list[float]]
 
 def time_fits(config: TrainConfig, steps: int, copies: int, scratch: Path) -> list[float]:
     """``copies`` fits of ``config`` cut to ``steps`` steps, at once in worker processes with the sweep's
-    thread plan (workers.py), each in its own directory and log; the wall seconds of each fit."""
+    thread plan (workers.py) and the sweep's own worker function, each in its own directory and log;
+    the wall seconds of each fit."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from rd_train.sweep import _fit_quietly, _worker_init
     from rd_train.workers import plan_workers
 
     plan = plan_workers(copies)
@@ -126,9 +129,9 @@ def time_fits(config: TrainConfig, steps: int, copies: int, scratch: Path) -> li
     configs = [from_dict({**base, "out_dir": str(scratch / f"{steps}-{i}"),
                           "optim": {**base["optim"], "max_steps": steps}}) for i in range(plan.workers)]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(plan.workers, mp_context=context, initializer=_init_worker,
+    with ProcessPoolExecutor(plan.workers, mp_context=context, initializer=_worker_init,
                              initargs=(plan.threads,)) as pool:
-        return list(pool.map(_timed_fit, configs))
+        return [seconds for _, _, seconds, _ in pool.map(_fit_quietly, configs)]
 
 
 def calibrate(blocks: Sequence[Block], workers: int, lengths: tuple[int, int] | None = None,
@@ -143,11 +146,9 @@ def calibrate(blocks: Sequence[Block], workers: int, lengths: tuple[int, int] | 
                 continue
             config = block.configs[0]
             chosen = lengths or default_lengths(config.optim.max_steps)
+            where = Path(scratch) / f"{block.model}-{block.family}"
             start = time.perf_counter()
-            means = []
-            for steps in chosen:
-                where = Path(scratch) / f"{block.model}-{block.family}"
-                means.append(statistics.fmean(timer(config, steps, workers, where)))
+            means = [statistics.fmean(timer(config, steps, workers, where)) for steps in chosen]
             costs[block.cost_key] = RunCost.through(chosen, (means[0], means[1]))
             report(f"[plan] timed {block.model}/{block.family} at {chosen[0]} and {chosen[1]} steps "
                    f"({time.perf_counter() - start:.0f} s)")
@@ -158,9 +159,18 @@ def cost_key_name(key: tuple[str, str]) -> str:
     return "/".join(key)
 
 
-def costs_to_json(costs: dict[tuple[str, str], RunCost]) -> dict[str, Any]:
-    return {cost_key_name(k): {"fixed_s": c.fixed, "per_step_s": c.per_step, "lengths": list(c.lengths),
-                               "seconds": list(c.seconds)} for k, c in costs.items()}
+def plan_to_json(params_path: str | Path, plans: Sequence[BlockPlan], costs: dict[tuple[str, str], RunCost],
+                 workers: int) -> dict[str, Any]:
+    """What ``rd-train plan --json`` writes, and `read_costs` reads back (its workers and costs)."""
+    return {
+        "params": str(params_path), "workers": workers,
+        "costs": {cost_key_name(k): {"fixed_s": c.fixed, "per_step_s": c.per_step, "lengths": list(c.lengths),
+                                     "seconds": list(c.seconds)} for k, c in costs.items()},
+        "blocks": [{"stage": p.block.stage, "block": f"{p.block.sweep}/{p.block.family}",
+                    "model": p.block.model, "runs": len(p.block.configs),
+                    "seconds_per_run": p.seconds_per_run, "seconds": p.seconds} for p in plans],
+        "training_seconds": sum(p.seconds for p in plans),
+    }
 
 
 def read_costs(path: str | Path, workers: int) -> dict[tuple[str, str], RunCost]:
@@ -245,19 +255,3 @@ def plan_params(params_path: str | Path, jobs: int | None = None, lengths: tuple
     known = read_costs(costs_path, workers) if costs_path is not None else None
     costs = calibrate(blocks, workers, lengths, timer, known=known)
     return predict(blocks, costs, workers), costs, workers
-
-
-def _init_worker(threads: int) -> None:
-    from rd_train.workers import set_threads
-
-    set_threads(threads)
-
-
-def _timed_fit(config: TrainConfig) -> float:
-    from rd_train.run import fit
-    from rd_train.workers import output_to
-
-    start = time.perf_counter()
-    with output_to(Path(config.out_dir) / "train.log"):
-        fit(config)
-    return time.perf_counter() - start
