@@ -61,3 +61,57 @@ def test_errors():
         toy.optimal_variances([1.0], 0.0)
     with pytest.raises(ValueError, match="compose"):
         toy.distortion_coefficients(np.eye(3), np.eye(2))
+
+
+def _mismatches(pair: toy.MatchedRatePair) -> list[str]:
+    return [name for name, here, paper, half in toy.table3_comparison(pair) if abs(here - paper) > half]
+
+
+def test_table3_reproduces_every_published_number():
+    assert _mismatches(toy.table3()) == []
+
+
+def test_table3_check_fails_on_the_earlier_reconstruction_and_on_a_nearby_grid():
+    """The d = 32, ratio-10 reconstruction this replaced gave anisotropy 1.126; a grid of 1000 points
+    moves the achieved rates past the published rounding."""
+    assert "anisotropy, ramping" in _mismatches(toy.table3(dim=32, ramp_ratio=10.0))
+    assert _mismatches(toy.table3(beta_grid=np.logspace(-2, 2, 1000))) != []
+    with pytest.raises(ValueError, match="overlap"):
+        toy.overlap_target(np.ones(2), np.full(2, 1e6), np.logspace(-2, -1, 5))
+
+
+def _docstring_table(marker: str) -> list[list[str]]:
+    """The rows of the reST table in toy's docstring that follows ``marker``."""
+    text = toy.__doc__.split(marker, 1)[1]
+    rows, rules = [], 0
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("===="):
+            rules += 1
+            if rules == 3:
+                return rows
+        elif rules == 2 and stripped:
+            rows.append(stripped.replace("**", "").split())
+    raise AssertionError(f"no table after {marker!r}")
+
+
+def test_the_docstring_search_tables_are_what_the_code_computes():
+    target = toy.PUBLISHED_TABLE3.target
+    columns = [("M", 2.0), ("M", 4.0), ("M", 10.0), ("c", 10.0)]
+    ramps = _docstring_table("for each exponential ramp")
+    assert len(ramps) == 4
+    for row in ramps:
+        dim = int(row[0])
+        for (on, ratio), printed in zip(columns, row[1:], strict=True):
+            weights = ratio ** (np.arange(dim) / (dim - 1))
+            c = weights**2 if on == "M" else weights
+            value = toy.anisotropy(toy.optimal_variances(c, toy.beta_for_rate(c, target)))
+            assert round(value, 4) == float(printed), (dim, on, ratio)
+    grids = _docstring_table("the grid ``logspace(a, b, N)``")
+    assert len(grids) == 5
+    for lo, hi, n, *printed in grids:
+        grid = np.logspace(np.log10(float(lo.strip("[,"))), np.log10(float(hi.strip("]"))), int(n))
+        pair = toy.table3(beta_grid=grid)
+        values = [pair.target, pair.isotropic.rate, pair.anisotropic.rate, pair.anisotropic.anisotropy]
+        digits = [4, 4, 4, 5]
+        assert [round(v, d) for v, d in zip(values, digits, strict=True)] == [float(p) for p in printed]
