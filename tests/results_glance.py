@@ -1,0 +1,140 @@
+"""The README's "Results at a glance" table, built from the verdicts the pipeline wrote.
+
+Each file of ``paper/metrics/`` (vector VAE) and ``paper/spatial_metrics/`` (AutoencoderKL) is one
+cell of one claim (a β, or a rate target and an estimator), written by the `aggregate` and
+`spatial_report` stages. The table groups them by claim, family and architecture and says, for each
+group, how many cells reached each verdict, with the effect of every cell that has one. Nothing in it
+is typed by hand: ``python tests/results_glance.py --write`` rewrites the README's block between its
+markers, and ``tests/test_readme_results.py`` fails when the block differs from what the files say.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- results-at-glance:start -->", "<!-- results-at-glance:end -->"
+ARCHITECTURES = (("metrics", "vector VAE"), ("spatial_metrics", "AutoencoderKL"))
+FAMILIES = {"perceptual": "VGG16 (HED)", "adversarial": "PatchGAN"}
+CLAIMS = (
+    ("rate", "", "Rate falls with λ at fixed β"),
+    ("anisotropy", "geco", "Anisotropy falls with λ at matched rate (GECO runs)"),
+    ("anisotropy", "interpolated",
+     "Anisotropy falls with λ at matched rate (fixed-β curves read at the target)"),
+)
+NAME = re.compile(r"^(rate|anisotropy)_([a-z]+)_(beta[\d.]+|[\d.]+nats)(?:_([a-z]+))?\.json$")
+
+
+def _cell(cell: str) -> tuple[float, str]:
+    if cell.startswith("beta"):
+        return float(cell[4:]), f"β {cell[4:]}"
+    return float(cell[:-4]), f"{cell[:-4]} nats"
+
+
+def _effect(entry: dict[str, object]) -> str:
+    effect, low, high = entry.get("effect"), entry.get("effect_low"), entry.get("effect_high")
+    if not isinstance(effect, float | int):
+        return ""
+    interval = (f" [{float(low):+.1%}, {float(high):+.1%}]"  # type: ignore[arg-type]
+                if isinstance(low, float | int) and isinstance(high, float | int) else "")
+    p = entry.get("p_value")
+    return f"{float(effect):+.1%}{interval}" + (f", p {float(p):.2g}" if isinstance(p, float | int) else "")
+
+
+def glance_table(paper: Path = ROOT / "paper") -> str:
+    """The markdown table: one row per (claim, family, architecture) that has verdict files."""
+    groups: dict[tuple[int, str, str], list[tuple[float, str, dict[str, object]]]] = defaultdict(list)
+    for folder, architecture in ARCHITECTURES:
+        for path in sorted((paper / folder).glob("*.json")):
+            match = NAME.match(path.name)
+            if match is None:
+                raise ValueError(f"{path}: not a verdict file this table knows how to read")
+            quantity, family, cell, estimator = match.groups()
+            claim = next(i for i, (q, e, _) in enumerate(CLAIMS) if q == quantity and e == (estimator or ""))
+            order, label = _cell(cell)
+            groups[(claim, FAMILIES[family], architecture)].append(
+                (order, label, json.loads(path.read_text())))
+    lines = ["| Claim | Family | Architecture | Verdicts over the cells | Effect λ max vs 0 [95 % CI], p |",
+             "|---|---|---|---|---|"]
+    for (claim, family, architecture), cells in sorted(groups.items(), key=lambda kv: (
+            kv[0][0], list(FAMILIES.values()).index(kv[0][1]), kv[0][2] != "vector VAE")):
+        cells.sort(key=lambda c: c[0])
+        counts = Counter(str(entry["verdict"]) for _, _, entry in cells)
+        verdicts = "; ".join(f"{verdict}: {n} of {len(cells)}" for verdict, n in counts.most_common())
+        effects = "; ".join(f"{label}: {_effect(entry)}" for _, label, entry in cells if _effect(entry))
+        lines.append(f"| {CLAIMS[claim][2]} | {family} | {architecture} | {verdicts} | {effects or '–'} |")
+    return "\n".join(lines) + "\n"
+
+
+REPORTS = (("tables", "vector VAE"), ("spatial", "AutoencoderKL"))  # claims.md and runs.csv of each
+ANISOTROPY_CORRECTED = "Anisotropy falls with λ at matched rate (GECO, corrected to the target)"
+FAMILY_LABELS = {"VGG16 (HED) features": "VGG16 (HED)", "PatchGAN (hinge + feature matching)": "PatchGAN"}
+
+
+def _no_filter_page_rows(claims: str) -> list[list[str]]:
+    """The rows of claims.md's paired Page table over every run (section "Paired analyses")."""
+    section = claims.split("## Paired analyses", 1)[1].split("### Every run, no filter", 1)[1]
+    rows = []
+    for line in section.split("\n\n", 2)[1].splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 7 and cells[0] in ("rate", "anisotropy"):
+            rows.append(cells)
+    return rows
+
+
+def no_filter_table(paper: Path = ROOT / "paper") -> str:
+    """Per (claim, family, architecture): the cells whose paired Page test over every run falls, and
+    how many runs the filtered verdicts above kept."""
+    lines = ["| Claim | Family | Architecture | Cells that fall with λ (Page, Holm) |", "|---|---|---|---|"]
+    kept = []
+    for folder, architecture in REPORTS:
+        groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for claim, family, *_, verdict in _no_filter_page_rows((paper / folder / "claims.md").read_text()):
+            groups[(claim, FAMILY_LABELS[family])].append(verdict.strip("*"))
+        for (claim, family), verdicts in groups.items():
+            label = CLAIMS[0][2] if claim == "rate" else ANISOTROPY_CORRECTED
+            falls = sum(v == "falls with λ" for v in verdicts)
+            lines.append(f"| {label} | {family} | {architecture} | {falls} of {len(verdicts)} |")
+        with (paper / folder / "runs.csv").open() as runs:
+            converged = [row["converged"] == "1" for row in csv.DictReader(runs)]
+        kept.append(f"{sum(converged)} of {len(converged)} runs ({architecture})")
+    return ("\n".join(lines) + "\n\nThe filtered verdicts of the first table keep the runs that passed the "
+            f"convergence rules: {', '.join(kept)}.\n")
+
+
+def glance_block(paper: Path = ROOT / "paper") -> str:
+    """What the README shows between its markers."""
+    return (glance_table(paper) + "\nThe same claims over every run, no filter (claims.md, \"Paired "
+            "analyses\": a seed fixes the initialisation, noise and batch order at every λ):\n\n"
+            + no_filter_table(paper))
+
+
+def readme_block(readme: str) -> str:
+    """The text between the README's markers."""
+    if START not in readme or END not in readme:
+        raise ValueError(f"README.md has no {START} ... {END} block")
+    return readme.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="rewrite README.md's block")
+    args = parser.parse_args(argv)
+    table = glance_block()
+    if args.write:
+        path = ROOT / "README.md"
+        text = path.read_text()
+        before, rest = text.split(START, 1)
+        path.write_text(f"{before}{START}\n{table}{END}{rest.split(END, 1)[1]}")
+    else:
+        print(table, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
