@@ -56,11 +56,15 @@ def test_sweep_throughput_runs_the_baseline_tree_and_this_one(tmp_path):
     assert len(runs) == 4 and all(r["threads"] == 1 for r in runs.values())
 
 
-def test_precision_pilot_tabulates_both_precisions(tmp_path):
+def test_precision_pilot_trains_three_variants_and_applies_its_rule(tmp_path):
     out = tmp_path / "pilot.json"
     run([str(ROOT / "benchmarks" / "precision_pilot.py"), "--work", str(tmp_path / "work"), "--out", str(out),
          "--steps", "4", "--seeds", "0", "1"], tmp_path)
     report = json.loads(out.read_text())
-    assert set(report["summary"]) == {f"{f}/{q}" for f in ("pixel", "perceptual", "adversarial")
-                                      for q in ("kl", "anisotropy")}
-    assert isinstance(report["adopt"], bool)
+    assert set(report["summary"]) == {"perceptual", "pixel"}
+    for family in ("perceptual", "pixel"):
+        by_variant = report["runs"][family]
+        assert {m["threads"] for v in by_variant.values() for m in v.values()} == {1}
+        assert {m["onednn"] for m in by_variant["fp32-reordered"].values()} == {False}
+        assert {m["precision"] for m in by_variant["bf16"].values()} == {"bf16-mixed"}
+        assert report["summary"][family]["adopt_bf16"] is False  # two seeds: the rule needs five
