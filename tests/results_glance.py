@@ -87,19 +87,44 @@ def _no_filter_page_rows(claims: str) -> list[list[str]]:
     return rows
 
 
+ESTIMATES = {"rate": "fixed β", "anisotropy": "GECO, corrected to the target"}  # what Page's test reads
+
+
+def _no_filter_effects(claims: str) -> dict[tuple[str, str], list[str]]:
+    """(claim, family) -> "cell: effect [Fieller CI]" from the trend section's every-run tables, for the
+    estimate the paired Page test reads."""
+    section = claims.split("## Trend over the λ grid", 1)[1].split("## Paired analyses", 1)[0]
+    effects: dict[tuple[str, str], list[str]] = defaultdict(list)
+    every_run = False
+    for line in section.splitlines():
+        if line.startswith(("### Converged runs", "Converged runs")):
+            every_run = False
+        elif line.startswith(("### Every run", "Every run")):
+            every_run = True
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if every_run and len(cells) == 10 and cells[0] in ESTIMATES and cells[3] == ESTIMATES[cells[0]]:
+            unit = f"β {cells[2]}" if cells[0] == "rate" else f"{cells[2]} nats"
+            effects[(cells[0], FAMILY_LABELS[cells[1]])].append(f"{unit}: {cells[5]}")
+    return effects
+
+
 def no_filter_table(paper: Path = ROOT / "paper") -> str:
     """Per (claim, family, architecture): the cells whose paired Page test over every run falls, and
     how many runs the filtered verdicts above kept."""
-    lines = ["| Claim | Family | Architecture | Cells that fall with λ (Page, Holm) |", "|---|---|---|---|"]
+    lines = ["| Claim | Family | Architecture | Cells that fall with λ (Page, Holm) | "
+             "Effect λ max vs 0 [Fieller CI] |", "|---|---|---|---|---|"]
     kept = []
     for folder, architecture in REPORTS:
         groups: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for claim, family, *_, verdict in _no_filter_page_rows((paper / folder / "claims.md").read_text()):
+        claims = (paper / folder / "claims.md").read_text()
+        effects = _no_filter_effects(claims)
+        for claim, family, *_, verdict in _no_filter_page_rows(claims):
             groups[(claim, FAMILY_LABELS[family])].append(verdict.strip("*"))
         for (claim, family), verdicts in groups.items():
             label = CLAIMS[0][2] if claim == "rate" else ANISOTROPY_CORRECTED
             falls = sum(v == "falls with λ" for v in verdicts)
-            lines.append(f"| {label} | {family} | {architecture} | {falls} of {len(verdicts)} |")
+            effect = "; ".join(effects.get((claim, family), [])) or "–"
+            lines.append(f"| {label} | {family} | {architecture} | {falls} of {len(verdicts)} | {effect} |")
         with (paper / folder / "runs.csv").open() as runs:
             converged = [row["converged"] == "1" for row in csv.DictReader(runs)]
         kept.append(f"{sum(converged)} of {len(converged)} runs ({architecture})")

@@ -28,6 +28,20 @@ def test_a_changed_verdict_changes_the_table(tmp_path):
     assert "reversed: 1 of 5" in glance_block(paper)
 
 
+def test_a_changed_no_filter_verdict_or_effect_changes_the_table(tmp_path):
+    paper = tmp_path / "paper"
+    shutil.copytree(ROOT / "paper", paper)
+    claims = paper / "tables" / "claims.md"
+    text = claims.read_text()
+    paired = text.index("## Paired analyses")
+    first_falls = text.index("**falls with λ**", text.index("### Every run, no filter", paired))
+    claims.write_text(text[:first_falls] + "**not resolved at this scale**"
+                      + text[first_falls + len("**falls with λ**"):])
+    assert "| 4 of 5 |" in glance_block(paper) and glance_block(paper) != readme_block(README)
+    claims.write_text(text.replace("-20.4% [-25.0%, -15.5%]", "-10.4% [-25.0%, -15.5%]"))
+    assert "β 0.004: -10.4%" in glance_block(paper)
+
+
 def test_an_unknown_verdict_file_is_refused(tmp_path):
     paper = tmp_path / "paper"
     shutil.copytree(ROOT / "paper", paper)
