@@ -130,6 +130,16 @@ def _finite(x: object) -> bool:
     return isinstance(x, int | float) and x == x and abs(x) != float("inf")
 
 
+def machine() -> dict[str, object]:
+    """The CPU the pilot ran on: bf16 is native only with avx512_bf16 or AMX, emulated elsewhere."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines()
+                  if line.startswith("model name")), "unknown")
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines()
+                      if line.startswith("flags")), []))
+    return {"cpu": model, **{flag: flag in flags for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")}}
+
+
 def table(summary: dict[str, dict]) -> list[str]:
     lines = ["| family | quantity | fp32 mean ± seed SD | R: rounding-only shift | "
              "B: bf16 shift | B / R | signed mean shift, rounding / bf16 | bf16 adopted |",
@@ -185,6 +195,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "machine": machine(),
         "rule": f"adopt bf16 for a family only where B <= {ADOPT_IF_AT_MOST} R for KL and anisotropy "
                 "(R, B: mean over seeds of |fp32 with oneDNN off - fp32|, |bf16 - fp32|)",
         "runs": {f: {v: {str(s): m for s, m in by_seed.items()} for v, by_seed in by_v.items()}
