@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -127,17 +128,17 @@ def verdicts(runs: dict[str, dict[str, dict[int, dict]]]) -> dict[str, dict]:
 
 
 def _finite(x: object) -> bool:
-    return isinstance(x, int | float) and x == x and abs(x) != float("inf")
+    return isinstance(x, int | float) and math.isfinite(x)
 
 
 def machine() -> dict[str, object]:
     """The CPU the pilot ran on: bf16 is native only with avx512_bf16 or AMX, emulated elsewhere."""
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    from rd_train.precision import CPUINFO, cpu_bf16_flags
+
+    text = CPUINFO.read_text() if CPUINFO.is_file() else ""
     model = next((line.split(":", 1)[1].strip() for line in text.splitlines()
                   if line.startswith("model name")), "unknown")
-    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines()
-                      if line.startswith("flags")), []))
-    return {"cpu": model, **{flag: flag in flags for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")}}
+    return {"cpu": model, "native_bf16_flags": cpu_bf16_flags()}
 
 
 def table(summary: dict[str, dict]) -> list[str]:

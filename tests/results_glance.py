@@ -4,8 +4,9 @@ Each file of ``paper/metrics/`` (vector VAE) and ``paper/spatial_metrics/`` (Aut
 cell of one claim (a β, or a rate target and an estimator), written by the `aggregate` and
 `spatial_report` stages. The table groups them by claim, family and architecture and says, for each
 group, how many cells reached each verdict, with the effect of every cell that has one. Nothing in it
-is typed by hand: ``python tests/results_glance.py --write`` rewrites the README's block between its
-markers, and ``tests/test_readme_results.py`` fails when the block differs from what the files say.
+is typed by hand: ``.nox/project/bin/python tests/results_glance.py --write`` rewrites the README's
+block between its markers, and ``tests/test_readme_results.py`` fails when the block differs from
+what the files say.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
+
+from rd_train.analysis.trends import format_relative_effect
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- results-at-glance:start -->", "<!-- results-at-glance:end -->"
@@ -37,13 +41,21 @@ def _cell(cell: str) -> tuple[float, str]:
 
 
 def _effect(entry: dict[str, object]) -> str:
-    effect, low, high = entry.get("effect"), entry.get("effect_low"), entry.get("effect_high")
-    if not isinstance(effect, float | int):
+    """The cell's effect as claims.md writes it (`format_relative_effect`), and its p-value."""
+    def number(key: str) -> float:
+        value = entry.get(key)
+        return float(value) if isinstance(value, float | int) else math.nan
+
+    if math.isnan(number("effect")):
         return ""
-    interval = (f" [{float(low):+.1%}, {float(high):+.1%}]"  # type: ignore[arg-type]
-                if isinstance(low, float | int) and isinstance(high, float | int) else "")
-    p = entry.get("p_value")
-    return f"{float(effect):+.1%}{interval}" + (f", p {float(p):.2g}" if isinstance(p, float | int) else "")
+    text = format_relative_effect(number("effect"), number("effect_low"), number("effect_high"))
+    p = number("p_value")
+    return text if math.isnan(p) else f"{text}, p {p:.2g}"
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of one markdown table row."""
+    return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
 def glance_table(paper: Path = ROOT / "paper") -> str:
@@ -66,7 +78,7 @@ def glance_table(paper: Path = ROOT / "paper") -> str:
         cells.sort(key=lambda c: c[0])
         counts = Counter(str(entry["verdict"]) for _, _, entry in cells)
         verdicts = "; ".join(f"{verdict}: {n} of {len(cells)}" for verdict, n in counts.most_common())
-        effects = "; ".join(f"{label}: {_effect(entry)}" for _, label, entry in cells if _effect(entry))
+        effects = "; ".join(f"{label}: {text}" for _, label, entry in cells if (text := _effect(entry)))
         lines.append(f"| {CLAIMS[claim][2]} | {family} | {architecture} | {verdicts} | {effects or '–'} |")
     return "\n".join(lines) + "\n"
 
@@ -81,7 +93,7 @@ def _no_filter_page_rows(claims: str) -> list[list[str]]:
     section = claims.split("## Paired analyses", 1)[1].split("### Every run, no filter", 1)[1]
     rows = []
     for line in section.split("\n\n", 2)[1].splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        cells = _cells(line)
         if len(cells) == 7 and cells[0] in ("rate", "anisotropy"):
             rows.append(cells)
     return rows
@@ -101,7 +113,7 @@ def _no_filter_effects(claims: str) -> dict[tuple[str, str], list[str]]:
             every_run = False
         elif line.startswith(("### Every run", "Every run")):
             every_run = True
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        cells = _cells(line)
         if every_run and len(cells) == 10 and cells[0] in ESTIMATES and cells[3] == ESTIMATES[cells[0]]:
             unit = f"β {cells[2]}" if cells[0] == "rate" else f"{cells[2]} nats"
             effects[(cells[0], FAMILY_LABELS[cells[1]])].append(f"{unit}: {cells[5]}")

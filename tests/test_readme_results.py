@@ -13,7 +13,8 @@ README = (ROOT / "README.md").read_text()
 
 def test_the_readme_table_is_generated_from_paper_metrics():
     assert readme_block(README) == glance_block(), (
-        "README.md's results table differs from paper/metrics/; run `python tests/results_glance.py --write`")
+        "README.md's results table differs from paper/metrics/; run "
+        "`.nox/project/bin/python tests/results_glance.py --write`")
 
 
 def test_a_changed_verdict_changes_the_table(tmp_path):
