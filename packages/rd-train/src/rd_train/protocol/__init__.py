@@ -1,0 +1,11 @@
+"""Protocol v3 (issue 30): every run counts, tested as each claim is stated, rebuilt from committed records.
+
+* `rd_train.protocol.records`: a finished run's record (identity, metrics, validation history, training
+  curves) as git-tracked JSON lines, written from the runs and read back by the reports;
+* `rd_train.protocol.paired`: the tests with seeds as blocks (Page per cell, the stratified Page
+  headline, the paired log-ratio effect, the adjacent steps that fall);
+* `rd_train.protocol.summary`: the one-screen table that opens claims.md, and its verdict rule.
+
+The DVC stages do not use it yet: wiring it in changes the training and report stages' code, so it lands
+with their next retraining (docs/protocol.md, "Protocol v3").
+"""

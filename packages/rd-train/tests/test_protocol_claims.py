@@ -1,0 +1,105 @@
+"""Protocol v3's claims from run records (rd_train.protocol.claims), on hand-made records of known answer."""
+
+import math
+
+import numpy as np
+import pytest
+from rd_train.protocol.claims import build_cells, compute, document
+
+LAMS = [0.0, 0.1, 0.5, 1.0, 2.0, 5.0]
+SEEDS = [0, 1, 2]
+
+
+def _record(sweep, family, lam, seed, value, *, beta=None, target=None, quantity="kl", architecture="vector"):
+    path = f"{sweep}/{family}/{family}_lam{lam:g}_{beta or target:g}_seed{seed}"
+    identity = {"sweep": sweep, "family": family, "architecture": architecture, "lam": lam, "beta": beta,
+                "target": target, "seed": seed, "steps": 2000 if sweep == "length" else 1000}
+    return {"path": path, "identity": identity, "metrics": {quantity: value}}
+
+
+def _design(falling_long=True, growing=True, rng_seed=0):
+    """VGG16 (HED) falls with λ in every cell; PatchGAN is noise. The VGG drop grows with the target."""
+    rng = np.random.default_rng(rng_seed)
+    records = []
+    for seed in SEEDS:
+        level = 1.0 + 0.2 * seed
+        for sweep, key, keys, quantity in (("fixed", "beta", [0.016, 0.256], "kl"),
+                                           ("geco", "target", [5.0, 10.0, 20.0], "anisotropy"),
+                                           ("length", "target", [10.0], "anisotropy")):
+            for k in keys:
+                slope = (0.02 * k if growing else 0.1) if sweep != "fixed" else 0.1
+                if sweep == "length" and not falling_long:
+                    slope = -slope
+                for lam in LAMS:
+                    arms = [("pixel", 0.0)] if lam == 0 else [("perceptual", lam), ("adversarial", lam)]
+                    for family, lam_value in arms:
+                        value = level * math.exp(-slope * LAMS.index(lam))
+                        if family == "adversarial":
+                            value = level * (1 + 0.3 * rng.normal())
+                        records.append(_record(sweep, family, lam_value, seed, abs(value),
+                                               **{key: k}, quantity=quantity))
+    return records
+
+
+LABELS = {"perceptual": "VGG16 (HED)", "adversarial": "PatchGAN"}
+
+
+def test_a_family_that_falls_in_every_cell_holds_and_noise_does_not():
+    claims = compute(_design(), LABELS)
+    perceptual_rate = [c for c in claims.cells if c.claim == "rate" and c.family == "perceptual"]
+    assert len(perceptual_rate) == 2 and all(c.runs == 18 for c in perceptual_rate)  # pixel shared as λ = 0
+    for cell in perceptual_rate:
+        assert cell.p == pytest.approx(1 / math.factorial(6) ** 3)  # every seed ranks exactly as predicted
+        assert cell.falls == (5, 5)
+    rows = {(r.claim.split()[0], r.family): r for r in claims.headlines}
+    assert rows[("rate", "VGG16 (HED)")].p_holm < 1e-6
+    assert rows[("rate", "PatchGAN")].p_holm > 0.05
+    anisotropy = rows[("anisotropy", "VGG16 (HED)")]
+    assert anisotropy.long_p_holm is not None and anisotropy.long_p_holm < 0.05
+    assert anisotropy.runs == 3 * 18
+    assert anisotropy.effect.high < 0 and anisotropy.effect.low > -1
+
+
+def test_the_matched_rate_claim_must_hold_at_twice_the_steps():
+    text = document(compute(_design(falling_long=False), LABELS), 0.05, "abc1234", LABELS)
+    summary = text[text.index("## Summary"):text.index("## Every cell")]
+    row = next(line for line in summary.splitlines() if "matched rate" in line and "VGG16 (HED)" in line)
+    assert "**not shown: holds at the default length, not at 2x steps**" in row
+    rate = next(line for line in summary.splitlines() if "fixed β" in line and "VGG16 (HED)" in line)
+    assert "**holds**" in rate
+    assert text.index("## Summary") < text.index("## Every cell") < text.index("## Left out")
+    assert "abc1234" in text and "None: every run" in text
+
+
+def test_the_interaction_reads_a_drop_that_grows_with_the_target():
+    grows = {r.family: r for r in compute(_design(growing=True)).interactions}
+    flat = {r.family: r for r in compute(_design(growing=False)).interactions}
+    assert grows["perceptual"].targets == [5.0, 10.0, 20.0]
+    assert grows["perceptual"].p < 0.01 < flat["perceptual"].p
+
+
+def test_only_a_missing_or_non_finite_run_leaves_and_only_its_seed_in_its_cell():
+    records = _design()
+    def find(**wanted):
+        return [r for r in records if all(r["identity"][k] == v for k, v in wanted.items())]
+
+    bad, = find(sweep="geco", family="perceptual", target=5.0, seed=1, lam=2.0)
+    bad["metrics"]["anisotropy"] = float("nan")
+    missing, = find(sweep="fixed", family="pixel", seed=2, beta=0.256)
+    records.remove(missing)
+    claims = compute(records, LABELS)
+    cell, = (c for c in claims.cells if (c.claim, c.family, c.key) == ("anisotropy", "perceptual", 5.0))
+    assert cell.seeds == [0, 2]
+    assert any(bad["path"] in why and "not finite" in why for why in claims.left_out)
+    for family in ("perceptual", "adversarial"):  # the shared pixel arm is missing for both families
+        rate = next(c for c in claims.cells if c.claim == "rate" and c.family == family and c.key == 0.256)
+        assert rate.seeds == [0, 1]
+    assert sum("no finished run" in why for why in claims.left_out) == 2
+    others = [c for c in claims.cells if c is not cell and not (c.claim == "rate" and c.key == 0.256)]
+    assert all(c.seeds == SEEDS for c in others)
+
+
+def test_holm_runs_over_the_cells_of_one_claim():
+    cells = build_cells(_design(), "rate")
+    ps = sorted(c.p for c in cells)
+    assert min(c.p_holm for c in cells) == pytest.approx(min(1.0, len(cells) * ps[0]))
