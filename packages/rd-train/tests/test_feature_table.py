@@ -87,3 +87,81 @@ def test_configs_the_table_cannot_serve_are_named(tiny):
     loss, images = VGG16FeatureLoss(2), torch.rand(8, 3, 16, 16)
     with pytest.raises(ValueError, match="GiB"):
         with_target_table(loss, images, batch_size=8, max_bytes=1000)
+
+
+def test_the_shared_table_is_built_once_and_memory_mapped(loss_and_images, tmp_path, monkeypatch):
+    import threading
+    from pathlib import Path
+
+    import rd_train.feature_table as ft
+
+    loss, images = loss_and_images
+    builds = []
+    real_build = ft.FeatureTable.build.__func__
+
+    def counted(cls, *args, **kwargs):
+        builds.append(1)
+        return real_build(cls, *args, **kwargs)
+
+    monkeypatch.setattr(ft.FeatureTable, "build", classmethod(counted))
+    tables = []
+
+    def build() -> None:
+        tables.append(ft.shared_table(loss.features, images, 16, tmp_path))
+
+    workers = [threading.Thread(target=build) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(builds) == 1 and len(tables) == 2  # the second waited on the lock, then mapped the file
+    files = list(tmp_path.glob("*.pt"))
+    assert [f.stem for f in files] == [ft.fingerprint(loss.features, images, 16)]
+    assert str(files[0]) in Path("/proc/self/maps").read_text()  # memory-mapped, not read into memory
+    reference = ft.FeatureTable.build(loss.features, images, 16)
+    for table in tables:
+        for mapped, built in zip(table.features, reference.features, strict=True):
+            assert torch.equal(mapped, built)
+        batch = images[torch.randperm(40)[:16]]
+        for stored, computed in zip(table.lookup(batch), loss.features(batch), strict=True):
+            assert torch.equal(stored, computed)
+
+
+def test_a_stale_table_is_rebuilt_never_read(loss_and_images, tmp_path):
+    import rd_train.feature_table as ft
+
+    loss, images = loss_and_images
+    ft.shared_table(loss.features, images, 16, tmp_path)
+    changed = images.clone()
+    changed[3, 0, 0, 0] += 0.5  # one pixel of one image: another fingerprint, another file
+    assert ft.fingerprint(loss.features, changed, 16) != ft.fingerprint(loss.features, images, 16)
+    other = ft.shared_table(loss.features, changed, 16, tmp_path)
+    assert len(list(tmp_path.glob("*.pt"))) == 2
+    assert torch.equal(other.lookup(changed[:16])[0], loss.features(changed[:16])[0])
+    # A file under the right name holding another table (copied, or a fingerprint collision) is rebuilt.
+    key = ft.fingerprint(loss.features, images, 16)
+    other_file = tmp_path / f"{ft.fingerprint(loss.features, changed, 16)}.pt"
+    (tmp_path / f"{key}.pt").write_bytes(other_file.read_bytes())
+    again = ft.shared_table(loss.features, images, 16, tmp_path)
+    assert torch.equal(again.lookup(images[:16])[1], loss.features(images[:16])[1])
+    (tmp_path / f"{key}.pt").write_bytes(b"truncated")
+    assert torch.equal(ft.shared_table(loss.features, images, 16, tmp_path).features[0],
+                       ft.FeatureTable.build(loss.features, images, 16).features[0])
+
+
+def test_a_fit_with_the_shared_table_has_the_metrics_of_one_without_it(tiny, tmp_path):
+    config = tiny(loss={"neural": "vgg16_hed", "lam": 1.0}, optim={"max_steps": 12})
+    config["data"]["n_train"] = 64
+    plain = fit(from_dict({**config, "out_dir": config["out_dir"] + "-plain"}))
+    results = []
+    for copy in range(2):  # the second run maps the first's table
+        run_config = from_dict({**config, "out_dir": config["out_dir"] + f"-shared{copy}"})
+        loss = target_tabled_loss(run_config, directory=tmp_path / "tables")
+        results.append(fit(run_config, neural_loss=loss))
+        assert loss.features.answered == 12
+    assert len(list((tmp_path / "tables").glob("*.pt"))) == 1
+    for metrics in (plain, *results):
+        for key in ("train_seconds_this_process", "config"):
+            metrics.pop(key)
+    assert json.dumps(plain, sort_keys=True) == json.dumps(results[0], sort_keys=True) == json.dumps(
+        results[1], sort_keys=True)

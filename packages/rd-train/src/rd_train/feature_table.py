@@ -18,6 +18,16 @@ table changes what a step costs, never what it computes. `target_tabled_loss(con
 of a run config with the table of its training images and their flips, for
 ``rd_train.run.fit(config, neural_loss=...)``.
 
+One table per sweep: `shared_table(network, images, batch_size, directory)` builds the table once into
+``<directory>/<fingerprint>.pt`` and every worker memory-maps that file (``torch.load(mmap=True)``), so
+the runs of a sweep that read the same training images share one copy in the page cache instead of
+building and holding 1.6 GB each. The fingerprint is a SHA-256 of everything the features depend on:
+the images' bytes, the network's blocks and weights, the batch size, the torch version, the CPU's
+vector ISA and the threads (oneDNN picks its kernels, and so its summation order, by them). A table
+built from other images, weights or on another machine therefore sits under another name and is never
+read; a file whose stored fingerprint does not match its name is rebuilt. Two workers that need a new
+table at once build it once: the second waits on a file lock, then maps the first's file.
+
 CPU and fp32 only: the lookup reads the batch on the host (a host sync at every step on a GPU), and a
 bf16 autocast step computes other features than an fp32 table. The DVC stages do not use it yet:
 adopting it changes the training stages' code, so it lands with their next retraining (README).
@@ -25,7 +35,11 @@ adopting it changes the training stages' code, so it lands with their next retra
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from rd_theory.vgg16 import VGG16Features
@@ -71,8 +85,7 @@ class FeatureTable:
                 features = tuple(torch.empty((n, *f.shape[1:]), dtype=f.dtype) for f in blocks)
             for table, block in zip(features, blocks, strict=True):
                 table[start:start + k] = block[:k]
-        rows = {images[i].numpy().tobytes(): i for i in range(n)}
-        return cls(rows, features, tuple(images.shape[1:]), images.dtype)
+        return cls.from_images(images, features)
 
     def lookup(self, x: torch.Tensor) -> list[torch.Tensor] | None:
         """Each block's features of the batch ``x`` if every image of it is in the table, else None."""
@@ -91,6 +104,62 @@ class FeatureTable:
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.features)
+
+    @classmethod
+    def from_images(cls, images: torch.Tensor, features: tuple[torch.Tensor, ...]) -> FeatureTable:
+        rows = {images[i].numpy().tobytes(): i for i in range(images.shape[0])}
+        return cls(rows, features, tuple(images.shape[1:]), images.dtype)
+
+
+def fingerprint(network: VGG16Features, images: torch.Tensor, batch_size: int) -> str:
+    """What the table's features depend on, hashed (module docstring)."""
+    digest = hashlib.sha256()
+    images = images.contiguous()
+    digest.update(repr((tuple(images.shape), str(images.dtype), len(network), batch_size, torch.__version__,
+                        torch.backends.cpu.get_cpu_capability(), torch.get_num_threads())).encode())
+    digest.update(images.numpy().tobytes())
+    for name, tensor in sorted(network.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def shared_table(network: VGG16Features, images: torch.Tensor, batch_size: int, directory: str | Path,
+                 max_bytes: int = MAX_BYTES) -> FeatureTable:
+    """The table of ``images`` from ``<directory>/<fingerprint>.pt``, memory-mapped; built there first
+    (once, under a file lock) when it is missing or does not hold that fingerprint."""
+    key = fingerprint(network, images, batch_size)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{key}.pt"
+    with open(directory / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second worker waits for the first's file
+        try:
+            table = _mapped(path, key, images)
+            if table is None:
+                built = FeatureTable.build(network, images, batch_size, max_bytes)
+                partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+                saved = {"fingerprint": key, "images": images.contiguous(), "features": list(built.features)}
+                torch.save(saved, partial)
+                os.replace(partial, path)  # a kill never leaves a truncated table under the real name
+                table = _mapped(path, key, images)
+                assert table is not None
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return table
+
+
+def _mapped(path: Path, key: str, images: torch.Tensor) -> FeatureTable | None:
+    """The table in ``path``, memory-mapped, if it is there and holds ``key`` for exactly ``images``."""
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, mmap=True, weights_only=True)
+    except (RuntimeError, OSError, EOFError, ValueError):  # unreadable: rebuilt, never trusted
+        return None
+    if saved.get("fingerprint") != key or not torch.equal(saved["images"], images):
+        return None
+    return FeatureTable.from_images(saved["images"], tuple(saved["features"]))
 
 
 class TabledFeatures(VGG16Features):
@@ -111,14 +180,18 @@ class TabledFeatures(VGG16Features):
 
 
 def with_target_table(loss: VGG16FeatureLoss, images: torch.Tensor, batch_size: int,
-                      max_bytes: int = MAX_BYTES) -> VGG16FeatureLoss:
+                      max_bytes: int = MAX_BYTES, directory: str | Path | None = None) -> VGG16FeatureLoss:
     """``loss`` with its feature network replaced by a `TabledFeatures` copy holding the table of
-    ``images`` (the exact tensors the training step gives the loss as targets)."""
+    ``images`` (the exact tensors the training step gives the loss as targets): built for this loss, or
+    with ``directory`` the sweep's shared, memory-mapped one (`shared_table`)."""
     network = loss.features
     tabled = TabledFeatures(len(network))
     tabled.load_state_dict(network.state_dict())
     tabled.train(network.training).requires_grad_(False)
-    tabled.table = FeatureTable.build(network, images, batch_size, max_bytes)
+    if directory is None:
+        tabled.table = FeatureTable.build(network, images, batch_size, max_bytes)
+    else:
+        tabled.table = shared_table(network, images, batch_size, directory, max_bytes)
     loss.features = tabled
     return loss
 
@@ -136,8 +209,10 @@ def training_targets(config: TrainConfig) -> torch.Tensor:
     return torch.cat([images, images.flip(-1)]) if config.data.hflip else images
 
 
-def target_tabled_loss(config: TrainConfig, max_bytes: int = MAX_BYTES) -> VGG16FeatureLoss:
-    """The VGG16 (HED) loss of ``config`` with the table of its training targets, for ``fit``."""
+def target_tabled_loss(config: TrainConfig, max_bytes: int = MAX_BYTES,
+                       directory: str | Path | None = None) -> VGG16FeatureLoss:
+    """The VGG16 (HED) loss of ``config`` with the table of its training targets, for ``fit``; with
+    ``directory``, the table shared by every run of the sweep (`shared_table`)."""
     from rd_train.losses import build_neural_loss
     from rd_train.run import training_device
 
@@ -152,4 +227,4 @@ def target_tabled_loss(config: TrainConfig, max_bytes: int = MAX_BYTES) -> VGG16
         raise ConfigError("a target-feature table cannot serve " + ", ".join(problems))
     loss = build_neural_loss(config)
     assert isinstance(loss, VGG16FeatureLoss)
-    return with_target_table(loss, training_targets(config), config.data.batch_size, max_bytes)
+    return with_target_table(loss, training_targets(config), config.data.batch_size, max_bytes, directory)
