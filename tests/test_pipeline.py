@@ -14,6 +14,10 @@ import pytest
 import yaml
 from rd_train.data import dataset_md5
 
+# Its module-scoped fixture (a miniature `dvc repro`, minutes) is built once: every test of the module
+# runs in one xdist worker (noxfile: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("pipeline")
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -130,6 +134,24 @@ def test_the_sweeps_print_one_line_per_run_and_no_framework_banners(pipeline):
     printed = first.splitlines()
     assert "[spatial] fixed/perceptual: AutoencoderKL runs -> runs/spatial/fixed/perceptual" in printed
     assert "[fixed/perceptual] 2 runs, 2 worker(s) x 1 thread(s) on 2 core(s)" in printed
+
+
+def test_the_theory_stage_verifies_every_claim_and_reproduces_table_3(pipeline):
+    """The fast twin of rd-theory's test_verify (marked slow): the theory stage's report, from the same
+    command with the profile's params."""
+    from rd_theory import verify
+
+    work, *_ = pipeline
+    table = (work / "paper" / "tables" / "theory.md").read_text()
+    assert "FAIL" not in table
+    # Every verified claim, and the certificate of the feature network the params train with.
+    assert table.count("| pass |") == len(verify.VERIFIED) + 1
+    assert "on the VGG16 (HED) blocks" in table
+    assert (work / "paper" / "figures" / "toy_anisotropy.png").stat().st_size > 10_000
+    toy_table = (work / "paper" / "tables" / "toy_anisotropy.md").read_text()
+    published_beside_reproduced = "| 17.26 | 17.2645 | 17.25 | 17.2452 | 0.6486 | 0.648579 |"
+    assert f"| Perceptual metric (ramping metric) {published_beside_reproduced}" in toy_table
+    assert "5 of 5 numbers reproduce" in toy_table
 
 
 def test_second_repro_does_nothing(pipeline):

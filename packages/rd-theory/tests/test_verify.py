@@ -1,6 +1,10 @@
+import pytest
 from rd_theory import verify
 
 
+# Slow (the whole verification, 17 s alone): its fast twin is tests/test_pipeline.py's check of the
+# `theory` stage's report, which the miniature `dvc repro` writes with the same command (params added).
+@pytest.mark.slow
 def test_report_is_written_and_all_claims_pass(tmp_path):
     assert verify.main(["--out-dir", str(tmp_path)]) == 0
     table = (tmp_path / "tables" / "theory.md").read_text()

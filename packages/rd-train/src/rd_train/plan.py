@@ -114,31 +114,55 @@ def default_lengths(steps: int) -> tuple[int, int]:
 FitTimer = Callable[[TrainConfig, int, int, Path], list[float]]
 
 
-def time_fits(config: TrainConfig, steps: int, copies: int, scratch: Path) -> list[float]:
-    """``copies`` fits of ``config`` cut to ``steps`` steps, at once in worker processes with the sweep's
-    thread plan (workers.py) and the sweep's own worker function, each in its own directory and log;
-    the wall seconds of each fit."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+class PooledFits:
+    """The timed fits of one calibration in one process pool, with the sweep's thread plan (workers.py) and
+    the sweep's own worker function: a sweep's workers also live from run to run, so a worker's imports and
+    first-use costs are paid once, not per fit. Called as a `FitTimer`: ``copies`` fits of ``config`` cut
+    to ``steps`` steps at once, each in its own directory and log; the wall seconds of each fit. `warm`
+    first fits a config untimed in every worker, so a timed fit pays no first-use cost of its family."""
 
-    from rd_train.sweep import _fit_quietly, _worker_init
-    from rd_train.workers import plan_workers
+    def __init__(self, copies: int) -> None:
+        from rd_train.workers import plan_workers
 
-    plan = plan_workers(copies)
-    base = config.to_dict()
-    configs = [from_dict({**base, "out_dir": str(scratch / f"{steps}-{i}"),
-                          "optim": {**base["optim"], "max_steps": steps}}) for i in range(plan.workers)]
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(plan.workers, mp_context=context, initializer=_worker_init,
-                             initargs=(plan.threads,)) as pool:
-        return [seconds for _, _, seconds, _ in pool.map(_fit_quietly, configs)]
+        self.plan = plan_workers(copies)
+        self._pool: Any = None
+
+    def __enter__(self) -> PooledFits:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from rd_train.sweep import _worker_init
+
+        context = multiprocessing.get_context("spawn")  # no forked torch state, as in a sweep
+        self._pool = ProcessPoolExecutor(self.plan.workers, mp_context=context, initializer=_worker_init,
+                                         initargs=(self.plan.threads,))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown()
+
+    def __call__(self, config: TrainConfig, steps: int, copies: int, scratch: Path) -> list[float]:
+        from rd_train.sweep import _fit_quietly
+
+        base = config.to_dict()
+        optim = {**base["optim"], "max_steps": steps}
+        configs = [from_dict({**base, "out_dir": str(scratch / f"{steps}-{i}"), "optim": optim})
+                   for i in range(self.plan.workers)]
+        return [seconds for _, _, seconds, _ in self._pool.map(_fit_quietly, configs)]
+
+    def warm(self, config: TrainConfig, scratch: Path) -> None:
+        self(config, 2, self.plan.workers, scratch / "warm-up")
 
 
 def calibrate(blocks: Sequence[Block], workers: int, lengths: tuple[int, int] | None = None,
-              timer: FitTimer = time_fits, report: Callable[[str], None] = print,
+              timer: FitTimer | None = None, report: Callable[[str], None] = print,
               known: dict[tuple[str, str], RunCost] | None = None) -> dict[tuple[str, str], RunCost]:
     """One `RunCost` per (model, family) of ``blocks``, from its first block's first run; those in
-    ``known`` (an earlier calibration on this machine, `read_costs`) are not timed again."""
+    ``known`` (an earlier calibration on this machine, `read_costs`) are not timed again. ``timer``
+    (default: real fits in one `PooledFits`) times a fit."""
+    if timer is None:
+        with PooledFits(workers) as pooled:
+            return calibrate(blocks, workers, lengths, pooled, report, known)
     costs: dict[tuple[str, str], RunCost] = dict(known or {})
     with tempfile.TemporaryDirectory(prefix="rd-train-plan-") as scratch:
         for block in blocks:
@@ -148,6 +172,8 @@ def calibrate(blocks: Sequence[Block], workers: int, lengths: tuple[int, int] | 
             chosen = lengths or default_lengths(config.optim.max_steps)
             where = Path(scratch) / f"{block.model}-{block.family}"
             start = time.perf_counter()
+            if isinstance(timer, PooledFits):
+                timer.warm(config, where)
             means = [statistics.fmean(timer(config, steps, workers, where)) for steps in chosen]
             costs[block.cost_key] = RunCost.through(chosen, (means[0], means[1]))
             report(f"[plan] timed {block.model}/{block.family} at {chosen[0]} and {chosen[1]} steps "
@@ -234,7 +260,7 @@ def format_plan(plans: Sequence[BlockPlan], workers: int) -> str:
 
 
 def plan_params(params_path: str | Path, jobs: int | None = None, lengths: tuple[int, int] | None = None,
-                timer: FitTimer = time_fits, costs_path: str | Path | None = None
+                timer: FitTimer | None = None, costs_path: str | Path | None = None
                 ) -> tuple[list[BlockPlan], dict[tuple[str, str], RunCost], int]:
     """Blocks of the params file with their predicted times, the run costs and the workers."""
     from rd_train.config import ConfigError
