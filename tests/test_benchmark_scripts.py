@@ -68,3 +68,23 @@ def test_precision_pilot_trains_three_variants_and_applies_its_rule(tmp_path):
         assert {m["onednn"] for m in by_variant["fp32-reordered"].values()} == {False}
         assert {m["precision"] for m in by_variant["bf16"].values()} == {"bf16-mixed"}
         assert report["summary"][family]["adopt_bf16"] is False  # two seeds: the rule needs five
+
+
+def test_loop_overhead_benchmark_times_both_loops_and_the_roofline(tmp_path):
+    out = tmp_path / "loop.json"
+    run([str(ROOT / "benchmarks" / "loop_overhead.py"), "--steps", "8", "--out", str(out)], tmp_path)
+    result = json.loads(out.read_text())
+    assert set(result["results"]) == {"pixel", "perceptual", "adversarial"}
+    for family in result["results"].values():
+        assert family["bare_ms"] > 0 and family["roofline_ms"] > 0 and family["gflop_per_step"] > 0
+    # VGG16 (HED) runs the feature network on targets and reconstructions: by far the most FLOPs a step.
+    flops = {name: family["gflop_per_step"] for name, family in result["results"].items()}
+    assert flops["perceptual"] > 5 * flops["pixel"]
+
+
+def test_target_table_benchmark_runs_all_three_ways_bit_identically(tmp_path):
+    out = tmp_path / "table.json"
+    run([str(ROOT / "benchmarks" / "target_table.py"), "--steps", "4", "--out", str(out)], tmp_path)
+    result = json.loads(out.read_text())
+    assert set(result["seconds"]) == {"without", "with table", "shared table"}
+    assert result["metrics_bit_identical"] is True

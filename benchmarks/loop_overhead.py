@@ -1,0 +1,177 @@
+"""What Lightning's training loop costs per step, against a bare loop of the same step, and where each
+family's step sits against its fp32 roofline (issue 29: keep Lightning or replace the inner loop?).
+
+For each family of the default sweep (pixel SSE, VGG16 (HED) λ = 5, PatchGAN λ = 5; GECO at 10 nats, the
+profile's model, data and batch), in this one process with one thread and nothing else running:
+
+* ``lightning``: `rd_train.run.fit` of ``--steps`` steps with validations off (so only the training loop
+  is timed), minus the same fit at ``--steps`` / 4 (set-up and the final evaluation cancel): ms a step;
+* ``bare``: the same `VAEModule`'s step (draw the noise, `forward_backward`, the fused Adam step with the
+  non-finite skip, the EMA, the schedulers, the rate update, the training averages; what a step must do)
+  in a plain Python loop over the same data loader: ms a step after a warm-up;
+* the roofline: the step's convolution and matmul FLOPs counted by ``torch.utils.flop_counter`` over one
+  bare step, divided by the fp32 conv peak this process measures (a 64→64 3×3 convolution at 16 px,
+  batch 32, the VGG16 (HED) block's shape; and a 1024³ GEMM for reference), before and after the fits,
+  the better of the two.
+
+Writes JSON (``--out``) and prints a table: ms per step both ways, the share Lightning adds, the FLOPs,
+the roofline time and the step's multiple of it.
+
+    python benchmarks/loop_overhead.py --out benchmarks/results/cpu-loop-overhead.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+FAMILIES = {"pixel": 0.0, "perceptual": 5.0, "adversarial": 5.0}
+
+
+def peak_gflops(repeats: int = 20) -> dict[str, float]:
+    """fp32 GFLOP/s of a VGG-block-shaped convolution and of a 1024³ GEMM, best of ``repeats`` after a
+    warm-up."""
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1)
+    x = torch.randn(32, 64, 16, 16)
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    out = {}
+    for name, flops, call in (("conv", 2 * 64 * 64 * 9 * 16 * 16 * 32, lambda: conv(x)),
+                              ("gemm", 2 * 1024**3, lambda: a @ b)):
+        with torch.no_grad():
+            for _ in range(5):  # oneDNN picks and builds its kernel in the first calls
+                call()
+            best = min(_timed(call) for _ in range(repeats))
+        out[name] = flops / best / 1e9
+    return out
+
+
+def _timed(call: Any) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def lightning_ms(config: Any, steps: int, scratch: Path) -> float:
+    """ms per step of `fit` with validations off: the difference of two lengths."""
+    from rd_train.config import from_dict
+    from rd_train.run import fit
+    from rd_train.workers import output_to
+
+    seconds = []
+    for n in (steps // 4, steps):
+        base = config.to_dict()
+        run = from_dict({**base, "out_dir": str(scratch / f"lightning-{n}"), "val_every_n_steps": 10**6,
+                         "optim": {**base["optim"], "max_steps": n}})
+        start = time.perf_counter()
+        with output_to(scratch / f"lightning-{n}.log"):
+            fit(run)
+        seconds.append(time.perf_counter() - start)
+    return (seconds[1] - seconds[0]) / (steps - steps // 4) * 1e3
+
+
+def bare_loop(config: Any, steps: int, warmup: int = 20) -> tuple[float, float]:
+    """(ms per step of the bare loop, FLOPs of one step counted by torch's flop counter)."""
+    from rd_train.module import VAEModule, _skip_if
+    from rd_train.run import data_module
+    from torch.utils.flop_counter import FlopCounterMode
+
+    module = VAEModule(config.to_dict())
+    module.manual_backward = lambda loss: loss.backward()  # type: ignore[method-assign]
+    data = data_module(config)
+    data.setup("fit")
+    optimizers, schedulers = module.configure_optimizers()
+    loader = data.train_dataloader()
+    batches = iter(loader)
+
+    def step(index: int) -> None:
+        nonlocal batches
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            batch = next(batches)
+        disc = module._disc_active(index)
+        active = optimizers if disc else optimizers[:1]
+        for optimizer in active:
+            optimizer.zero_grad()
+        flip, eps = module.draw_noise(batch, index)
+        result = module.forward_backward(batch, flip, eps, module.rate.value(index), disc)
+        bad = result.generator_bad.any()
+        _skip_if(optimizers[0], bad)
+        optimizers[0].step()
+        if module.ema is not None:
+            module.ema.update()
+        for scheduler in schedulers:
+            scheduler.step()
+        module.rate.update(index, result.kl_mean, ~bad)
+        module._training_averages.add(index, "combined_gradient_norm", result.objective.combined_norm)
+        if disc:
+            _skip_if(optimizers[1], result.discriminator_bad)
+            optimizers[1].step()
+
+    for i in range(warmup):
+        step(i)
+    with FlopCounterMode(display=False) as counter:
+        step(warmup)
+    start = time.perf_counter()
+    for i in range(warmup + 1, warmup + 1 + steps):
+        step(i)
+    return (time.perf_counter() - start) / steps * 1e3, float(counter.get_total_flops())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    from rd_train.precision import cpu_bf16_flags
+    from rd_train.sweep import load_params, run_configs
+    from rd_train.workers import set_threads
+
+    set_threads(1)
+    params = load_params(ROOT / "params.yaml")
+    params["data"]["root"] = str(ROOT / params["data"]["root"])
+    first = peak_gflops()
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="rd-loop-overhead-") as scratch:
+        for family, lam in FAMILIES.items():
+            config = next(c for c in run_configs(params, "geco", family, scratch)
+                          if c.loss.lam == lam and c.rate.target == 10.0 and c.seed == 0)
+            lightning = lightning_ms(config, args.steps, Path(scratch) / family)
+            bare, flops = bare_loop(config, args.steps)
+            results[family] = {"lightning_ms": lightning, "bare_ms": bare, "gflop_per_step": flops / 1e9,
+                               "lightning_share": (lightning - bare) / lightning}
+    # The peak before and after the fits, the better of the two: on a shared VM a measurement can be low.
+    last = peak_gflops()
+    peak = {name: max(first[name], last[name]) for name in first}
+    for r in results.values():
+        r["roofline_ms"] = r["gflop_per_step"] / peak["conv"] * 1e3
+        r["lightning_over_roofline"] = r["lightning_ms"] / r["roofline_ms"]
+    command = f"python benchmarks/loop_overhead.py --steps {args.steps}"
+    out = {"what": __doc__.split("\n\n")[0], "command": command,
+           "cpu": {"model": platform.processor() or platform.machine(), "bf16_flags": cpu_bf16_flags()},
+           "torch": torch.__version__, "threads": 1, "peak_gflops": peak,
+           "peak_gflops_before_and_after": [first, last], "results": results,
+           "median_lightning_share": statistics.median(r["lightning_share"] for r in results.values())}
+    print(f"fp32 peak: conv {peak['conv']:.0f} GFLOP/s, GEMM {peak['gemm']:.0f} GFLOP/s (one thread)")
+    print("| family | Lightning ms/step | bare ms/step | Lightning's share | GFLOP/step | roofline ms "
+          "| x roofline |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for family, r in results.items():
+        print(f"| {family} | {r['lightning_ms']:.1f} | {r['bare_ms']:.1f} | {r['lightning_share']:+.0%} | "
+              f"{r['gflop_per_step']:.2f} | {r['roofline_ms']:.1f} | {r['lightning_over_roofline']:.2f} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
