@@ -96,7 +96,6 @@ def build_cells(records: Iterable[dict[str, Any]], claim: str) -> list[Cell]:
     """The cells of ``claim`` (a key of CLAIMS) from ``records``."""
     sweep, key_name, quantity, _ = CLAIMS[claim]
     values: dict[tuple[str, str, float], dict[tuple[int, float], tuple[float, str]]] = defaultdict(dict)
-    families: dict[str, set[str]] = defaultdict(set)
     for record in records:
         identity = record["identity"]
         if identity["sweep"] != sweep:
@@ -105,8 +104,6 @@ def build_cells(records: Iterable[dict[str, Any]], claim: str) -> list[Cell]:
         entry = (_value(record, quantity), record["path"])
         key = float(identity[key_name])
         values[(architecture, family, key)][(int(identity["seed"]), float(identity["lam"]))] = entry
-        if family != "pixel":
-            families[architecture].add(family)
     cells = []
     for (architecture, family, key), own in sorted(values.items()):
         if family == "pixel":
@@ -158,7 +155,7 @@ def headline_rows(cells: list[Cell], long_cells: list[Cell], labels: dict[str, s
         for c in cells:
             if c.claim == claim and c.runs:
                 groups[(c.architecture, c.family)].append(c)
-        ps = [_stratified_p(group) for group in groups.values()]
+        ps = holm([_stratified_p(group) for group in groups.values()])
         long_ps: list[float | None] = []
         if claim == "anisotropy":
             long_groups = {key: [c for c in long_cells if (c.architecture, c.family) == key and c.runs]
@@ -167,7 +164,7 @@ def headline_rows(cells: list[Cell], long_cells: list[Cell], labels: dict[str, s
             long_ps = [p if group else None for p, group in zip(holm(raw), long_groups.values(), strict=True)]
         for i, ((architecture, family), group) in enumerate(groups.items()):
             rows.append(HeadlineRow(CLAIMS[claim][3], labels.get(family, family), architecture,
-                                    _pooled_effect(group), holm(ps)[i], sum(c.runs for c in group),
+                                    _pooled_effect(group), ps[i], sum(c.runs for c in group),
                                     long_ps[i] if long_ps else None))
     return rows
 
