@@ -4,7 +4,10 @@
   curves) as git-tracked JSON lines, written from the runs and read back by the reports;
 * `rd_train.protocol.paired`: the tests with seeds as blocks (Page per cell, the stratified Page
   headline, the paired log-ratio effect, the adjacent steps that fall);
-* `rd_train.protocol.summary`: the one-screen table that opens claims.md, and its verdict rule.
+* `rd_train.protocol.summary`: the one-screen table that opens claims.md, and its verdict rule;
+* `rd_train.protocol.claims`: the cells, tests and claims.md from the records;
+* `rd_train.protocol.diagnostics`: convergence.md, each run's drift and GECO tracking error, reported
+  beside the verdicts and never a filter.
 
 The DVC stages do not use it yet: wiring it in changes the training and report stages' code, so it lands
 with their next retraining (docs/protocol.md, "Protocol v3").
