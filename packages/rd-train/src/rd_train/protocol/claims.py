@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from rd_train.analysis.trends import holm, trend_test
+from rd_train.analysis.trends import format_relative_effect, holm, trend_test
 from rd_train.protocol.paired import RelativeEffect, adjacent_falls, page, paired_log_ratio, stratified_page
-from rd_train.protocol.summary import NOT_RESOLVED, HeadlineRow
+from rd_train.protocol.summary import NOT_RESOLVED, HeadlineRow, summary_table
 
 CLAIMS = {  # claim key -> (sweep, the key of a cell, the quantity, the words of the claim)
     "rate": ("fixed", "beta", "kl", "rate falls with λ at fixed β"),
@@ -59,6 +59,11 @@ class Cell:
     @property
     def runs(self) -> int:
         return int(self.table.size)
+
+    @property
+    def testable(self) -> bool:
+        """Page's test needs two complete seeds and three λ."""
+        return len(self.seeds) >= 2 and len(self.lams) >= 3
 
     @property
     def effect(self) -> RelativeEffect:
@@ -126,7 +131,7 @@ def build_cells(records: Iterable[dict[str, Any]], claim: str) -> list[Cell]:
             len(complete), len(lams))
         cells.append(Cell(claim, architecture, family, key, lams, complete, table, left_out))
     for cell in cells:
-        if len(cell.seeds) >= 2 and len(cell.lams) >= 3:
+        if cell.testable:
             result = page(cell.table)
             cell.p, cell.statistic = result.p_value, result.statistic
     for cell, adjusted in zip(cells, holm([c.p for c in cells]), strict=True):
@@ -141,7 +146,7 @@ def _pooled_effect(cells: list[Cell]) -> RelativeEffect:
 
 
 def _stratified_p(cells: list[Cell]) -> float:
-    usable = [c.table for c in cells if len(c.seeds) >= 2 and len(c.lams) >= 3]
+    usable = [c.table for c in cells if c.testable]
     widths = {t.shape[1] for t in usable}
     return stratified_page(usable).p_value if usable and len(widths) == 1 else math.nan
 
@@ -211,8 +216,6 @@ def _interaction_line(row: Interaction, alpha: float, labels: dict[str, str]) ->
 
 
 def _cell_line(c: Cell, labels: dict[str, str]) -> str:
-    from rd_train.analysis.trends import format_relative_effect
-
     falls, steps = c.falls if c.runs else (0, len(c.lams) - 1)
     e = c.effect if c.runs else None
     effect = format_relative_effect(e.effect, e.low, e.high) if e else "–"
@@ -224,8 +227,6 @@ def _cell_line(c: Cell, labels: dict[str, str]) -> str:
 def document(claims: Claims, alpha: float, preregistered_in: str | None,
              labels: dict[str, str] | None = None) -> str:
     """claims.md under protocol v3: the summary first, then every cell, the interaction, what was left out."""
-    from rd_train.protocol.summary import summary_table
-
     labels = labels or {}
     where = f"commit {preregistered_in}" if preregistered_in else "params.yaml"
     lines = [

@@ -1,8 +1,9 @@
 """Run records: what the reports read of each finished run, as git-tracked text (protocol v3, issue 30 H).
 
 A run directory holds checkpoints and logs that are not committed; its record is what every table and
-figure derived from the run's results needs, so that `rd-train report --records paper/records` rebuilds
-them in minutes on a fresh clone, with no retraining. A record is one JSON object:
+figure derived from the run's results needs, so that, committed, the records let the reports be rebuilt
+in minutes on a fresh clone, with no retraining (the `rd-train report --records` command and its DVC stage
+come with the next retraining). A record is one JSON object:
 
 * ``path``: the run directory relative to the runs root (``<sweep>/<family>/<run>``, or under
   ``spatial/``), to name the run in tables;
@@ -99,8 +100,9 @@ def read(records: str | Path) -> list[dict[str, Any]]:
     root = Path(records)
     files = sorted(root.rglob("*.jsonl"))
     if not files:
-        raise MissingDataError(f"no run records under {root} (<architecture>/<sweep>/<family>.jsonl): write "
-                               "them with `rd-train records --runs runs --out paper/records`")
+        raise MissingDataError(f"no run records under {root} (<architecture>/<sweep>/<family>.jsonl): "
+                               "write them from a runs folder with "
+                               "rd_train.protocol.records.write(collect(runs), out)")
     out = []
     for path in files:
         for number, line in enumerate(path.read_text().splitlines(), start=1):
