@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", parents=[common],
                            help="run one (sweep, loss family) of params.yaml (a DVC stage)")
     sweep.add_argument("--params", default="params.yaml")
-    sweep.add_argument("--sweep", choices=["fixed", "geco", "control"], required=True)
+    sweep.add_argument("--sweep", choices=["fixed", "geco", "length", "control"], required=True)
     sweep.add_argument("--family", required=True, help="pixel, or a key of params.yaml's losses")
     sweep.add_argument("--out", required=True)
     sweep.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes sharing the "

@@ -123,6 +123,12 @@ class RateConfig:
     geco_ema_decay: float = 0.99
     # PI form (rate.py): log β gets κ_p × the relative violation on top of its integral; 0 = integral only.
     geco_proportional: float = 0.0
+    # Offset correction (rate.py): from geco_outer_start (a fraction of training) on, each validation
+    # measures the ratio of the training KL's EMA to the evaluated model's KL (EMA weights, held-out
+    # images: what the tables report), smooths it with weight geco_outer_gain, and GECO steers the
+    # training KL to target x that ratio; 0 = off (GECO tracks the training KL only).
+    geco_outer_gain: float = 0.0
+    geco_outer_start: float = 0.5
     beta_min: float = 1e-4
     beta_max: float = 1e4
 
@@ -140,6 +146,10 @@ class RateConfig:
                 raise ConfigError(f"{prefix}.geco_ema_decay must be in (0, 1)")
             if self.geco_proportional < 0:
                 raise ConfigError(f"{prefix}.geco_proportional must be >= 0, got {self.geco_proportional}")
+            if not 0 <= self.geco_outer_gain <= 1:
+                raise ConfigError(f"{prefix}.geco_outer_gain must be in [0, 1], got {self.geco_outer_gain}")
+            if not 0 <= self.geco_outer_start <= 1:
+                raise ConfigError(f"{prefix}.geco_outer_start must be in [0, 1], got {self.geco_outer_start}")
 
 
 @dataclass
@@ -150,10 +160,15 @@ class OptimConfig:
     # Evaluations (validations, final metrics, analyses) read an EMA of the autoencoder's weights with
     # this decay (ema.py); 0 evaluates the trained weights themselves.
     ema_decay: float = 0.0
+    # The cosine schedule decays each learning rate to this fraction of its start (the discriminator's too,
+    # when it follows the schedule), not to 0: late in training the model can still answer GECO's β.
+    lr_floor: float = 0.0
 
     def validate(self, prefix: str) -> None:
         if self.lr <= 0:
             raise ConfigError(f"{prefix}.lr must be > 0")
+        if not 0 <= self.lr_floor < 1:
+            raise ConfigError(f"{prefix}.lr_floor must be in [0, 1), got {self.lr_floor}")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"{prefix}.ema_decay must be in [0, 1) (0: no average), got {self.ema_decay}")
         _positive(prefix, "max_steps", self.max_steps)
@@ -185,6 +200,10 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     rate: RateConfig = field(default_factory=RateConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    # Who this run is in its sweep (sweep, family, architecture, λ, β or target, seed, steps), written by
+    # rd_train.sweep and copied into metrics.json: readers never parse it from folder names. Training never
+    # reads it.
+    identity: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, prefix: str = "") -> None:
         for f in dataclasses.fields(self):
@@ -275,6 +294,10 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             except ConfigError as error:
                 errors.append(str(error).removeprefix(f"{key} ").removesuffix(f", got {value!r}"))
         raise ConfigError(f"{key} " + ", or ".join(errors) + f", got {value!r}")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return dict(value)
     if origin is list:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{key} must be a list, got {value!r}")

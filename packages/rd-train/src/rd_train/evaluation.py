@@ -105,6 +105,9 @@ class EvaluationMixin:
         result["validation_history"] = self.validation_history
         if hasattr(self.rate, "kl_ema"):
             result["geco_training_kl_ema"] = float(self.rate.kl_ema)
+            result["geco_training_target"] = float(self.rate.training_target)
+            result["geco_corrections"] = self.rate.corrections
+            result["geco_tracking_error"] = float(result["kl"]) / self.rate.target - 1.0
         return result
 
     def _reconstruct(self, x: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -153,4 +156,6 @@ class EvaluationMixin:
             dist.all_reduce(sums)  # every worker's shard of the validation set
         kl, pixel, aniso, count = sums.tolist()
         self.validation_history.append([self.step_count, kl / count, pixel / count, aniso / count])
+        if hasattr(self.rate, "correct"):  # GECO's outer loop (rate.py) reads the evaluated KL
+            self.rate.correct(self.step_count, kl / count, self.config.optim.max_steps)
         self.log_dict({"val/kl": kl / count, "val/pixel": pixel / count, "val/anisotropy": aniso / count})

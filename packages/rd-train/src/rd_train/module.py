@@ -123,13 +123,14 @@ class VAEModule(EvaluationMixin, L.LightningModule):
         o = self.config.optim
         # fused: one kernel per step, and it can skip a step on the device (found_inf, below).
         gen = torch.optim.Adam(self.model.parameters(), lr=o.lr, betas=tuple(o.betas), fused=True)  # type: ignore[arg-type]
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(gen, T_max=o.max_steps)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(gen, T_max=o.max_steps, eta_min=o.lr * o.lr_floor)
         if not self.adversarial:
             return [gen], [schedule]
         assert self.neural is not None
         disc = torch.optim.Adam(self.neural.parameters(), lr=o.lr / 2, betas=(0.5, 0.999), fused=True)
         if self.config.loss.disc_lr_schedule == "cosine":  # the same multiplier as the generator's
-            disc_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(disc, T_max=o.max_steps)
+            disc_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(disc, T_max=o.max_steps,
+                                                                       eta_min=o.lr / 2 * o.lr_floor)
             return [gen, disc], [schedule, disc_schedule]
         return [gen, disc], [schedule]
 

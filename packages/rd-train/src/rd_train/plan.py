@@ -1,7 +1,7 @@
 r"""How long the training stages of a params file take on this machine, predicted before they run.
 
 The runs are listed by the functions the stages call (`rd_train.sweep.run_configs` for the DVC stages
-fixed, geco and control; `rd_train.spatial.spatial_params` then `run_configs` for spatial), in the
+fixed, geco, length and control; `rd_train.spatial.spatial_params` then `run_configs` for spatial), in the
 blocks a stage trains one after another (one (sweep, family) each) and in the order a block submits
 them to its ``jobs`` workers.
 
@@ -34,7 +34,8 @@ from typing import Any
 from rd_train.config import TrainConfig, from_dict
 from rd_train.errors import ParamsError
 
-VECTOR_STAGES = (("fixed", True), ("geco", True), ("control", False))  # (sweep, has a pixel block)
+# (sweep, has a pixel block), in dvc.yaml's stage order
+VECTOR_STAGES = (("fixed", True), ("geco", True), ("length", True), ("control", False))
 
 
 @dataclass(frozen=True)
@@ -76,20 +77,20 @@ class RunCost:
 def planned_blocks(params: dict[str, Any], source: str = "params.yaml") -> list[Block]:
     """Every block the training stages of ``params`` train, in DVC's stage order (fixed, geco, control,
     spatial) and each stage's family order (dvc.yaml: pixel first, then the losses' families)."""
-    from rd_train.spatial.grid import spatial_params
-    from rd_train.spatial.sweep import SWEEPS
+    from rd_train.spatial.grid import spatial_params, spatial_sweeps
     from rd_train.sweep import neural_families, run_configs
 
     blocks = []
     for sweep, with_pixel in VECTOR_STAGES:
-        if sweep == "control" and not isinstance(params.get("sweep", {}).get("norm_matched"), dict):
+        optional = {"control": "norm_matched", "length": "length_replicate"}.get(sweep)
+        if optional and not isinstance(params.get("sweep", {}).get(optional), dict):
             continue
         for family in (["pixel"] if with_pixel else []) + neural_families(params):
             configs = run_configs(params, sweep, family, "runs")
             blocks.append(Block(sweep, sweep, family, "vector", tuple(configs)))
     if "spatial" in params:
         derived = spatial_params(params, source)
-        for sweep in SWEEPS:
+        for sweep in spatial_sweeps(derived):
             for family in ["pixel", *derived["losses"]]:
                 configs = run_configs(derived, sweep, family, "runs/spatial")
                 blocks.append(Block("spatial", sweep, family, "spatial", tuple(configs)))

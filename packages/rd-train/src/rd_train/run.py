@@ -89,6 +89,7 @@ def fit(config: TrainConfig, neural_loss: nn.Module | None = None,
     module.to(trainer.strategy.root_device)  # Lightning returns the module on the CPU after fit
     metrics = module.evaluate(data.val_dataloader())
     metrics["config"] = config.to_dict()
+    metrics["identity"] = dict(config.identity)
     metrics["precision"], metrics["precision_reason"] = precision.precision, precision.reason
     metrics["threads"] = torch.get_num_threads()  # intra-op threads that trained it (workers.py)
     metrics["train_seconds_this_process"] = time.perf_counter() - start

@@ -5,6 +5,9 @@ Two sweeps (spec §3.2, §4.2), each over loss families:
 * ``fixed``: λ × β × seed at a fixed β (the rate each λ settles to);
 * ``geco``: λ × rate target × seed, β adapted by GECO from ``geco_initial_beta`` (the posterior shape at
   matched rate);
+* ``length``: the training-length replicate of ``geco`` (``sweep.length_replicate``): its ``targets`` ×
+  every λ × seed at ``steps_factor`` times the steps, the warm-up and the validation cadence scaled with
+  them (both are fixed fractions of training), so a matched-rate effect is seen at two lengths;
 * ``control``: the balancer control, neural families only: ``norm_matched.lams`` × ``norm_matched.betas``
   × seed at a fixed β with ``loss.norm_match`` (the balanced gradient rescaled to the norm pixel SSE
   alone gets), beside the same cells of ``fixed`` (does the rate drop at fixed β survive?).
@@ -57,9 +60,25 @@ def neural_families(params: dict[str, Any]) -> list[str]:
     return list(params["losses"])
 
 
+SWEEPS = ("fixed", "geco", "length", "control")
+
+
+def length_replicate(params: dict[str, Any]) -> tuple[list[float], int]:
+    """(targets, steps factor) of ``sweep.length_replicate``."""
+    section = params["sweep"].get("length_replicate")
+    if not isinstance(section, dict) or set(section) != {"targets", "steps_factor"}:
+        raise ParamsError("the length sweep reads the params' sweep.length_replicate {targets, steps_factor}")
+    targets, factor = section["targets"], section["steps_factor"]
+    if not isinstance(targets, list) or not targets or any(float(t) <= 0 for t in targets):
+        raise ParamsError(f"sweep.length_replicate.targets must be a non-empty list of rates > 0, got {targets}")
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
+        raise ParamsError(f"sweep.length_replicate.steps_factor must be an integer >= 2, got {factor!r}")
+    return [float(t) for t in targets], factor
+
+
 def run_configs(params: dict[str, Any], sweep: str, family: str, out: str | Path) -> list[TrainConfig]:
-    if sweep not in ("fixed", "geco", "control"):
-        raise ParamsError(f"sweep must be 'fixed', 'geco' or 'control', got {sweep!r}")
+    if sweep not in SWEEPS:
+        raise ParamsError(f"sweep must be one of {list(SWEEPS)}, got {sweep!r}")
     if family != "pixel" and family not in params["losses"]:
         raise ParamsError(f"family {family!r} is neither 'pixel' nor a key of the params' losses section "
                           f"{list(params['losses'])}")
@@ -69,6 +88,9 @@ def run_configs(params: dict[str, Any], sweep: str, family: str, out: str | Path
         raise ParamsError(f"the params' sweep section lacks {missing}")
     lams = [0.0] if family == "pixel" else s["lams"]
     controls = s["betas"] if sweep == "fixed" else s["rate_targets"]
+    factor = 1
+    if sweep == "length":
+        controls, factor = length_replicate(params)
     if sweep == "control":
         matched = s.get("norm_matched")
         if family == "pixel" or not isinstance(matched, dict) or not {"lams", "betas"} <= set(matched):
@@ -90,18 +112,32 @@ def run_configs(params: dict[str, Any], sweep: str, family: str, out: str | Path
         else:
             rate.update(mode="geco", beta=float(s["geco_initial_beta"]), target=float(control))
             tag = f"target{control:g}"
+        trainer, optim = dict(params.get("trainer", {})), dict(params["optim"])
+        if factor > 1:  # a pure dilation: warm-up and validation cadence stay the same fractions
+            optim["max_steps"] = int(optim["max_steps"]) * factor
+            rate["warmup_steps"] = int(rate.get("warmup_steps", 0)) * factor
+            if "val_every_n_steps" in trainer:
+                trainer["val_every_n_steps"] = int(trainer["val_every_n_steps"]) * factor
+            tag += f"_steps{optim['max_steps']}"
         name = f"{family}_lam{lam:g}_{tag}_seed{seed}"
+        identity = {
+            "sweep": sweep, "family": family, "architecture": params["model"].get("kind", "vector"),
+            "lam": float(lam), "beta": float(control) if sweep in ("fixed", "control") else None,
+            "target": None if sweep in ("fixed", "control") else float(control), "seed": int(seed),
+            "steps": int(optim["max_steps"]),
+        }
         configs.append(
             from_dict(
                 {
-                    **params.get("trainer", {}),
+                    **trainer,
                     "out_dir": str(Path(out) / name),
                     "seed": int(seed),
                     "data": params["data"],
                     "model": params["model"],
-                    "optim": params["optim"],
+                    "optim": optim,
                     "loss": loss,
                     "rate": rate,
+                    "identity": identity,
                 }
             )
         )

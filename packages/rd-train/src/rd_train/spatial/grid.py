@@ -51,8 +51,10 @@ class SpatialGrid:
                               f"losses section {list(params.get('losses', {}))}")
         lists = {key: section[key] for key in ("lams", "betas", "rate_targets", "seeds")}
         for key, values in lists.items():
-            if not isinstance(values, list) or not values:
-                raise ParamsError(f"{source} spatial.{key} must be a non-empty list")
+            # An empty β list runs no fixed-β sweep (the matched-rate claim only, as protocol v3's budget rule can choose).
+            if not isinstance(values, list) or (not values and key != "betas"):
+                raise ParamsError(f"{source} spatial.{key} must be a non-empty list"
+                                  + (" (betas may be empty: no fixed-β sweep)" if key == "betas" else ""))
         if any(float(lam) <= 0 for lam in lists["lams"]):
             raise ParamsError(f"{source} spatial.lams: λ > 0 only (λ = 0 is the family `pixel`, run anyway)")
         for key in ("betas", "rate_targets"):
@@ -71,6 +73,11 @@ class SpatialGrid:
         )
 
 
+def spatial_sweeps(derived: dict[str, Any]) -> list[str]:
+    """The sweeps the spatial grid runs, in order: the fixed-β sweep only when it has a β."""
+    return [sweep for sweep in ("fixed", "geco") if sweep != "fixed" or derived["sweep"]["betas"]]
+
+
 def spatial_params(params: dict[str, Any], source: str = "params.yaml") -> dict[str, Any]:
     """The params of the spatial sweep: ``params`` with its model and grid replaced (a new dict)."""
     grid = SpatialGrid.from_params(params, source)
@@ -81,7 +88,8 @@ def spatial_params(params: dict[str, Any], source: str = "params.yaml") -> dict[
     derived["preregistered_in"] = params["spatial"].get("preregistered_in")
     derived["model"] = copy.deepcopy(grid.model)
     derived["losses"] = {family: copy.deepcopy(params["losses"][family]) for family in grid.families}
-    sweep = {key: value for key, value in params["sweep"].items() if key != "norm_matched"}
+    # The spatial grid has no balancer control and no length replicate of its own.
+    sweep = {key: value for key, value in params["sweep"].items() if key not in ("norm_matched", "length_replicate")}
     sweep.update(lams=grid.lams, betas=grid.betas, rate_targets=grid.rate_targets, seeds=grid.seeds,
                  geco_initial_beta=grid.geco_initial_beta)
     derived["sweep"] = sweep

@@ -15,18 +15,15 @@ import yaml
 
 from rd_train.config import ConfigError
 from rd_train.errors import ParamsError
-from rd_train.spatial.grid import spatial_params
+from rd_train.spatial.grid import spatial_params, spatial_sweeps
 from rd_train.sweep import load_params, run_configs
-
-SWEEPS = ("fixed", "geco")
-
 
 def derived_params(params_path: str | Path) -> dict[str, Any]:
     """The spatial sweep's params from the params file, every run config checked before any run starts."""
     params = load_params(params_path)
     derived = spatial_params(params, str(params_path))
     try:
-        for sweep in SWEEPS:
+        for sweep in spatial_sweeps(derived):
             for family in ["pixel", *derived["losses"]]:
                 run_configs(derived, sweep, family, "runs")
     except ConfigError as error:  # named by its run-config key; the values come from `spatial`
@@ -42,7 +39,7 @@ def run_spatial_sweep(params_path: str | Path, out: str | Path, jobs: int = 1) -
     with tempfile.TemporaryDirectory(prefix="rd-train-spatial-") as scratch:
         derived_path = Path(scratch) / "spatial_params.yaml"
         derived_path.write_text(yaml.safe_dump(derived, sort_keys=False))
-        for sweep in SWEEPS:
+        for sweep in spatial_sweeps(derived):
             for family in ["pixel", *derived["losses"]]:
                 where = Path(out) / sweep / family
                 print(f"[spatial] {sweep}/{family}: AutoencoderKL runs -> {where}", flush=True)
