@@ -115,3 +115,103 @@ def test_a_sweep_under_an_oversubscribing_environment_runs_one_thread_per_worker
         run = tmp_path / "runs" / "fixed" / "pixel" / f"pixel_lam0_beta0.1_seed{seed}"
         assert json.loads((run / "metrics.json").read_text())["threads"] == 1
         assert "GPU available" in (run / "train.log").read_text()
+
+
+def _miniature_sweep(tmp_path: Path, steps: int) -> list[str]:
+    """A pixel fixed-β sweep of two runs in ``tmp_path``, long enough to be stopped mid-run; its command."""
+    miniature = Path(__file__).parents[3] / "tests" / "data" / "miniature_params.yaml"
+    params = yaml.safe_load(miniature.read_text())
+    params["sweep"].update(betas=[0.1], seeds=[0, 1])
+    params["optim"]["max_steps"] = steps
+    params["trainer"].update(val_every_n_steps=steps // 4, log_every_n_steps=steps // 4)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    from rd_train.config import DataConfig
+    from rd_train.data import save_embedded
+
+    save_embedded(tmp_path / "data" / "embedded", DataConfig(**params["embedded"]))
+    code = "import sys; from rd_train.cli import main; sys.exit(main(sys.argv[1:]))"
+    return [sys.executable, "-c", code, "sweep", "--sweep", "fixed", "--family", "pixel",
+            "--out", "runs/fixed/pixel", "--jobs", "2"]
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG is Linux's")
+def test_a_terminated_sweep_stops_its_workers_and_a_rerun_resumes_exactly(tmp_path):
+    """Issue 31 §6: SIGTERM to a sweep mid-run stops both workers within seconds (they ignored it and trained
+    on with no parent before); the rerun started at once trains each run to the end exactly once, from its
+    last epoch-end checkpoint, to the same metrics as a sweep never stopped."""
+    import signal
+    import time
+
+    env = {**os.environ, "RD_TRAIN_CORES": "2"}
+    stopped, whole = tmp_path / "stopped", tmp_path / "whole"
+    for folder in (stopped, whole):
+        folder.mkdir()
+        command = _miniature_sweep(folder, steps=2400)
+    sweep = subprocess.Popen(command, cwd=stopped, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    runs = [stopped / "runs" / "fixed" / "pixel" / f"pixel_lam0_beta0.1_seed{seed}" for seed in (0, 1)]
+    deadline = time.monotonic() + 300
+    while not all((run / "checkpoints" / "last.ckpt").is_file() for run in runs):
+        assert sweep.poll() is None and time.monotonic() < deadline, "the sweep ended before it was stopped"
+        time.sleep(0.2)
+    workers = _children(sweep.pid) - {sweep.pid}
+    workers = {pid for pid in workers if any(_children(pid) or [True])}
+    sweep.send_signal(signal.SIGTERM)
+    sweep.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, f"workers {workers} still run 30 s after the sweep was stopped"
+        time.sleep(0.2)
+    assert not any((run / "metrics.json").is_file() for run in runs), "a run finished before the stop"
+    logs = [(run / "train.log").read_text() for run in runs]
+    assert all("stopped by a signal" in log for log in logs), logs[0][-2000:]
+
+    for folder in (stopped, whole):  # the rerun at once, and the reference never stopped
+        done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=600,
+                              check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+    for seed in (0, 1):
+        name = f"pixel_lam0_beta0.1_seed{seed}"
+        resumed = json.loads((stopped / "runs" / "fixed" / "pixel" / name / "metrics.json").read_text())
+        reference = json.loads((whole / "runs" / "fixed" / "pixel" / name / "metrics.json").read_text())
+        assert resumed["validation_history"] == reference["validation_history"]
+        assert (resumed["kl"], resumed["anisotropy"]) == (reference["kl"], reference["anisotropy"])
+        assert (stopped / "runs" / "fixed" / "pixel" / name / "train.log").read_text().count(
+            "stopped by a signal") == 1
+
+
+def test_a_run_directory_in_training_is_not_trained_twice(tiny):
+    """Issue 31 §6: while a process holds a run's lock, a second fit of that directory stops with one line."""
+    import fcntl
+
+    from rd_train.errors import RunConflictError
+    from rd_train.run import fit
+
+    config = from_dict(tiny(optim={"max_steps": 4}))
+    out = Path(config.out_dir)
+    out.mkdir(parents=True)
+    with open(out / ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(RunConflictError, match="being trained by another process"):
+            fit(config)
+    assert fit(config)["steps"] == 4  # the lock released, the run trains

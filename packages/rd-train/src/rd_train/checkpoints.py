@@ -22,6 +22,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from rd_theory.atomic import atomic_write
 
 from rd_train.errors import CheckpointError
+from rd_train.workers import stop_requested
 
 TEMPORARY_PREFIX = "."  # rd_theory.atomic names its temporary files ".<target name>.<random>"
 
@@ -45,6 +46,8 @@ class SaveLast(L.Callback):
         self.path = directory / "last.ckpt"
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if stop_requested():  # a signal ended this epoch early: a mid-epoch checkpoint would not resume
+            return            # exactly (the loader restarts its epoch), so the last epoch end's stays
         trainer.save_checkpoint(self.path, weights_only=False)  # optimiser state too: resume is exact
 
 

@@ -1,7 +1,9 @@
 """``rd-train fit|evaluate|prepare --config run.yaml [--set key=value ...]``, and the DVC stage
-commands ``rd-train sweep``, ``rd-train spatial-sweep``, ``rd-train spatial-report``, ``rd-train aggregate``,
-``rd-train analyze`` and ``rd-train diffusability``; ``rd-train plan`` predicts the training stages' time
-on this machine before they run (plan.py).
+commands ``rd-train sweep``, ``rd-train spatial-sweep``, ``rd-train records`` (each finished run's record,
+git-tracked), ``rd-train report`` (every table and figure derived from the records), ``rd-train analyze``
+and ``rd-train diffusability``; ``rd-train plan`` predicts the training stages' time on this machine
+before they run (plan.py). The training stages import this module, so it holds the parsers and one-line
+handlers only: what a command does lives in the module its handler calls.
 
 A mistake the user can fix (a config value, a missing file or weights, an unreadable checkpoint, a
 run directory holding another run, a params.yaml naming an unknown family) prints one line,
@@ -102,18 +104,17 @@ def _spatial_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _spatial_report(args: argparse.Namespace) -> int:
-    from rd_train.spatial import write_spatial_report
+def _records(args: argparse.Namespace) -> int:
+    from rd_train.protocol.stage import write_records
 
-    study = write_spatial_report(args.params, args.runs, args.paper)
-    print(f"spatial-report: {len(study.runs)} runs -> {Path(args.paper) / 'spatial' / 'claims.md'}")
+    print(write_records(args.runs, args.out))
     return 0
 
 
-def _aggregate(args: argparse.Namespace) -> int:
-    from rd_train.report import aggregate
+def _report(args: argparse.Namespace) -> int:
+    from rd_train.protocol.stage import write_report
 
-    aggregate(args.params, args.runs, args.paper, args.analysis, args.diffusability)
+    print(write_report(args.params, args.records, args.out))
     return 0
 
 
@@ -169,7 +170,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "fit": _fit, "evaluate": _evaluate, "prepare": _prepare, "sweep": _sweep,
-    "spatial-sweep": _spatial_sweep, "spatial-report": _spatial_report, "aggregate": _aggregate,
+    "spatial-sweep": _spatial_sweep, "records": _records, "report": _report,
     "analyze": _analyze, "inspect": _inspect, "diffusability": _diffusability, "plan": _plan,
 }
 
@@ -220,16 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
     spatial.add_argument("--out", required=True, help="runs go to OUT/<sweep>/<family>/<run>")
     spatial.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes sharing the "
         "cores)")
-    spatial_report = sub.add_parser("spatial-report", parents=[common],
-                                    help="claims, convergence and figures of the AutoencoderKL sweep "
-                                    "under PAPER/spatial (a DVC stage)")
-    _add_stage_paths(spatial_report, runs="runs/spatial")
-    agg = sub.add_parser("aggregate", parents=[common],
-                         help="figures and tables under paper/ from the runs' metrics")
-    _add_stage_paths(agg)
-    agg.add_argument("--analysis", help="the analysis stage's data (adds the effective-weights claims line)")
-    agg.add_argument("--diffusability",
-                     help="the diffusability stage's summary.json (adds its claims section)")
+    rec = sub.add_parser("records", parents=[common],
+                         help="every finished run's record (identity, metrics, validation history, training "
+                         "curves) as git-tracked JSON lines under OUT (a DVC stage)")
+    rec.add_argument("--runs", default="runs", help="the runs folder, searched at any depth")
+    rec.add_argument("--out", default="paper/records")
+    rep = sub.add_parser("report", parents=[common],
+                         help="every table and figure derived from the run records (claims, convergence, "
+                         "sweeps, runs.csv) under OUT: no run or checkpoint needed (the DVC stage aggregate)")
+    rep.add_argument("--params", default="params.yaml")
+    rep.add_argument("--records", default="paper/records")
+    rep.add_argument("--out", default="paper")
     dif = sub.add_parser("diffusability", parents=[common],
                          help="a latent sampler on every matched-rate run, scored against floors "
                          "(a DVC stage)")

@@ -40,3 +40,7 @@ class RunConflictError(UserError, ValueError):
 
 class CheckpointError(UserError):
     """A checkpoint file is missing, truncated, foreign or from another run."""
+
+
+class StoppedError(UserError):
+    """A run stopped by a signal (SIGTERM, SIGINT) before its last step; rerunning resumes it."""

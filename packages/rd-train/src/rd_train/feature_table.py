@@ -209,20 +209,26 @@ def training_targets(config: TrainConfig) -> torch.Tensor:
     return torch.cat([images, images.flip(-1)]) if config.data.hflip else images
 
 
-def target_tabled_loss(config: TrainConfig, max_bytes: int = MAX_BYTES,
-                       directory: str | Path | None = None) -> VGG16FeatureLoss:
-    """The VGG16 (HED) loss of ``config`` with the table of its training targets, for ``fit``; with
-    ``directory``, the table shared by every run of the sweep (`shared_table`)."""
-    from rd_train.losses import build_neural_loss
+def table_problems(config: TrainConfig) -> list[str]:
+    """Why a target-feature table cannot serve ``config`` (empty: it can)."""
     from rd_train.run import training_device
 
-    problems = [problem for problem, bad in (
+    return [problem for problem, bad in (
         (f"loss.neural={config.loss.neural!r} with lam={config.loss.lam} (it needs vgg16_hed, lam > 0)",
          config.loss.neural != "vgg16_hed" or config.loss.lam == 0),
         (f"precision={config.precision!r} (it needs 32-true)", config.precision != "32-true"),
         ("a CUDA device (it needs the CPU)", training_device(config).type != "cpu"),
         (f"devices={config.devices} (it needs 1)", config.devices != 1),
     ) if bad]
+
+
+def target_tabled_loss(config: TrainConfig, max_bytes: int = MAX_BYTES,
+                       directory: str | Path | None = None) -> VGG16FeatureLoss:
+    """The VGG16 (HED) loss of ``config`` with the table of its training targets, for ``fit``; with
+    ``directory``, the table shared by every run of the sweep (`shared_table`)."""
+    from rd_train.losses import build_neural_loss
+
+    problems = table_problems(config)
     if problems:
         raise ConfigError("a target-feature table cannot serve " + ", ".join(problems))
     loss = build_neural_loss(config)

@@ -7,31 +7,61 @@ training; an interrupted one resumes from ``last.ckpt`` and ends with the same m
 uninterrupted run (data order is a function of the epoch, noise and flips of the step).
 Checkpoints load with ``weights_only=True``; one that cannot be read so stops the run, by name.
 The final evaluation runs on the training device (Lightning hands the module back on the CPU).
+
+A run directory is locked (``<run>/.lock``, an advisory ``flock`` the kernel releases when the process
+ends, however it ends) while a process trains it: a second sweep or ``fit`` of the same directory stops
+with one line instead of training it at the same time. A process asked to stop (workers.py: a sweep
+worker's SIGTERM or SIGINT) stops at the next step boundary, keeps its last epoch-end checkpoint and
+raises `StoppedError` without writing ``metrics.json``: the run is unfinished, and a rerun resumes it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import nn
 
 from rd_train.checkpoints import AtomicCheckpointIO, SaveLast, read_checkpoint, remove_partial_writes
 from rd_train.config import TrainConfig
 from rd_train.data import ImageDataModule
-from rd_train.errors import ConfigError, RunConflictError
+from rd_train.errors import ConfigError, RunConflictError, StoppedError
 from rd_train.metrics import write_json
 from rd_train.module import VAEModule
 from rd_train.precision import resolve as resolve_precision
 from rd_train.step_graph import ENV_VAR as STEP_GRAPH_ENV
 from rd_train.step_graph import requested as step_graph_requested
+from rd_train.workers import stop_requested
+
+
+class StopWhenAsked(L.Callback):
+    """End training at the step boundary after a stop request (module doc)."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if stop_requested():
+            trainer.should_stop = True
+
+
+@contextlib.contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold ``<out>/.lock`` while training; another holder means another process trains ``out``."""
+    with open(out / ".lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunConflictError(f"{out} is being trained by another process right now; wait for it to "
+                                   "finish (its run is then reused) or stop it, then rerun") from None
+        yield  # the lock goes with the file's closing, or with the process
 
 
 def fit(config: TrainConfig, neural_loss: nn.Module | None = None,
@@ -47,6 +77,17 @@ def fit(config: TrainConfig, neural_loss: nn.Module | None = None,
     if is_finished(config):
         return json.loads(metrics_path.read_text())  # a finished run is reused, never retrained
     out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out):
+        if is_finished(config):  # another process finished it while this one waited to look
+            return json.loads(metrics_path.read_text())
+        return _train(config, neural_loss, callbacks, graphed)
+
+
+def _train(config: TrainConfig, neural_loss: nn.Module | None, callbacks: Sequence[L.Callback],
+           graphed: bool) -> dict[str, Any]:
+    """`fit`'s work, under the run's lock."""
+    out = Path(config.out_dir)
+    metrics_path = out / "metrics.json"
     config_path = out / "config.json"
     if config_path.is_file() and json.loads(config_path.read_text()) != config.to_dict():
         raise RunConflictError(f"{out} holds a run with another config ({config_path}): choose another "
@@ -72,7 +113,8 @@ def fit(config: TrainConfig, neural_loss: nn.Module | None = None,
         strategy="ddp" if config.devices > 1 else "auto",
         sync_batchnorm=config.devices > 1,  # BatchNorm statistics over the global batch (see module.py)
         max_epochs=-1, max_steps=-1,  # the module stops itself after optim.max_steps batches
-        callbacks=[SaveLast(checkpoints), *callbacks], enable_checkpointing=False,  # SaveLast checkpoints
+        callbacks=[SaveLast(checkpoints), StopWhenAsked(), *callbacks],
+        enable_checkpointing=False,  # SaveLast checkpoints
         plugins=[AtomicCheckpointIO()],
         logger=CSVLogger(out, name="logs", version=0),
         enable_progress_bar=sys.stderr.isatty(), enable_model_summary=False,
@@ -82,8 +124,17 @@ def fit(config: TrainConfig, neural_loss: nn.Module | None = None,
         check_val_every_n_epoch=None if config.val_every_n_steps else 1,
     )
     start = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None,
-                weights_only=True)
+    terminated = False
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None,
+                    weights_only=True)
+    except SIGTERMException:  # Lightning's own SIGTERM handler (it calls ours too) ends fit this way
+        terminated = True
+    if terminated or stop_requested():
+        message = (f"{out}: stopped by a signal at step {module.step_count} of {config.optim.max_steps}; "
+                   "rerun to resume it from its last epoch-end checkpoint")
+        print(f"rd-train: {message}", file=sys.stderr, flush=True)  # into train.log inside a sweep
+        raise StoppedError(message)
     if not trainer.is_global_zero:
         return {}
     module.to(trainer.strategy.root_device)  # Lightning returns the module on the CPU after fit

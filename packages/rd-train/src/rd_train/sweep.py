@@ -14,7 +14,11 @@ Two sweeps (spec §3.2, §4.2), each over loss families:
 
 The family ``pixel`` is λ = 0 (pure pixel SSE), shared by both neural families as their baseline.
 One stage runs one (sweep, family) in one process; finished runs are reused, so an interrupted
-``dvc repro`` continues where it stopped. `rd_train.report` draws the figures and tables from the
+``dvc repro`` continues where it stopped. Every VGG16 (HED) run of a CPU sweep reads its targets' features
+from one table shared by the whole pipeline (`rd_train.feature_table.shared_table`: built once, memory-mapped
+by every worker, keyed by a fingerprint of the images and the network, bit-identical to the network's
+features) under ``.cache/feature-tables`` or ``$RD_TRAIN_FEATURE_TABLES``: outside every DVC output, since it
+is a cache of the network's values, not a result. `rd_train.report` draws the figures and tables from the
 runs' ``metrics.json``. A params file that is malformed or names an unknown family stops the stage
 with a `ParamsError` naming the file and the key.
 """
@@ -22,6 +26,7 @@ with a `ParamsError` naming the file and the key.
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -171,9 +176,12 @@ def run_sweep(params_path: str | Path, sweep: str, family: str, out: str | Path,
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    from rd_train.workers import stop_with_parent
+
+    stop_with_parent()  # killed with its dvc repro or shell, the sweep goes, and its workers after it
     context = multiprocessing.get_context("spawn")  # no forked torch or CUDA state
     with ProcessPoolExecutor(plan.workers, mp_context=context, initializer=_worker_init,
-                             initargs=(plan.threads,)) as pool:
+                             initargs=(plan.threads, True)) as pool:
         futures = {pool.submit(_fit_quietly, config): config for config in configs}
         try:
             for future in as_completed(futures):
@@ -189,18 +197,29 @@ def run_sweep(params_path: str | Path, sweep: str, family: str, out: str | Path,
     progress.close()
 
 
-def _worker_init(threads: int) -> None:
-    from rd_train.workers import set_threads
+def _worker_init(threads: int, stop_on_signals: bool = False) -> None:
+    from rd_train import workers
 
-    set_threads(threads)
+    workers.set_threads(threads)
+    if stop_on_signals:  # pool workers only: a sweep in the caller's process keeps the caller's handlers
+        workers.stop_on_signals()
+
+
+TABLES_ENV = "RD_TRAIN_FEATURE_TABLES"
+
+
+def feature_table_directory() -> Path:
+    """Where the sweep's shared target-feature tables live (module doc)."""
+    return Path(os.environ.get(TABLES_ENV) or Path(".cache") / "feature-tables")
 
 
 def _fit_quietly(config: TrainConfig) -> tuple[str, dict[str, Any], float, bool]:
     """Fit one run with its output in ``<run>/train.log``: (name, headline metrics, seconds, reused)."""
     import time
 
+    from rd_train.feature_table import table_problems, target_tabled_loss
     from rd_train.run import fit, is_finished
-    from rd_train.workers import output_to
+    from rd_train.workers import output_to, running
 
     out = Path(config.out_dir)
     reused = is_finished(config)
@@ -208,7 +227,9 @@ def _fit_quietly(config: TrainConfig) -> tuple[str, dict[str, Any], float, bool]
     if reused:
         metrics = fit(config)
     else:
-        with output_to(out / "train.log"):
-            metrics = fit(config)
+        with running(), output_to(out / "train.log"):
+            shared = not table_problems(config)
+            loss = target_tabled_loss(config, directory=feature_table_directory()) if shared else None
+            metrics = fit(config, loss)
     keys = ("kl", "anisotropy", "psnr", "beta", "precision")
     return out.name, {k: metrics.get(k) for k in keys}, time.perf_counter() - start, reused

@@ -8,6 +8,14 @@ threads took 51-169 s where 2 × 1 took 22-24 s). C is the cores this process ma
 when a user sets it (e.g. to leave cores to other work). ``OMP_NUM_THREADS`` is deliberately not read:
 the test and pipeline sessions export it for their own processes.
 
+Stopping: a sweep stops when asked. In a pool worker (`stop_on_signals`), SIGTERM and SIGINT set a
+flag that the run in progress reads at every step boundary: it stops there, keeps its last epoch-end
+checkpoint, so a rerun resumes exactly (run.py), and the worker then exits (`running`); a worker asked
+between runs exits at once. The kernel sends SIGTERM to a worker whose sweep dies and to a sweep whose
+``dvc repro`` or shell dies (Linux ``PR_SET_PDEATHSIG``), so nothing trains on with no parent (issue 31:
+a ``timeout`` of ``nox -s repro`` once left both workers training, and once stopped, idle workers
+waiting forever on their dead sweep's queue).
+
 Quiet runs: inside a sweep, everything a run prints (Lightning's banners, its tips, known warnings)
 goes to ``<run>/train.log`` at the file-descriptor level, so the sweep's own output is one line per
 finished run and its progress (progress.py).
@@ -16,8 +24,11 @@ finished run and its progress (progress.py).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,6 +72,56 @@ def plan_workers(jobs: int, cores: int | None = None) -> WorkerPlan:
     cores = available_cores() if cores is None else cores
     workers = max(1, min(jobs, cores))
     return WorkerPlan(cores, workers, max(1, cores // workers))
+
+
+_STOP = threading.Event()
+_RUNNING = threading.Event()  # a pool worker is inside a run
+PR_SET_PDEATHSIG = 1
+STOPPED_EXIT = 128 + signal.SIGTERM
+
+
+def stop_requested() -> bool:
+    """Whether this process was asked to stop (SIGTERM or SIGINT after `stop_on_signals`)."""
+    return _STOP.is_set()
+
+
+def request_stop(signum: int = signal.SIGTERM, frame: object = None) -> None:
+    _STOP.set()
+    if not _RUNNING.is_set():  # between runs: nothing to save or wait for
+        os._exit(STOPPED_EXIT)
+
+
+@contextlib.contextmanager
+def running() -> Iterator[None]:
+    """Around one run in a worker: a stop requested during it ends the run at a step boundary (run.py),
+    then the process, which would otherwise wait on its pool's queue for a sweep that may be gone."""
+    _RUNNING.set()
+    try:
+        yield
+    finally:
+        _RUNNING.clear()
+        if _STOP.is_set():
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(STOPPED_EXIT)
+
+
+def stop_with_parent() -> None:
+    """Ask the kernel for SIGTERM when this process's parent dies (Linux; elsewhere nothing)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def stop_on_signals() -> None:
+    """A sweep worker's set-up: SIGTERM and SIGINT set the stop flag, and the parent's death sends
+    SIGTERM (module doc). From the main thread only (Python's rule for signal handlers)."""
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    parent = os.getppid()
+    stop_with_parent()
+    if os.getppid() != parent:  # the parent died before the request: no signal will come
+        _STOP.set()
 
 
 def set_threads(threads: int) -> None:
