@@ -160,6 +160,8 @@ def test_control_sweep_is_the_norm_matched_fixed_cells():
         twin = fixed[(c.loss.lam, c.rate.beta, c.seed)].to_dict()
         mine = c.to_dict()
         twin["loss"]["norm_match"], twin["out_dir"] = True, mine["out_dir"]
+        assert mine["identity"] == {**twin["identity"], "sweep": "control"}  # who it is, not what it trains
+        twin["identity"] = mine["identity"]
         assert mine == twin
     from rd_train.errors import ParamsError
 

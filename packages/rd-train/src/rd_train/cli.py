@@ -105,14 +105,14 @@ def _spatial_sweep(args: argparse.Namespace) -> int:
 
 
 def _records(args: argparse.Namespace) -> int:
-    from rd_train.protocol.stage import write_records
+    from rd_train.protocol.records import write_from_runs  # records only: the stage needs no report code
 
-    print(write_records(args.runs, args.out))
+    print(write_from_runs(args.runs, args.out))
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from rd_train.protocol.stage import write_report
+    from rd_train.protocol.report import write_report
 
     print(write_report(args.params, args.records, args.out))
     return 0

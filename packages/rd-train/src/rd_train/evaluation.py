@@ -105,7 +105,6 @@ class EvaluationMixin:
         result["validation_history"] = self.validation_history
         if hasattr(self.rate, "kl_ema"):
             result["geco_training_kl_ema"] = float(self.rate.kl_ema)
-            result["geco_training_kl_weight_average"] = float(self.rate.kl_weight_average)
             result["geco_training_target"] = float(self.rate.training_target)
             result["geco_corrections"] = self.rate.corrections
             result["geco_tracking_error"] = float(result["kl"]) / self.rate.target - 1.0

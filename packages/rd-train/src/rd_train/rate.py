@@ -26,20 +26,19 @@ Offset correction (``geco_outer_gain`` g > 0). GECO steers the KL of the trainin
 trained weights; the tables report the KL of the evaluated model (the weights' EMA, ema.py) on held-out
 images, which sits a few percent off it (up to 16 % at 5 nats in the committed v2 sweep, a bias by family).
 From ``geco_outer_start`` (a fraction of training) on, each validation measures that offset,
-o = K̃ / K_val, smooths it, ô ← (1 - g) ô + g o (the first measurement taken as it is), and moves the
-target the inner loop steers the training KL to:
+o = K̄ / K_val (the training KL's EMA over the evaluated KL), smooths it, ô ← (1 - g) ô + g o (the first
+measurement taken as it is), and moves the target the inner loop steers the training KL to:
 
     R_train = R* · clamp(ô, 0.8, 1.25)
 
-so that the evaluated KL lands on R* when the offset holds. K̃ is the training KL averaged as the evaluated
-weights are (an EMA with the weights' decay, ``optim.ema_decay``; bias-corrected), so that both sides lag
-the trained weights alike: with GECO's own, faster EMA, o measured the EMA weights' lag while the KL still
-moved (the first offset pilot: a PatchGAN run whose KL rose through mid-training had its target raised by
-the clamp's 25 % and ended 14 % over it). A feedforward correction, not a loop on
+so that the evaluated KL lands on R* when the offset holds. A feedforward correction, not a loop on
 K_val: an integral outer loop on (R* / K_val)^g oscillated in the pilot (the inner loop answers a new
 R_train only after a lag of the order of the validation interval). It starts late, when the offset has
 settled, and the clamp keeps one noisy validation from moving the target far. Each run reports its
-tracking error, K_val at the end against R*.
+tracking error, K_val at the end against R*. Measured (seed 99, λ = 5, 1000 steps; benchmarks/results/
+cpu-geco-offset-pilot.json): pixel SSE and VGG16 (HED) end within 2 % of 5 and 20 nats; PatchGAN does not
+(+4 % and +14 %): its training KL itself still rises late and leaves the inner loop behind, which neither a
+learning-rate floor nor an offset averaged like the weights (cpu-geco-offset-lag-pilot.json) mended.
 
 During the first T steps β is held at its initial value and only the EMA is tracked, so GECO does
 not react to the warm-up transient.
@@ -81,8 +80,7 @@ class FixedBeta:
 
 
 class GECO:
-    def __init__(self, config: RateConfig, weight_decay: float = 0.0) -> None:
-        """``weight_decay``: the decay of the evaluated weights' EMA (0: none; GECO's own decay then)."""
+    def __init__(self, config: RateConfig) -> None:
         assert config.target is not None
         self.target = config.target
         self.training_target = config.target  # what the inner loop steers the training KL to (outer loop)
@@ -94,10 +92,8 @@ class GECO:
         self.beta_min, self.beta_max = config.beta_min, config.beta_max
         self.warmup = config.warmup_steps
         self.proportional = config.geco_proportional
-        self.weight_decay = weight_decay or config.geco_ema_decay
-        # β, Σ ρ^{t-s} K_s, Σ ρ^{t-s}, the integral I, and the two sums of K̃ (the weights' decay): moved to
-        # the KL's device at the first update.
-        self._state = torch.tensor([config.beta, 0.0, 0.0, config.beta, 0.0, 0.0], dtype=torch.float64)
+        # β, Σ ρ^{t-s} K_s, Σ ρ^{t-s}, the integral I: moved to the KL's device at the first update.
+        self._state = torch.tensor([config.beta, 0.0, 0.0, config.beta], dtype=torch.float64)
 
     @property
     def beta(self) -> torch.Tensor:
@@ -107,11 +103,6 @@ class GECO:
     def kl_ema(self) -> torch.Tensor:
         return self._state[1] / self._state[2]  # NaN before the first update
 
-    @property
-    def kl_weight_average(self) -> torch.Tensor:
-        """K̃: the training KL averaged with the evaluated weights' decay (module doc)."""
-        return self._state[4] / self._state[5]
-
     def value(self, step: int) -> torch.Tensor:
         return self._state[0].float()
 
@@ -119,10 +110,9 @@ class GECO:
         """Fold the step's mean KL into the EMA and, after the warm-up, move β; skipped if not finite."""
         if self._state.device != kl.device:
             self._state = self._state.to(kl.device)
-        beta, ema_sum, ema_weight, integral, slow_sum, slow_weight = self._state.unbind()
+        beta, ema_sum, ema_weight, integral = self._state.unbind()
         kl = torch.where(finite, kl.detach().double(), 0.0)
         new_sum, new_weight = self.decay * ema_sum + kl, self.decay * ema_weight + 1.0
-        slow = self.weight_decay * slow_sum + kl, self.weight_decay * slow_weight + 1.0
         new_beta, new_integral = beta, integral
         if step >= self.warmup:
             violation = (new_sum / new_weight - self.training_target) / self.training_target
@@ -132,7 +122,7 @@ class GECO:
             if self.proportional:
                 new_beta = (new_integral * torch.exp(self.proportional * violation)).clamp(
                     self.beta_min, self.beta_max)
-        self._state = torch.where(finite, torch.stack([new_beta, new_sum, new_weight, new_integral, *slow]),
+        self._state = torch.where(finite, torch.stack([new_beta, new_sum, new_weight, new_integral]),
                                   self._state)
 
     def correct(self, step: int, evaluated_kl: float, max_steps: int) -> None:
@@ -140,7 +130,7 @@ class GECO:
         start = max(self.warmup, math.ceil(self.outer_start * max_steps))
         if self.outer_gain <= 0 or step < start or not math.isfinite(evaluated_kl) or evaluated_kl <= 0:
             return
-        offset = float(self.kl_weight_average) / evaluated_kl
+        offset = float(self.kl_ema) / evaluated_kl
         if not math.isfinite(offset):
             return
         self.offset = offset if self.offset is None else (1 - self.outer_gain) * self.offset + self.outer_gain * offset
@@ -148,22 +138,19 @@ class GECO:
         self.corrections.append([float(step), float(evaluated_kl), self.training_target])
 
     def state_dict(self) -> dict[str, Any]:
-        beta, ema_sum, ema_weight, integral, slow_sum, slow_weight = self._state.tolist()
+        beta, ema_sum, ema_weight, integral = self._state.tolist()
         return {"beta": beta, "ema_sum": ema_sum, "ema_weight": ema_weight, "integral": integral,
-                "weight_average_sum": slow_sum, "weight_average_weight": slow_weight,
                 "training_target": self.training_target, "corrections": self.corrections,
                 "offset": self.offset}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         values = [float(state["beta"]), float(state["ema_sum"]), float(state["ema_weight"]),
-                  float(state.get("integral", state["beta"])),  # integral-only checkpoints: I = β
-                  float(state.get("weight_average_sum", 0.0)), float(state.get("weight_average_weight", 0.0))]
+                  float(state.get("integral", state["beta"]))]  # integral-only checkpoints: I = β
         self._state = torch.tensor(values, dtype=torch.float64, device=self._state.device)
         self.training_target = float(state.get("training_target", self.target))
         self.corrections = [list(map(float, row)) for row in state.get("corrections", [])]
         self.offset = None if state.get("offset") is None else float(state["offset"])
 
 
-def build_rate_controller(config: RateConfig, weight_decay: float = 0.0) -> FixedBeta | GECO:
-    """``weight_decay``: the evaluated weights' EMA decay (``optim.ema_decay``), for GECO's offset."""
-    return GECO(config, weight_decay) if config.mode == "geco" else FixedBeta(config)
+def build_rate_controller(config: RateConfig) -> FixedBeta | GECO:
+    return GECO(config) if config.mode == "geco" else FixedBeta(config)

@@ -2,8 +2,8 @@
 
 A run directory holds checkpoints and logs that are not committed; its record is what every table and
 figure derived from the run's results needs, so that, committed, the records let the reports be rebuilt
-in minutes on a fresh clone, with no retraining (the `rd-train report --records` command and its DVC stage
-come with the next retraining). A record is one JSON object:
+in minutes on a fresh clone, with no retraining (`rd-train records` writes them, the DVC stage
+``records``; `rd-train report --records` reads them, the stage ``aggregate``). A record is one JSON object:
 
 * ``path``: the run directory relative to the runs root (``<sweep>/<family>/<run>``, or under
   ``spatial/``), to name the run in tables;
@@ -95,14 +95,21 @@ def write(records: list[dict[str, Any]], out: str | Path) -> list[Path]:
     return written
 
 
+def write_from_runs(runs: str | Path, out: str | Path) -> str:
+    """`rd-train records`: every finished run under ``runs`` written under ``out``; a one-line summary."""
+    records = collect(runs)
+    files = write(records, out)
+    return f"records: {len(records)} runs -> {len(files)} files under {out}"
+
+
 def read(records: str | Path) -> list[dict[str, Any]]:
     """Every record under ``records``, sorted by path; a malformed line is named by file and line."""
     root = Path(records)
     files = sorted(root.rglob("*.jsonl"))
     if not files:
         raise MissingDataError(f"no run records under {root} (<architecture>/<sweep>/<family>.jsonl): "
-                               "write them from a runs folder with "
-                               "rd_train.protocol.records.write(collect(runs), out)")
+                               "write them from a runs folder with `rd-train records --runs runs --out "
+                               f"{root}` (the DVC stage records)")
     out = []
     for path in files:
         for number, line in enumerate(path.read_text().splitlines(), start=1):
