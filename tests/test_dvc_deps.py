@@ -7,10 +7,9 @@ that module, its parent packages' ``__init__.py`` and their imports, transitivel
 (a lazily imported module counts even on a branch a stage may not take), which is what a dependency list
 must be: DVC re-runs a stage when any file its code may run changes.
 
-A file of the closure is covered when it is a stage dependency or lies under one. Today's dvc.yaml names
-the training code file by file and most report stages not at all, so the closure test is expected to
-fail until the pipeline's next retraining moves the deps to folders (issue 31); it is strict, so it
-fails the suite the moment it passes, and the marker has to go.
+A file of the closure is covered when it is a stage dependency or lies under one: dvc.yaml names a folder
+where the stage imports every module in it, and files otherwise. Every dependency line is needed: removing
+any one leaves a file of the closure uncovered (tested), so the lists stay exact.
 """
 
 from __future__ import annotations
@@ -123,21 +122,37 @@ def uncovered(stage: dict, files: set[Path]) -> list[str]:
 
 
 def test_the_closure_follows_lazy_imports_and_parent_packages():
-    files = stage_closure({"cmd": "rd-train aggregate --runs runs"})
+    files = stage_closure({"cmd": "rd-train report --records paper/records"})
     names = {str(f.relative_to(ROOT)) for f in files}
     assert "packages/rd-train/src/rd_train/__init__.py" in names  # a parent package runs first
-    assert "packages/rd-train/src/rd_train/report/study.py" in names  # imported inside the handler's module
+    assert "packages/rd-train/src/rd_train/protocol/claims.py" in names  # imported inside the handler's module
     assert "packages/rd-theory/src/rd_theory/atomic.py" in names  # across packages
     assert "packages/rd-train/src/rd_train/plan.py" not in names  # another command's handler
     assert uncovered({"deps": ["packages/rd-train/src", "packages/rd-theory/src", "packages/rd-kernels/src"]},
                      files) == []
-    assert "packages/rd-train/src/rd_train/report/study.py" in uncovered(
+    assert "packages/rd-train/src/rd_train/protocol/claims.py" in uncovered(
         {"deps": ["packages/rd-theory/src", "packages/rd-kernels/src"]}, files)  # a missing dep is found
 
 
-@pytest.mark.xfail(strict=True, reason="dvc.yaml's deps move to folders with the next retraining (issue 31)")
+def code_stages() -> dict[str, dict]:
+    return {name: stage for name, stage in stages().items() if stage["cmd"].split()[0] in ("rd-train", "python")}
+
+
 def test_every_stage_depends_on_every_file_its_command_imports():
-    missing = {name: uncovered(stage, stage_closure(stage)) for name, stage in stages().items()
-               if stage["cmd"].split()[0] in ("rd-train", "python")}
+    missing = {name: uncovered(stage, stage_closure(stage)) for name, stage in code_stages().items()}
     missing = {name: files for name, files in missing.items() if files}
     assert not missing, "\n".join(f"{name}: {len(f)} files, e.g. {f[:3]}" for name, f in missing.items())
+
+
+def test_every_code_dependency_line_is_needed():
+    """Removing any one dependency under packages/ from a stage leaves a file it imports uncovered: the test
+    above would fail on it, and no stage re-runs for code it never imports."""
+    unneeded = []
+    for name, stage in code_stages().items():
+        closure_files = stage_closure(stage)
+        for dep in stage.get("deps", []):
+            if dep.startswith("packages/"):
+                rest = {**stage, "deps": [d for d in stage["deps"] if d != dep]}
+                if not uncovered(rest, closure_files):
+                    unneeded.append(f"{name}: {dep}")
+    assert not unneeded, unneeded

@@ -77,63 +77,73 @@ def test_every_declared_output_is_produced(pipeline):
     missing = [p for p in declared_outputs(work / "dvc.yaml") if not (work / p).exists()]
     assert not missing, missing
     for family in ("pixel", "perceptual", "adversarial"):
-        for sweep in ("fixed", "geco", "control"):
+        for sweep in ("fixed", "geco", "length", "control"):
             if sweep != "control" or family != "pixel":
                 assert list((work / "runs" / sweep / family).glob("*/metrics.json")), (sweep, family)
     claims = (work / "paper" / "tables" / "claims.md").read_text()
     assert "VGG16 (HED) features" in claims and "PatchGAN" in claims
     assert "LPIPS" not in claims  # the HED VGG16 is never called LPIPS
-    sections = ("## 1. Neural losses lower the rate", "## 2. Neural losses lower the posterior anisotropy",
-                "## 3. Effective distortion weights", "## Beyond the paper: diffusability",
-                "## Trend over the λ grid", "## Does the convergence filter select", "## Toy model",
-                "## Paired analyses: seeds as blocks", "## Balancer control")
-    for section in sections:
+    for section in ("## Summary", "## Every cell", "## Balancer control", "## Left out"):
         assert section in claims
-    assert "interpolated" in claims and "GECO" in claims
-    assert "Predicted from the λ = 0 model" in claims  # the non-circular mechanism test ran
+    assert claims.index("## Summary") < claims.index("## Every cell")  # the answer first
+    assert "the same at twice the steps" in claims  # the length replicate's cells
     convergence = (work / "paper" / "tables" / "convergence.md").read_text()
-    assert "method `window`" in convergence and "## The discriminator keeps learning" in convergence
+    assert "never a filter" in convergence and "tracking error" in convergence
     diffusability = (work / "paper" / "tables" / "diffusability.md").read_text()
     assert "## Verdicts: generation improves with λ — every run, no filter" in diffusability
     assert len(list((work / "analysis" / "diffusability" / "runs").glob("*.json"))) == 2 * 1 + 2 * 2
     assert "VGG16 (HED) blocks 1-1" in (work / "paper" / "tables" / "theory.md").read_text()
 
 
+def test_the_records_hold_every_run_and_rebuild_the_report(pipeline):
+    """Protocol v3 (issue 30 H): `records` writes every finished run as git-trackable JSON lines, and
+    `rd-train report --records` rebuilds claims.md from them byte for byte, with no run directory."""
+    from rd_train.protocol.records import read
+
+    work, _, _, run, *_ = pipeline
+    records = read(work / "paper" / "records")
+    finished = list((work / "runs").rglob("metrics.json"))
+    assert len(records) == len(finished)
+    assert {r["identity"]["sweep"] for r in records} == {"fixed", "geco", "length", "control"}
+    assert {r["identity"]["architecture"] for r in records} == {"vector", "spatial"}
+    rebuilt = work / "rebuilt"
+    run(str(BIN / "rd-train"), "report", "--params", "params.yaml", "--records", "paper/records",
+        "--out", str(rebuilt))
+    for table in ("claims.md", "convergence.md", "sweeps.md", "runs.csv"):
+        assert (rebuilt / "tables" / table).read_bytes() == (work / "paper" / "tables" / table).read_bytes()
+
+
 def test_the_spatial_sweep_trains_autoencoderkl_runs_and_reports_them(pipeline):
-    """The `spatial` stages: AutoencoderKL runs of params.yaml `spatial` under runs/spatial, tested by
-    the vector sweep's report code under paper/spatial."""
+    """The `spatial` stage: AutoencoderKL GECO runs of params.yaml `spatial` under runs/spatial (its β list
+    is empty: no fixed-β sweep), in claims.md beside the vector VAE's."""
     work, *_ = pipeline
-    for sweep in ("fixed", "geco"):
-        for family in ("pixel", "perceptual"):
-            runs = list((work / "runs" / "spatial" / sweep / family).glob("*/metrics.json"))
-            assert runs, (sweep, family)
-            config = json.loads(runs[0].read_text())["config"]
-            assert config["model"]["kind"] == "spatial" and config["model"]["block_out_channels"] == [8, 8]
+    for family in ("pixel", "perceptual"):
+        runs = list((work / "runs" / "spatial" / "geco" / family).glob("*/metrics.json"))
+        assert runs, family
+        config = json.loads(runs[0].read_text())["config"]
+        assert config["model"]["kind"] == "spatial" and config["model"]["block_out_channels"] == [8, 8]
+    assert not (work / "runs" / "spatial" / "fixed").exists()
     assert not list((work / "runs" / "spatial").glob("*/adversarial"))  # spatial.families: perceptual only
-    claims = (work / "paper" / "spatial" / "claims.md").read_text()
-    for section in ("# The paper's claims on the spatial architecture", "## 1. Neural losses lower the rate",
-                    "## 2. Neural losses lower the posterior anisotropy", "## Trend over the λ grid",
-                    "## Paired analyses: seeds as blocks", "## Does the convergence filter select"):
-        assert section in claims
-    assert "VGG16 (HED) features" in claims and "PatchGAN" not in claims
-    rows = (work / "paper" / "spatial" / "runs.csv").read_text().strip().splitlines()
-    assert len(rows) - 1 == 2 + 2 + 1 + 1  # fixed: 2 β x (pixel, λ = 1); geco: 1 target x the same
-    assert (work / "paper" / "spatial" / "figures" / "anisotropy_vs_kl.png").stat().st_size > 1000
+    claims = (work / "paper" / "tables" / "claims.md").read_text()
+    assert "| anisotropy falls with λ at matched rate | VGG16 (HED) features | spatial |" in claims
+    rows = [row for row in (work / "paper" / "tables" / "runs.csv").read_text().splitlines()
+            if row.startswith("spatial/")]
+    assert len(rows) == 2  # one target x (pixel, λ = 1) x one seed
 
 
 def test_the_sweeps_print_one_line_per_run_and_no_framework_banners(pipeline):
     _, first, *_ = pipeline
     lines = [line for line in first.splitlines() if line.startswith("[fixed/perceptual]")]
     header = "[fixed/perceptual] 4 runs, 2 worker(s) x 1 thread(s) on 2 core(s)"
-    start = lines.index(header)  # the vector stage; the spatial stage's own (2 runs) is announced below
+    start = lines.index(header)
     lines = lines[start:start + 6]
     assert len(lines) == 6 and "4/4" in lines[-2] and "stage done" in lines[-2], lines
     assert lines[-1].startswith("[fixed/perceptual] 4/4 runs in")
     assert "GPU available" not in first and "litlogger" not in first
     # The spatial stage names each block it trains (stdout; the sweep's own lines go to stderr).
     printed = first.splitlines()
-    assert "[spatial] fixed/perceptual: AutoencoderKL runs -> runs/spatial/fixed/perceptual" in printed
-    assert "[fixed/perceptual] 2 runs, 2 worker(s) x 1 thread(s) on 2 core(s)" in printed
+    assert "[spatial] geco/perceptual: AutoencoderKL runs -> runs/spatial/geco/perceptual" in printed
+    assert "[geco/perceptual] 1 runs, 1 worker(s) x 2 thread(s) on 2 core(s)" in printed
 
 
 def test_the_theory_stage_verifies_every_claim_and_reproduces_table_3(pipeline):
@@ -168,20 +178,15 @@ def test_data_dvc_versions_the_rebuilt_dataset(pipeline):
 
 
 def test_metrics_are_a_readable_table_of_verdicts(pipeline):
-    """One row per verdict, a handful of columns (not one row of hundreds), and plots render."""
+    """One row per headline verdict, a handful of columns (not one row of hundreds), and plots render."""
     _, _, _, run, dvc, _ = pipeline
     shown = run(dvc, "metrics", "show").strip().splitlines()
     header = shown[0].split()
-    assert header == ["Path", "effect", "effect_high", "effect_low", "n", "p_value", "verdict"], header
-    rows = [line.split()[0] for line in shown[1:]]
-    assert "paper/metrics/rate_perceptual_beta0.01.json" in rows
-    assert "paper/metrics/anisotropy_adversarial_5nats_interpolated.json" in rows
-    assert "paper/metrics/anisotropy_adversarial_5nats_geco.json" in rows
-    vector = [row for row in rows if row.startswith("paper/metrics/")]
-    spatial = [row for row in rows if row.startswith("paper/spatial_metrics/")]
-    assert len(vector) == 2 * 2 + 2 * 2  # (2 β + 1 target x 2 estimates) per family
-    assert len(spatial) == 2 + 2 and len(rows) == len(vector) + len(spatial)  # one family in `spatial`
-    assert "paper/spatial_metrics/rate_perceptual_beta0.1.json" in spatial
+    assert header == ["Path", "effect", "effect_high", "effect_low", "p_holm", "runs", "verdict"], header
+    rows = sorted(line.split()[0] for line in shown[1:])
+    assert rows == sorted(f"paper/metrics/{name}.json" for name in (
+        "rate_vgg16_vector", "rate_patchgan_vector", "anisotropy_vgg16_vector", "anisotropy_patchgan_vector",
+        "anisotropy_vgg16_spatial")), rows
     run(dvc, "plots", "show", "--json")
 
 

@@ -101,9 +101,10 @@ def test_unknown_family_and_bad_params(tmp_path):
     assert_user_error(done, "params.yaml", "loss.neural must be one of")
     del params["sweep"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    assert_user_error(rd_train("aggregate", cwd=tmp_path), "params.yaml", "'sweep'")
+    assert_user_error(rd_train("report", cwd=tmp_path), "params.yaml", "'sweep'")
     (tmp_path / "params.yaml").write_text("sweep: [unclosed\n")
-    assert_user_error(rd_train("aggregate", cwd=tmp_path), "params.yaml", "not valid YAML")
+    assert_user_error(rd_train("report", cwd=tmp_path), "params.yaml", "not valid YAML")
+    assert_user_error(rd_train("records", "--runs", "nowhere", cwd=tmp_path), "no finished runs under nowhere")
 
 
 def test_debug_shows_the_traceback_and_a_bug_keeps_it(tmp_path):

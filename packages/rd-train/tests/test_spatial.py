@@ -38,7 +38,7 @@ def test_only_the_model_and_the_grid_change(params):
 
 
 def test_runs_pair_seeds_across_lambda_and_beta(params):
-    params["spatial"].update(lams=[1.0, 5.0], seeds=[0, 1])
+    params["spatial"].update(lams=[1.0, 5.0], seeds=[0, 1], betas=[0.01, 0.1])
     derived = spatial_params(params)
     configs = [c for family in ("perceptual", "pixel") for c in run_configs(derived, "fixed", family, "runs")]
     by_seed: dict[int, set] = {}
@@ -49,6 +49,21 @@ def test_runs_pair_seeds_across_lambda_and_beta(params):
     assert all(len(v) == 1 for v in by_seed.values())  # one data order per seed at every λ and β
     lams = {c.loss.lam for c in configs}
     assert lams == {0.0, 1.0, 5.0}
+
+
+def test_an_empty_beta_list_runs_the_matched_rate_sweep_only(params):
+    """Protocol v3's budget rule can drop the AutoencoderKL rate claim: spatial.betas: [] trains no fixed-β
+    run, and `rd-train plan` predicts none; the GECO sweep is whole."""
+    from rd_train.plan import planned_blocks
+    from rd_train.spatial.grid import spatial_sweeps
+
+    params["spatial"]["betas"] = []
+    derived = spatial_params(params)
+    assert spatial_sweeps(derived) == ["geco"]
+    spatial_blocks = [b for b in planned_blocks(params) if b.stage == "spatial"]
+    assert {b.sweep for b in spatial_blocks} == {"geco"} and all(b.configs for b in spatial_blocks)
+    params["spatial"]["betas"] = [0.01]
+    assert spatial_sweeps(spatial_params(params)) == ["fixed", "geco"]
 
 
 @pytest.mark.parametrize(

@@ -173,7 +173,8 @@ def test_a_seed_fixes_initialisation_noise_and_batch_order_at_every_lambda_beta_
     import lightning as L
 
     params = _params()
-    configs = [c for sweep in ("fixed", "geco") for family in ("pixel", "perceptual", "adversarial")
+    params["sweep"]["length_replicate"] = {"targets": [params["sweep"]["rate_targets"][0]], "steps_factor": 2}
+    configs = [c for sweep in ("fixed", "geco", "length") for family in ("pixel", "perceptual", "adversarial")
                for c in run_configs(params, sweep, family, "x")]
     seed = params["sweep"]["seeds"][0]
     mine = [c for c in configs if c.seed == seed]

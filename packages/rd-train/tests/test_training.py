@@ -33,6 +33,53 @@ def test_geco_holds_during_warmup_then_tracks_the_target():
     assert float(restored.beta) == float(geco.beta) and float(restored.kl_ema) == float(geco.kl_ema)
 
 
+def test_geco_offset_correction_steers_the_training_kl_by_the_measured_offset():
+    """Protocol v3's offset correction (rate.py): from half of training on, each validation measures the
+    training-KL EMA over the evaluated KL, smooths it, and sets the target the inner loop steers to to
+    R* x clamp(offset, 0.8, 1.25); before that, and with gain 0, nothing moves; state round-trips."""
+    config = RateConfig(mode="geco", beta=1.0, target=10.0, warmup_steps=5, geco_outer_gain=0.5,
+                        geco_outer_start=0.5)
+    geco = GECO(config)
+    finite = torch.tensor(True)
+    for step in range(200):
+        geco.update(step, torch.tensor(11.0), finite)  # the training KL's EMA settles at 11
+    geco.correct(99, 10.0, max_steps=200)  # before half of training: no correction
+    assert geco.training_target == 10.0 and geco.corrections == []
+    geco.correct(100, 10.0, max_steps=200)  # offset 11 / 10 = 1.1, taken as it is
+    assert geco.training_target == pytest.approx(11.0)
+    geco.correct(150, 11.0, max_steps=200)  # offset 1.0: smoothed to (1.1 + 1.0) / 2
+    assert geco.training_target == pytest.approx(10.5)
+    geco.correct(160, 5.0, max_steps=200)  # offset 2.2, smoothed to 1.625: clamped to 1.25
+    assert geco.training_target == pytest.approx(12.5)
+    assert [row[0] for row in geco.corrections] == [100.0, 150.0, 160.0]
+    violation = (float(geco.kl_ema) - geco.training_target) / geco.training_target
+    before = float(geco.beta)
+    geco.update(200, torch.tensor(11.0), finite)  # the inner loop now steers to the moved target
+    assert violation < 0 and float(geco.beta) < before  # 11 is below 12.5: β falls, the KL may rise
+    restored = GECO(config)
+    restored.load_state_dict(geco.state_dict())
+    assert (restored.training_target, restored.offset, restored.corrections) == (
+        geco.training_target, geco.offset, geco.corrections)
+    off = GECO(RateConfig(mode="geco", beta=1.0, target=10.0, warmup_steps=5))  # gain 0: the plain GECO
+    off.update(10, torch.tensor(11.0), finite)
+    off.correct(150, 5.0, max_steps=200)
+    assert off.training_target == 10.0 and off.corrections == []
+
+
+def test_a_geco_run_reports_its_tracking_and_corrects_from_half_of_training(tiny):
+    """On a short CPU run: the corrections come at the validations of the second half, the run reports
+    its tracking error (evaluated KL against the target) and ends near its target."""
+    config = from_dict({**tiny(rate={"mode": "geco", "beta": 1.0, "target": 6.0, "warmup_steps": 10,
+                                     "geco_step_size": 0.05, "geco_ema_decay": 0.95,  # as params.yaml
+                                     "geco_outer_gain": 0.5, "geco_outer_start": 0.5},
+                               optim={"max_steps": 320, "ema_decay": 0.9}), "val_every_n_steps": 32})
+    metrics = fit(config)
+    assert [row[0] for row in metrics["geco_corrections"]] == [160.0, 192.0, 224.0, 256.0, 288.0, 320.0]
+    assert metrics["geco_tracking_error"] == pytest.approx(metrics["kl"] / 6.0 - 1)
+    assert abs(metrics["geco_tracking_error"]) < 0.05
+    assert metrics["identity"] == {}  # a run outside a sweep has no sweep identity
+
+
 def test_metrics_on_hand_made_posteriors():
     logvar = torch.tensor([[0.0, 0.0, 0.0, 0.0], [-2.0, 0.0, 0.0, 2.0]])
     torch.testing.assert_close(metrics.anisotropy(logvar), torch.tensor([0.0, 2.0]))

@@ -37,6 +37,8 @@ class DiffusabilityConfig:
     grid_images: int = 16
     seed: int = 0
     endpoints: tuple[str, ...] = tuple(ENDPOINTS)
+    # The GECO rate targets scored (empty: every target of the sweep); protocol v3's budget rule may drop one.
+    targets: tuple[float, ...] = ()
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> DiffusabilityConfig:
@@ -67,6 +69,8 @@ class DiffusabilityConfig:
             for key in ("spaces", "mmd_bandwidths", "endpoints"):
                 if key in values:
                     values[key] = tuple(values[key])
+            if "targets" in values:
+                values["targets"] = tuple(float(t) for t in values["targets"])
             config = cls(**values)
         except (TypeError, ValueError) as error:
             raise ParamsError(f"params.yaml `diffusability`: {error}") from None
@@ -89,6 +93,8 @@ class DiffusabilityConfig:
             raise ParamsError("diffusability: train_images, grid_images >= 0 and random_width >= 1")
         if not self.mmd_bandwidths or min(self.mmd_bandwidths) <= 0:
             raise ParamsError("diffusability.mmd_bandwidths: positive widths (in units of √d)")
+        if any(t <= 0 for t in self.targets):
+            raise ParamsError(f"diffusability.targets: rate targets > 0 (or none: every target), got {self.targets}")
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict

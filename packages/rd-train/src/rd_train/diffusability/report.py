@@ -205,9 +205,9 @@ def floor_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def figures(summary: dict[str, Any], results: dict[str, dict[str, Any]], directory: Path) -> None:
-    from rd_train.report.figures import _pyplot, _save
+    from rd_train.report.plotting import pyplot, save
 
-    plt = _pyplot()
+    plt = pyplot()
     families, endpoints = list(summary["families"]), list(summary["endpoints"])
     fig, axes = plt.subplots(
         len(endpoints), len(families), figsize=(5.2 * len(families), 3.8 * len(endpoints)), squeeze=False
@@ -267,7 +267,7 @@ def figures(summary: dict[str, Any], results: dict[str, dict[str, Any]], directo
         "the runs, so wide 2-seed intervals are cut)",
         fontsize=10,
     )
-    _save(fig, directory / "diffusability_vs_lambda.png")
+    save(fig, directory / "diffusability_vs_lambda.png")
 
     fig, axes = plt.subplots(1, len(endpoints), figsize=(5.2 * len(endpoints), 4.3), squeeze=False)
     markers = "os^Dv"
@@ -290,14 +290,14 @@ def figures(summary: dict[str, Any], results: dict[str, dict[str, Any]], directo
                     )
         ax.set(xlabel="posterior anisotropy", ylabel=endpoint, title=f"{endpoint} against anisotropy")
         ax.legend(fontsize=7)
-    _save(fig, directory / "diffusability_vs_anisotropy.png")
+    save(fig, directory / "diffusability_vs_anisotropy.png")
     sample_grid(summary, results, directory / "diffusability_samples.png")
 
 
 def sample_grid(summary: dict[str, Any], results: dict[str, dict[str, Any]], path: Path) -> None:
     """Decoded samples at the highest target: λ = 0 and the largest λ of each family, the lowest seed."""
     from rd_train.diffusability.score import decode_grid
-    from rd_train.report.figures import _pyplot, _save
+    from rd_train.report.plotting import pyplot, save
 
     target = max(summary["targets"])
     panels: list[tuple[str, dict[str, Any]]] = []
@@ -321,7 +321,7 @@ def sample_grid(summary: dict[str, Any], results: dict[str, dict[str, Any]], pat
             panels.append((f"{label} (seed {runs[0]['seed']})", run["grid"]))
     if not panels:
         return
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.8), squeeze=False)
     for ax, (label, grid) in zip(axes[0], panels, strict=True):
         images = decode_grid(grid).transpose(0, 2, 3, 1)  # N, H, W, C
@@ -337,4 +337,4 @@ def sample_grid(summary: dict[str, Any], results: dict[str, dict[str, Any]], pat
         ax.set_title(label, fontsize=8)
         ax.axis("off")
     fig.suptitle(f"Decoded samples of the latent sampler at {target:g} nats", fontsize=10)
-    _save(fig, path)
+    save(fig, path)

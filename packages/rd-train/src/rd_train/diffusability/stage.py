@@ -103,6 +103,11 @@ def score_all(
     return results
 
 
+def scored_targets(study: Any, config: DiffusabilityConfig) -> list[float]:
+    """The rate targets whose GECO runs are scored: ``diffusability.targets``, or every target."""
+    return [float(t) for t in config.targets] if config.targets else study.targets
+
+
 def run_stage(
     params_path: str | Path, runs: str | Path, paper: str | Path, out: str | Path, jobs: int = 1
 ) -> dict[str, Any]:
@@ -114,7 +119,8 @@ def run_stage(
 
     study = load_study(params_path, runs)
     config = DiffusabilityConfig.from_params(study.params)
-    geco = sorted((r for r in study.runs if r.sweep == "geco"), key=lambda r: str(r.dir))
+    geco = sorted((r for r in study.runs if r.sweep == "geco" and r.target in scored_targets(study, config)),
+                  key=lambda r: str(r.dir))
     out, paper = Path(out), Path(paper)
     results = score_all([r.dir for r in geco], config, out, jobs)
     summary = summarise(study, geco, results, config)

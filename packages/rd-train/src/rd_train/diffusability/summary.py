@@ -288,7 +288,8 @@ def summarise(
     study: Any, geco_runs: list[Any], results: dict[str, dict[str, Any]], config: DiffusabilityConfig
 ) -> dict[str, Any]:
     rows = records(geco_runs, results)
-    families, targets = study.families, study.targets
+    families = study.families
+    targets = [float(t) for t in config.targets] if config.targets else study.targets
     lams = {f: study.lams(f) for f in families}
     rules = study.rules
     passed: dict[str, list[int]] = defaultdict(lambda: [0, 0])

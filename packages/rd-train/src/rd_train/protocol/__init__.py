@@ -7,8 +7,12 @@
 * `rd_train.protocol.summary`: the one-screen table that opens claims.md, and its verdict rule;
 * `rd_train.protocol.claims`: the cells, tests and claims.md from the records;
 * `rd_train.protocol.diagnostics`: convergence.md, each run's drift and GECO tracking error, reported
-  beside the verdicts and never a filter.
+  beside the verdicts and never a filter;
+* `rd_train.protocol.control`: the balancer control's section of claims.md;
+* `rd_train.protocol.figures`: the claims' figures;
+* `rd_train.protocol.report`: `rd-train report --records`, every table and figure above from the records
+  (the DVC stage ``aggregate``).
 
-The DVC stages do not use it yet: wiring it in changes the training and report stages' code, so it lands
-with their next retraining (docs/protocol.md, "Protocol v3").
+The DVC stage ``records`` writes the records from the runs; ``aggregate`` reads nothing else
+(docs/protocol.md).
 """

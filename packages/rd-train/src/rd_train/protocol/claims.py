@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,6 +182,8 @@ def interactions(cells: list[Cell]) -> list[Interaction]:
             groups[(c.architecture, c.family)].append(c)
     out = []
     for (architecture, family), group in groups.items():
+        if len(group) < 2:  # one target: no interaction to test
+            continue
         group.sort(key=lambda c: c.key)
         ratios = [list(np.log(c.table[:, -1] / c.table[:, 0])) if c.runs else [] for c in group]
         filled = [r for r in ratios if r]
@@ -225,8 +227,9 @@ def _cell_line(c: Cell, labels: dict[str, str]) -> str:
 
 
 def document(claims: Claims, alpha: float, preregistered_in: str | None,
-             labels: dict[str, str] | None = None) -> str:
-    """claims.md under protocol v3: the summary first, then every cell, the interaction, what was left out."""
+             labels: dict[str, str] | None = None, sections: Sequence[str] = ()) -> str:
+    """claims.md under protocol v3: the summary first, then every cell, the interaction, ``sections``
+    (lines of further sections, e.g. the balancer control), what was left out."""
     labels = labels or {}
     where = f"commit {preregistered_in}" if preregistered_in else "params.yaml"
     lines = [
@@ -246,6 +249,7 @@ def document(claims: Claims, alpha: float, preregistered_in: str | None,
         "Page L | p (Holm) |",
         "|---|---|---|---:|---:|---:|---|---:|---:|",
         *(_cell_line(c, labels) for c in claims.cells), "",
+        *([*sections, ""] if sections else []),
         "## Left out", "",
     ]
     everything = "None: every run of every cell is finite and present."

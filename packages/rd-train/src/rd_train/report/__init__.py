@@ -1,17 +1,16 @@
-"""Every figure and table under ``paper/`` from the runs' ``metrics.json`` and logs (DVC ``aggregate``).
+"""The analyses that read trained weights (DVC stage ``analysis``: effective distortion weights), from the
+run directories; every table and figure that derives from the runs' records is `rd_train.protocol.report`'s.
 
-Nothing here trains or tunes: `study.Study` applies the convergence rules of params.yaml to every run
-and computes each claim's comparison once; `tables`, `claims`, `figures` and `dvc_outputs` format it.
+`study.Study` holds every finished run with its convergence verdict (the sensitivity split the
+effective-weights tables show beside "every run"); `effective_weights` and `mechanism` compute and format.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from rd_theory.atomic import atomic_write_text
-
 from rd_train.analysis import Rules
-from rd_train.report import claims, dvc_outputs, effective_weights, figures, tables
+from rd_train.report import effective_weights
 from rd_train.report.study import Study, load_runs
 from rd_train.sweep import load_params
 
@@ -25,38 +24,6 @@ def load_study(params_path: str | Path, runs: str | Path) -> Study:
     return Study(params, rules, load_runs(runs, rules, window))
 
 
-def aggregate(
-    params_path: str | Path, runs: str | Path, paper: str | Path, analysis: str | Path | None = None,
-    diffusability: str | Path | None = None,
-) -> Study:
-    """Tables, figures and metrics; with ``analysis`` (the ``analysis`` stage's data), its claims line;
-    with ``diffusability`` (that stage's summary.json), the section "Beyond the paper: diffusability"."""
-    study = load_study(params_path, runs)
-    paper = Path(paper)
-    atomic_write_text(paper / "tables" / "sweeps.md", tables.sweeps(study))
-    atomic_write_text(paper / "tables" / "convergence.md", tables.convergence(study))
-    atomic_write_text(paper / "tables" / "runs.csv", tables.runs_csv(study))
-    records = effective_weights.load(Path(analysis)) if analysis is not None else None
-    extra = [effective_weights.claims_section(study, records)] if records else []
-    if diffusability is not None:
-        import json
-
-        from rd_train.diffusability.report import claims_section
-
-        path = Path(diffusability)
-        if not path.is_file():
-            from rd_train.errors import MissingDataError
-
-            raise MissingDataError(f"{path}: no diffusability summary; run `rd-train diffusability` (the "
-                                   "DVC stage diffusability) first, or leave out --diffusability")
-        extra.append(claims_section(json.loads(path.read_text())))
-    atomic_write_text(paper / "tables" / "claims.md", claims.document(study, extra_sections=extra))
-    figures.draw_all(study, paper / "figures")
-    dvc_outputs.write_metrics(study, paper / "metrics")
-    dvc_outputs.write_plot_data(study, paper / "plots")
-    return study
-
-
 def analyze(
     params_path: str | Path, runs: str | Path, paper: str | Path, output: str | Path, jobs: int = 1
 ) -> None:
@@ -66,4 +33,4 @@ def analyze(
     effective_weights.run_stage(study, Path(paper), Path(output), images, jobs)
 
 
-__all__ = ["Study", "aggregate", "analyze", "load_study"]
+__all__ = ["Study", "analyze", "load_study"]

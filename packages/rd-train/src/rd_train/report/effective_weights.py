@@ -239,10 +239,10 @@ def claims_section(study: Study, records: list[dict[str, Any]]) -> list[str]:
 
 
 def figures(study: Study, records: list[dict[str, Any]], directory: Path) -> None:
-    from rd_train.report.figures import _panels, _pyplot, _save
+    from rd_train.report.plotting import panels, pyplot, save
 
     target = max(study.targets)
-    fig, axes = _panels(study)
+    fig, axes = panels(len(study.families))
     for ax, family in zip(axes, study.families, strict=True):
         groups, lams = _geco_records(study, records, family), study.lams(family)
         for lam in (lams[0], lams[-1]):
@@ -263,9 +263,9 @@ def figures(study: Study, records: list[dict[str, Any]], directory: Path) -> Non
             title=f"Effective-weight spectra, GECO at {target:g} nats\n{study.label(family)}",
         )
         ax.legend(fontsize=8)
-    _save(fig, directory / "effective_weight_spectra.png")
+    save(fig, directory / "effective_weight_spectra.png")
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 5.2))
     markers = {0.0: "o"}
     for i, family in enumerate(study.families):
@@ -296,7 +296,7 @@ def figures(study: Study, records: list[dict[str, Any]], directory: Path) -> Non
         title="Predicted vs measured anisotropy\n(every converged GECO run, all families and targets)",
     )
     ax.legend(unique.values(), unique.keys(), fontsize=7)
-    _save(fig, directory / "predicted_vs_measured_anisotropy.png")
+    save(fig, directory / "predicted_vs_measured_anisotropy.png")
 
 
 def run_stage(study: Study, paper: Path, output: Path, n_images: int, jobs: int) -> list[dict[str, Any]]:

@@ -51,15 +51,25 @@ class Run:
         return float(self.metrics["distortion"]["pixel_sse"])
 
 
+STUDIED = ("fixed", "geco")  # the sweeps the weight analyses read (dvc.yaml: their stages' deps)
+
+
 def load_runs(runs: str | Path, rules: Rules, window_rule: Any = None) -> list[Run]:
+    """The finished runs of the fixed-β and GECO sweeps under ``runs`` (``<sweep>/<family>/<run>``), each
+    named by the identity its sweep wrote into its metrics, never by its folder."""
     out = []
     for path in sorted(Path(runs).glob("*/*/*/metrics.json")):
         metrics = json.loads(path.read_text())
-        c = metrics["config"]
+        identity, c = metrics.get("identity"), metrics["config"]
+        if not isinstance(identity, dict) or "sweep" not in identity:
+            raise MissingDataError(f"{path}: no run identity (a run trained before protocol v3); re-run its "
+                                   "sweep stage")
+        if identity["sweep"] not in STUDIED:
+            continue
         out.append(
             Run(
-                sweep=path.parents[2].name,
-                family=path.parent.name.split("_lam")[0],
+                sweep=identity["sweep"],
+                family=identity["family"],
                 lam=float(c["loss"]["lam"]),
                 beta=float(c["rate"]["beta"]),
                 target=c["rate"]["target"],
