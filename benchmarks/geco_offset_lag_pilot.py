@@ -32,10 +32,12 @@ SEED = 99
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default=str(ROOT / "params.yaml"))
     parser.add_argument("--work", default="runs/geco-offset-lag-pilot", help="the pilot's runs (resumable)")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cpu-geco-offset-lag-pilot.json"))
+    parser.add_argument("--out",
+                        default=str(ROOT / "benchmarks" / "results" / "cpu-geco-offset-lag-pilot.json"))
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     from rd_train.sweep import neural_families, run_sweep
@@ -43,7 +45,8 @@ def main() -> int:
     base = yaml.safe_load(Path(args.params).read_text())
     data = ROOT / base["data"]["root"]
     if not (data / "meta.json").is_file():
-        print(f"geco_offset_lag_pilot: {data} is missing: build it first (dvc repro prepare)", file=sys.stderr)
+        print(f"geco_offset_lag_pilot: {data} is missing: build it first (dvc repro prepare)",
+              file=sys.stderr)
         return 2
     base["data"]["root"] = str(data)
     targets = sorted(float(t) for t in base["sweep"]["rate_targets"])
@@ -67,7 +70,8 @@ def main() -> int:
     print("| run | target | evaluated KL | error | training target |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['run']} | {r['target']:g} | {r['kl']:.3f} | {r['error']:+.2%} | {r['training_target']:.3f} |")
+        print(f"| {r['run']} | {r['target']:g} | {r['kl']:.3f} | {r['error']:+.2%} | "
+              f"{r['training_target']:.3f} |")
     print(f"\nworst |error| {worst:.2%} (first pilot's choice: {FIRST_PILOT_WORST:.2%}); every run within "
           f"{TOLERANCE:.0%}: {worst <= TOLERANCE}; keep the matched-lag offset: {keep}")
     out = {"rule": __doc__, "tolerance": TOLERANCE, "seed": SEED, "lr_floor": 0.1, "rows": rows,

@@ -74,8 +74,9 @@ def main() -> int:
             run_sweep(folder / "params.yaml", "geco", family, folder / family, args.jobs)
             for path in sorted((folder / family).glob("*/metrics.json")):
                 m = json.loads(path.read_text())
-                rows.append({"run": path.parent.name, "family": family, "target": m["config"]["rate"]["target"],
-                             "kl": m["kl"], "error": m["geco_tracking_error"],
+                rows.append({"run": path.parent.name, "family": family,
+                             "target": m["config"]["rate"]["target"], "kl": m["kl"],
+                             "error": m["geco_tracking_error"],
                              "training_target": m["geco_training_target"], "beta": m["beta"]})
         results[f"{floor:g}"] = rows
     errors = {float(g): [r["error"] for r in rows] for g, rows in results.items()}

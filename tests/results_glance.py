@@ -43,9 +43,11 @@ def glance_block(paper: Path = ROOT / "paper") -> str:
         effect = format_relative_effect(_number(entry, "effect"), _number(entry, "effect_low"),
                                         _number(entry, "effect_high"))
         p = _number(entry, "p_holm")
-        rows.append(((list(CLAIMS).index(claim), list(FAMILIES).index(family), list(ARCHITECTURES).index(
-            architecture)), f"| {CLAIMS[claim]} | {FAMILIES[family]} | {ARCHITECTURES[architecture]} | "
-            f"**{entry['verdict']}** | {effect} | {'–' if math.isnan(p) else f'{p:.2g}'} | {entry['runs']} |"))
+        order = (list(CLAIMS).index(claim), list(FAMILIES).index(family),
+                 list(ARCHITECTURES).index(architecture))
+        shown_p = "–" if math.isnan(p) else f"{p:.2g}"
+        rows.append((order, f"| {CLAIMS[claim]} | {FAMILIES[family]} | {ARCHITECTURES[architecture]} | "
+                            f"**{entry['verdict']}** | {effect} | {shown_p} | {entry['runs']} |"))
     lines = ["| Claim | Family | Architecture | Verdict | Effect λ max vs 0 [95 % CI] | p (Holm) | Runs |",
              "|---|---|---|---|---|---:|---:|", *(row for _, row in sorted(rows))]
     return "\n".join(lines) + "\n"

@@ -18,7 +18,6 @@ import ast
 import shlex
 from pathlib import Path
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,7 +124,7 @@ def test_the_closure_follows_lazy_imports_and_parent_packages():
     files = stage_closure({"cmd": "rd-train report --records paper/records"})
     names = {str(f.relative_to(ROOT)) for f in files}
     assert "packages/rd-train/src/rd_train/__init__.py" in names  # a parent package runs first
-    assert "packages/rd-train/src/rd_train/protocol/claims.py" in names  # imported inside the handler's module
+    assert "packages/rd-train/src/rd_train/protocol/claims.py" in names  # imported by the handler's module
     assert "packages/rd-theory/src/rd_theory/atomic.py" in names  # across packages
     assert "packages/rd-train/src/rd_train/plan.py" not in names  # another command's handler
     assert uncovered({"deps": ["packages/rd-train/src", "packages/rd-theory/src", "packages/rd-kernels/src"]},
@@ -135,7 +134,8 @@ def test_the_closure_follows_lazy_imports_and_parent_packages():
 
 
 def code_stages() -> dict[str, dict]:
-    return {name: stage for name, stage in stages().items() if stage["cmd"].split()[0] in ("rd-train", "python")}
+    return {name: stage for name, stage in stages().items()
+            if stage["cmd"].split()[0] in ("rd-train", "python")}
 
 
 def test_every_stage_depends_on_every_file_its_command_imports():

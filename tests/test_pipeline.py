@@ -143,7 +143,7 @@ def test_the_sweeps_print_one_line_per_run_and_no_framework_banners(pipeline):
     # The spatial stage names each block it trains (stdout; the sweep's own lines go to stderr).
     printed = first.splitlines()
     assert "[spatial] geco/perceptual: AutoencoderKL runs -> runs/spatial/geco/perceptual" in printed
-    assert "[geco/perceptual] 1 runs, 1 worker(s) x 2 thread(s) on 2 core(s)" in printed
+    assert "[geco/perceptual] 1 runs, 2 worker(s) x 1 thread(s) on 2 core(s)" in printed  # spatial: one seed
 
 
 def test_the_theory_stage_verifies_every_claim_and_reproduces_table_3(pipeline):
@@ -182,7 +182,9 @@ def test_metrics_are_a_readable_table_of_verdicts(pipeline):
     _, _, _, run, dvc, _ = pipeline
     shown = run(dvc, "metrics", "show").strip().splitlines()
     header = shown[0].split()
-    assert header == ["Path", "effect", "effect_high", "effect_low", "p_holm", "runs", "verdict"], header
+    # p_holm is null where a cell is not testable (the miniature's one λ), and DVC leaves null columns out.
+    assert {"Path", "effect", "runs", "verdict"} <= set(header) <= {
+        "Path", "effect", "effect_high", "effect_low", "p_holm", "runs", "verdict"}, header
     rows = sorted(line.split()[0] for line in shown[1:])
     assert rows == sorted(f"paper/metrics/{name}.json" for name in (
         "rate_vgg16_vector", "rate_patchgan_vector", "anisotropy_vgg16_vector", "anisotropy_patchgan_vector",

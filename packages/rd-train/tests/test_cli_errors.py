@@ -104,7 +104,8 @@ def test_unknown_family_and_bad_params(tmp_path):
     assert_user_error(rd_train("report", cwd=tmp_path), "params.yaml", "'sweep'")
     (tmp_path / "params.yaml").write_text("sweep: [unclosed\n")
     assert_user_error(rd_train("report", cwd=tmp_path), "params.yaml", "not valid YAML")
-    assert_user_error(rd_train("records", "--runs", "nowhere", cwd=tmp_path), "no finished runs under nowhere")
+    assert_user_error(rd_train("records", "--runs", "nowhere", cwd=tmp_path),
+                      "no finished runs under nowhere")
 
 
 def test_debug_shows_the_traceback_and_a_bug_keeps_it(tmp_path):

@@ -131,6 +131,8 @@ def test_the_command_measures_exactly_by_default_and_bf16_would_not(workspace):
     bf16 = inspect_autoencoders([workspace / "vae0"], str(workspace / "images"), workspace / "out-bf16",
                                 SIZE, None, Options(device="cpu", precision="bf16-mixed", weight_images=0))
     assert bf16["vae0"]["kl_nats"] != pytest.approx(exact, rel=1e-5)
+    # The API's default is exact too, not `auto` (bf16 on a CPU with avx512_bf16, fp32 elsewhere).
+    assert Options().precision == "32-true"
 
 
 def test_a_run_directory_of_this_project(tmp_path, tiny):

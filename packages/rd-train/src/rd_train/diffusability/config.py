@@ -94,7 +94,8 @@ class DiffusabilityConfig:
         if not self.mmd_bandwidths or min(self.mmd_bandwidths) <= 0:
             raise ParamsError("diffusability.mmd_bandwidths: positive widths (in units of √d)")
         if any(t <= 0 for t in self.targets):
-            raise ParamsError(f"diffusability.targets: rate targets > 0 (or none: every target), got {self.targets}")
+            raise ParamsError(f"diffusability.targets: rate targets > 0 (or none: every target), "
+                              f"got {self.targets}")
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict

@@ -25,7 +25,7 @@ PIXELS_PER_BATCH = 2**20  # images × pixels per forward pass on a CPU (a 256 px
 @dataclass(frozen=True)
 class Options:
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto | 32-true | bf16-mixed
+    precision: str = "32-true"  # exact by default (a measuring tool); auto | bf16-mixed approximate
     weight_images: int = 4  # images for the effective distortion weights (JVPs through the decoder)
     weight_probes: int = 4  # Rademacher probes per channel (spatial latents)
     vgg_weights: bool = False  # also the weights under VGG16 (HED) features

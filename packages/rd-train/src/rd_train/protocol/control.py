@@ -77,7 +77,8 @@ def rows(records: list[dict[str, Any]]) -> list[ControlRow]:
         kl = {name: np.array([float(arm[s]["metrics"]["kl"]) for s in seeds]) for name, arm in arms.items()}
         norms = {name: float(np.nanmean([_norm(arm[s]) for s in seeds])) if seeds else math.nan
                  for name, arm in arms.items()}
-        row = ControlRow(architecture, family, lam, beta, seeds, kl["pixel"], kl["plain"], kl["matched"], norms)
+        row = ControlRow(architecture, family, lam, beta, seeds, kl["pixel"], kl["plain"], kl["matched"],
+                         norms)
         if len(seeds) >= 2:
             logs = np.log(row.matched / row.pixel)
             row.p = float(stats.ttest_1samp(logs, 0.0, alternative="less").pvalue)
@@ -99,8 +100,8 @@ def section(records: list[dict[str, Any]], alpha: float, labels: dict[str, str])
         "geometric mean, t-interval over seeds); p: one-sided paired t-test on the log ratios, Holm over "
         "the rows; share: (K_pixel − K_matched) / (K_pixel − K_fixed). ‖G‖: mean per-sample norm over the "
         "second half of training (pixel / plain / norm-matched).", "",
-        "| family | architecture | λ | β | seeds | KL pixel / plain / norm-matched | ‖G‖ | norm-matched vs pixel "
-        "| p (Holm) | share of the drop that survives | verdict |",
+        "| family | architecture | λ | β | seeds | KL pixel / plain / norm-matched | ‖G‖ | norm-matched vs "
+        "pixel | p (Holm) | share of the drop that survives | verdict |",
         "|---|---|---:|---:|---:|---|---|---|---:|---:|---|",
     ]
     for r in table:

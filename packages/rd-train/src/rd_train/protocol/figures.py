@@ -55,7 +55,8 @@ def _lambda_axis(ax: Any) -> None:
 
 
 def _trend_panels(series: dict[tuple[str, str], dict[tuple[float, int], dict[int, dict[float, float]]]],
-                  labels: dict[str, str], ylabel: str, legend: Callable[[float, int], str], path: Path) -> Path:
+                  labels: dict[str, str], ylabel: str, legend: Callable[[float, int], str],
+                  path: Path) -> Path:
     fig, axes = panels(len(series), 4.8, 4.0)
     cmap = pyplot().get_cmap("viridis")
     for ax, ((architecture, family), cells) in zip(axes, series.items(), strict=False):

@@ -61,7 +61,8 @@ def runs_csv(records: list[dict[str, Any]]) -> str:
     writer.writeheader()
     for record in records:
         row = run_row(record)
-        writer.writerow({k: "" if v is None else (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        writer.writerow({k: "" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)
+                         for k, v in row.items()})
     return buffer.getvalue()
 
 
@@ -93,8 +94,8 @@ def sweeps(records: list[dict[str, Any]], labels: dict[str, str]) -> str:
             return [float(r[name]) for r in rows if isinstance(r[name], int | float)]
         errors = values("tracking_error")
         tracking = _spread([100 * e for e in errors]) + " %" if errors else "–"
-        lines.append(f"| {architecture} | {sweep} | {labels.get(family, family)} | {key:g} | {steps} | {lam:g} | "
-                     f"{len(rows)} | {_spread(values('kl'))} | {_spread(values('anisotropy'))} | "
+        lines.append(f"| {architecture} | {sweep} | {labels.get(family, family)} | {key:g} | {steps} | "
+                     f"{lam:g} | {len(rows)} | {_spread(values('kl'))} | {_spread(values('anisotropy'))} | "
                      f"{_spread(values('psnr'))} | {_spread(values('final_beta'))} | {tracking} |")
     return "\n".join(lines) + "\n"
 
@@ -130,7 +131,7 @@ def matched_rate_plot(records: list[dict[str, Any]]) -> str:
 
 
 def write_report(params_path: str | Path, records_dir: str | Path, out: str | Path) -> str:
-    """Everything the module doc lists, from ``params_path`` (the rules) and the records; a one-line summary."""
+    """Everything the module doc lists, from ``params_path`` (the rules) and the records; one line back."""
     params = load_params(params_path)
     records = read(records_dir)
     labels = labels_of(params, records)
@@ -145,7 +146,8 @@ def write_report(params_path: str | Path, records_dir: str | Path, out: str | Pa
     atomic_write_text(out / "tables" / "sweeps.md", sweeps(records, labels))
     atomic_write_text(out / "tables" / "runs.csv", runs_csv(records))
     for name, values in headline_metrics(result, alpha).items():
-        atomic_write_text(out / "metrics" / f"{name}.json", json.dumps(values, indent=1, sort_keys=True) + "\n")
+        atomic_write_text(out / "metrics" / f"{name}.json",
+                          json.dumps(values, indent=1, sort_keys=True) + "\n")
     atomic_write_text(out / "plots" / "matched_rate.csv", matched_rate_plot(records))
     drawn = figures.draw_all(records, labels, out / "figures")
     return (f"report: {len(records)} runs, {len(result.headlines)} headline verdicts -> "
