@@ -48,19 +48,26 @@ def test_the_blocks_are_every_run_the_training_stages_train_in_their_order():
     blocks = planned_blocks(params)
     s, sp = params["sweep"], params["spatial"]
     neural = list(params["losses"])
+    length_targets = len(s["length_replicate"]["targets"])
     expected = (
         [("fixed", "pixel", len(s["betas"]) * len(s["seeds"]))]
         + [("fixed", f, len(s["lams"]) * len(s["betas"]) * len(s["seeds"])) for f in neural]
         + [("geco", "pixel", len(s["rate_targets"]) * len(s["seeds"]))]
         + [("geco", f, len(s["lams"]) * len(s["rate_targets"]) * len(s["seeds"])) for f in neural]
+        + [("length", "pixel", length_targets * len(s["seeds"]))]
+        + [("length", f, len(s["lams"]) * length_targets * len(s["seeds"])) for f in neural]
         + [("control", f, len(s["norm_matched"]["lams"]) * len(s["norm_matched"]["betas"]) * len(s["seeds"]))
            for f in neural]
-        + [("spatial", "pixel", len(sp["betas"]) * len(sp["seeds"]))]
-        + [("spatial", f, len(sp["lams"]) * len(sp["betas"]) * len(sp["seeds"])) for f in sp["families"]]
+        + ([("spatial", "pixel", len(sp["betas"]) * len(sp["seeds"]))]  # no fixed-β block without a β
+           + [("spatial", f, len(sp["lams"]) * len(sp["betas"]) * len(sp["seeds"])) for f in sp["families"]]
+           if sp["betas"] else [])
         + [("spatial", "pixel", len(sp["rate_targets"]) * len(sp["seeds"]))]
         + [("spatial", f, len(sp["lams"]) * len(sp["rate_targets"]) * len(sp["seeds"]))
            for f in sp["families"]]
     )
+    length_runs = [c for b in blocks if b.stage == "length" for c in b.configs]
+    assert {c.optim.max_steps for c in length_runs} == {s["length_replicate"]["steps_factor"]
+                                                        * params["optim"]["max_steps"]}
     assert [(b.stage, b.family, len(b.configs)) for b in blocks] == expected
     assert {b.model for b in blocks if b.stage == "spatial"} == {"spatial"}
     assert all(c.model.kind == "spatial" for b in blocks if b.stage == "spatial" for c in b.configs)
