@@ -123,7 +123,8 @@ class VAEModule(EvaluationMixin, L.LightningModule):
         o = self.config.optim
         # fused: one kernel per step, and it can skip a step on the device (found_inf, below).
         gen = torch.optim.Adam(self.model.parameters(), lr=o.lr, betas=tuple(o.betas), fused=True)  # type: ignore[arg-type]
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(gen, T_max=o.max_steps, eta_min=o.lr * o.lr_floor)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(gen, T_max=o.max_steps,
+                                                              eta_min=o.lr * o.lr_floor)
         if not self.adversarial:
             return [gen], [schedule]
         assert self.neural is not None

@@ -133,7 +133,8 @@ class GECO:
         offset = float(self.kl_ema) / evaluated_kl
         if not math.isfinite(offset):
             return
-        self.offset = offset if self.offset is None else (1 - self.outer_gain) * self.offset + self.outer_gain * offset
+        self.offset = (offset if self.offset is None
+                       else (1 - self.outer_gain) * self.offset + self.outer_gain * offset)
         self.training_target = self.target * min(max(self.offset, OFFSET_RANGE[0]), OFFSET_RANGE[1])
         self.corrections.append([float(step), float(evaluated_kl), self.training_target])
 

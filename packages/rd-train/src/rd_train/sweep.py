@@ -75,7 +75,8 @@ def length_replicate(params: dict[str, Any]) -> tuple[list[float], int]:
         raise ParamsError("the length sweep reads the params' sweep.length_replicate {targets, steps_factor}")
     targets, factor = section["targets"], section["steps_factor"]
     if not isinstance(targets, list) or not targets or any(float(t) <= 0 for t in targets):
-        raise ParamsError(f"sweep.length_replicate.targets must be a non-empty list of rates > 0, got {targets}")
+        raise ParamsError(f"sweep.length_replicate.targets must be a non-empty list of rates > 0, "
+                          f"got {targets}")
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
         raise ParamsError(f"sweep.length_replicate.steps_factor must be an integer >= 2, got {factor!r}")
     return [float(t) for t in targets], factor

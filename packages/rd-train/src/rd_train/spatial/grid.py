@@ -51,7 +51,8 @@ class SpatialGrid:
                               f"losses section {list(params.get('losses', {}))}")
         lists = {key: section[key] for key in ("lams", "betas", "rate_targets", "seeds")}
         for key, values in lists.items():
-            # An empty β list runs no fixed-β sweep (the matched-rate claim only, as protocol v3's budget rule can choose).
+            # An empty β list runs no fixed-β sweep (the matched-rate claim only, as protocol v3's budget
+            # rule can choose).
             if not isinstance(values, list) or (not values and key != "betas"):
                 raise ParamsError(f"{source} spatial.{key} must be a non-empty list"
                                   + (" (betas may be empty: no fixed-β sweep)" if key == "betas" else ""))
@@ -89,7 +90,8 @@ def spatial_params(params: dict[str, Any], source: str = "params.yaml") -> dict[
     derived["model"] = copy.deepcopy(grid.model)
     derived["losses"] = {family: copy.deepcopy(params["losses"][family]) for family in grid.families}
     # The spatial grid has no balancer control and no length replicate of its own.
-    sweep = {key: value for key, value in params["sweep"].items() if key not in ("norm_matched", "length_replicate")}
+    sweep = {key: value for key, value in params["sweep"].items()
+             if key not in ("norm_matched", "length_replicate")}
     sweep.update(lams=grid.lams, betas=grid.betas, rate_targets=grid.rate_targets, seeds=grid.seeds,
                  geco_initial_beta=grid.geco_initial_beta)
     derived["sweep"] = sweep

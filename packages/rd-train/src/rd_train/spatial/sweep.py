@@ -18,6 +18,7 @@ from rd_train.errors import ParamsError
 from rd_train.spatial.grid import spatial_params, spatial_sweeps
 from rd_train.sweep import load_params, run_configs
 
+
 def derived_params(params_path: str | Path) -> dict[str, Any]:
     """The spatial sweep's params from the params file, every run config checked before any run starts."""
     params = load_params(params_path)
