@@ -66,8 +66,11 @@ def test_the_blocks_are_every_run_the_training_stages_train_in_their_order():
            for f in sp["families"]]
     )
     length_runs = [c for b in blocks if b.stage == "length" for c in b.configs]
-    assert {c.optim.max_steps for c in length_runs} == {s["length_replicate"]["steps_factor"]
-                                                        * params["optim"]["max_steps"]}
+    factor = s["length_replicate"]["steps_factor"]
+    assert {c.optim.max_steps for c in length_runs} == {factor * params["optim"]["max_steps"]}
+    # a pure dilation: the warm-up and the validations stay the same fractions of training
+    assert {c.rate.warmup_steps for c in length_runs} == {factor * params["rate"]["warmup_steps"]}
+    assert {c.val_every_n_steps for c in length_runs} == {factor * params["trainer"]["val_every_n_steps"]}
     assert [(b.stage, b.family, len(b.configs)) for b in blocks] == expected
     assert {b.model for b in blocks if b.stage == "spatial"} == {"spatial"}
     assert all(c.model.kind == "spatial" for b in blocks if b.stage == "spatial" for c in b.configs)

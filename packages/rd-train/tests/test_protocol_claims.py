@@ -68,3 +68,10 @@ def test_holm_runs_over_the_cells_of_one_claim():
     cells = build_cells(_design(), "rate")
     ps = sorted(c.p for c in cells)
     assert min(c.p_holm for c in cells) == pytest.approx(min(1.0, len(cells) * ps[0]))
+
+
+def test_one_target_has_no_interaction_to_test():
+    """With a single rate target (the AutoencoderKL's), the λ × target interaction has no row."""
+    records = [r for r in _design() if r["identity"]["sweep"] != "geco" or r["identity"]["target"] == 10.0]
+    assert compute(records, LABELS).interactions == []
+    assert len(compute(_design(), LABELS).interactions) == 2  # three targets: one row per family

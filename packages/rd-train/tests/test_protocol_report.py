@@ -44,6 +44,10 @@ def test_the_report_writes_every_table_metric_and_figure_and_the_same_bytes_twic
     assert len(rows) == len(_design()) and {r["sweep"] for r in rows} == {"fixed", "geco", "length"}
     sweeps = (tmp_path / "a" / "tables" / "sweeps.md").read_text()
     assert "| vector | length | VGG16 (HED) features | 10 | 2000 | 5 | 3 |" in sweeps  # per cell and λ
+    with (tmp_path / "a" / "plots" / "matched_rate.csv").open() as f:
+        plotted = list(csv.DictReader(f))
+    assert {(r["target"], r["steps"]) for r in plotted} == {("5", "1000"), ("10", "1000"), ("20", "1000"),
+                                                            ("10", "2000")}  # both lengths, no fixed-β run
     for figure in ("rate_vs_lambda.png", "anisotropy_vs_lambda.png", "geco_tracking.png"):
         assert (tmp_path / "a" / "figures" / figure).stat().st_size > 10_000
     write_report(ROOT / "params.yaml", tmp_path / "records", tmp_path / "b")
