@@ -1,23 +1,21 @@
-"""Run-steps per second of a small sweep: the code as the main job ran it before, at its best, and now.
+"""Run-steps per second of the default sweep's three families: 8b4a8ec against this tree, side by side.
 
-Fixed work, the same for every configuration: `rd-train sweep --sweep fixed --jobs 2` of the default
-params reduced to one cell per neural family (λ = 5, β = 0.016), seeds 0 and 1, ``--steps`` steps each,
-for the VGG16 (HED) and PatchGAN families (2 runs × 2 families). Configurations, run one after another
-in this one invocation with nothing else running:
+Fixed work, the same for both trees: `rd-train sweep --sweep fixed --jobs 2` of the default params reduced
+to one cell per family (pixel SSE; VGG16 (HED) and PatchGAN at λ = 5; β = 0.016), seeds 0 and 1,
+``--steps`` steps each, with the default profile's cadence (validations, checkpoints) and precision.
+Keys that 8b4a8ec does not know (protocol v3's ``optim.lr_floor``, GECO's offset correction, the length
+replicate) are left out for it, and ``lr_floor`` is 0 for this tree, so both train the same runs (the
+final KL and anisotropy of every run are reported). Both run as ``nox -s repro`` runs them
+(OMP_NUM_THREADS=2 exported, two workers on two cores), one after another in this one invocation, with
+nothing else running; ``--repeats`` interleaves them again.
 
-* ``baseline-main-job``: the baseline tree (``--baseline-ref``, default e0dca3a, the code before the
-  throughput work) as ``nox -s repro`` ran it: OMP_NUM_THREADS=2 exported to 2 workers on 2 cores;
-* ``baseline-best``: the same code with OMP_NUM_THREADS=1 (one thread per worker), fp32;
-* ``current``: this tree as ``nox -s repro`` runs it now (OMP_NUM_THREADS=2 still exported, which the
-  sweep no longer reads) with the default profile's ``precision: auto``;
-* ``current-fp32``: this tree with precision 32-true (what the threads alone give).
+Per tree and family: run-steps per second (wall time of the sweep command: process start, data, training,
+validations, checkpoints, final evaluation), the ratio of this tree to 8b4a8ec, and the step's time as a
+multiple of its fp32 roofline: one worker's seconds per step (two workers share two cores) against the
+step's FLOPs (``torch.utils.flop_counter`` over one step of this tree, `loop_overhead.bare_loop`) at the
+conv peak this process measures (`loop_overhead.peak_gflops`, before and after, the better). Writes JSON.
 
-The default profile's cadence is kept (a validation every 75 steps), so a run-step carries the share of
-validation the default sweep's run-steps carry. Each configuration is timed as the wall time of its
-sweep commands (process start, data loading,
-training, validations, checkpoints, final evaluation: everything a run costs). Reports run-steps per
-second, the ratios to both baselines, and the final KL / anisotropy of every run (so a reader sees that
-the configurations trained the same runs). ``--repeats`` runs the whole set again, interleaved.
+    python benchmarks/sweep_throughput.py --steps 300 --out benchmarks/results/cpu-sweep-throughput.json
 """
 
 from __future__ import annotations
@@ -38,6 +36,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("rd-theory", "rd-kernels", "rd-train")
+FAMILIES = ("pixel", "perceptual", "adversarial")
 CLI = "import sys; from rd_train.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
@@ -50,15 +49,20 @@ def export_tree(ref: str, into: Path) -> Path:
     return into
 
 
-def reduced_params(steps: int, data_root: Path, precision: str | None) -> dict:
+V3_ONLY = {"optim": ("lr_floor",), "rate": ("geco_outer_gain", "geco_outer_start"),
+           "sweep": ("length_replicate",)}  # keys 8b4a8ec's config would refuse
+
+
+def reduced_params(steps: int, data_root: Path, baseline: bool) -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["root"] = str(data_root)
     params["optim"]["max_steps"] = steps
     params["sweep"].update(lams=[5.0], betas=[0.016], seeds=[0, 1], jobs=2)
-    # Everything else as the default profile has it: a validation every 75 steps (each with its
-    # BatchNorm recalibration), a checkpoint at every epoch end, the same warm-up.
-    if precision is not None:
-        params["trainer"]["precision"] = precision
+    params["optim"]["lr_floor"] = 0.0  # the schedule 8b4a8ec trains with
+    if baseline:
+        for section, keys in V3_ONLY.items():
+            for key in keys:
+                params[section].pop(key, None)
     return params
 
 
@@ -71,23 +75,25 @@ def run_configuration(name: str, source: Path, params: dict, threads_env: str, w
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": threads_env, "MPLBACKEND": "Agg",
            "TRITON_INTERPRET": "0"}
     env.pop("RD_TRAIN_CORES", None)
-    runs = 0
-    start = time.perf_counter()
-    for family in ("perceptual", "adversarial"):
+    families = {}
+    for family in FAMILIES:
+        start = time.perf_counter()
         done = subprocess.run([sys.executable, "-c", CLI, "sweep", "--sweep", "fixed", "--family", family,
                                "--out", f"runs/{family}", "--jobs", "2"], cwd=where, env=env,
                               capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - start
         if done.returncode != 0:
             raise SystemExit(f"{name} / {family} failed:\n{done.stderr[-3000:]}")
-        runs += len(params["sweep"]["seeds"])
-    wall = time.perf_counter() - start
-    steps = runs * params["optim"]["max_steps"]
-    metrics = {}
-    for path in sorted(where.glob("runs/*/*/metrics.json")):
-        m = json.loads(path.read_text())
-        metrics[path.parent.name] = {k: m.get(k) for k in ("kl", "anisotropy", "precision", "threads")}
-    print(f"{name:>18}: {wall:7.1f} s  {steps / wall:6.1f} run-steps/s", flush=True)
-    return {"wall_s": wall, "run_steps": steps, "run_steps_per_s": steps / wall, "runs": metrics}
+        runs = 1 if family == "pixel" else len(params["sweep"]["lams"])
+        steps = runs * len(params["sweep"]["seeds"]) * params["optim"]["max_steps"]
+        metrics = {}
+        for path in sorted((where / "runs" / family).glob("*/metrics.json")):
+            m = json.loads(path.read_text())
+            metrics[path.parent.name] = {k: m.get(k) for k in ("kl", "anisotropy", "precision", "threads")}
+        families[family] = {"wall_s": wall, "run_steps": steps, "run_steps_per_s": steps / wall,
+                            "runs": metrics}
+        print(f"{name:>12} {family:>11}: {wall:7.1f} s  {steps / wall:6.1f} run-steps/s", flush=True)
+    return families
 
 
 def cpu_description() -> dict:
@@ -105,57 +111,79 @@ def cpu_description() -> dict:
     return {"model": model, "cores": len(os.sched_getaffinity(0)), "bf16_flags": sorted(flags & set(wanted))}
 
 
+def step_flops(params: dict, family: str) -> float:
+    """FLOPs of one training step of ``family``'s benchmarked run in this tree (loop_overhead.bare_loop)."""
+    from loop_overhead import bare_loop
+    from rd_train.sweep import run_configs
+
+    with tempfile.TemporaryDirectory(prefix="sweep-throughput-flops-") as scratch:
+        config = run_configs(params, "fixed", family, scratch)[0]
+        return bare_loop(config, steps=1, warmup=2)[1]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cpu-sweep-throughput.json"))
-    parser.add_argument("--baseline-ref", default="e0dca3a", help="the commit timed as 'baseline'")
+    parser.add_argument("--baseline-ref", default="8b4a8ec", help="the commit timed as the baseline")
     parser.add_argument("--steps", type=int, default=300, help="steps per run")
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--only", nargs="*", help="configurations to run (default: all four)")
     args = parser.parse_args()
+    sys.path[:0] = [str(ROOT / "benchmarks"), *(str(ROOT / "packages" / p / "src") for p in PACKAGES)]
+    import torch
+    from loop_overhead import peak_gflops
+    from rd_train.workers import set_threads
 
     with tempfile.TemporaryDirectory(prefix="sweep-throughput-") as scratch:
         work = Path(scratch)
         baseline = export_tree(args.baseline_ref, work / "baseline")
-        sys.path[:0] = [str(ROOT / "packages" / p / "src") for p in PACKAGES]
         from rd_train.config import DataConfig
         from rd_train.data import save_embedded
 
         embedded = yaml.safe_load((ROOT / "params.yaml").read_text())["embedded"]
         data_root = work / "embedded"
         save_embedded(data_root, DataConfig(**embedded))
-        configurations = {
-            "baseline-main-job": (baseline, reduced_params(args.steps, data_root, None), "2"),
-            "baseline-best": (baseline, reduced_params(args.steps, data_root, None), "1"),
-            "current": (ROOT, reduced_params(args.steps, data_root, "auto"), "2"),
-            "current-fp32": (ROOT, reduced_params(args.steps, data_root, "32-true"), "2"),
-        }
-        chosen = args.only or list(configurations)
-        results: dict[str, list[dict]] = {name: [] for name in chosen}
+        trees = {args.baseline_ref: (baseline, reduced_params(args.steps, data_root, True)),
+                 "current": (ROOT, reduced_params(args.steps, data_root, False))}
+        set_threads(1)
+        first = peak_gflops()
+        results: dict[str, list[dict]] = {name: [] for name in trees}
         for repeat in range(args.repeats):
-            for name in chosen:
-                source, params, threads = configurations[name]
-                results[name].append(run_configuration(f"{name}-{repeat}", source, params, threads, work))
+            for name, (source, params) in trees.items():
+                results[name].append(run_configuration(f"{name}-{repeat}", source, params, "2", work))
+        flops = {family: step_flops(trees["current"][1], family) for family in FAMILIES}
+        last = peak_gflops()
+    peak = max(first["conv"], last["conv"])
 
-    def best(name: str) -> float:
-        return max(r["run_steps_per_s"] for r in results[name])
+    def best(name: str, family: str) -> float:
+        return max(r[family]["run_steps_per_s"] for r in results[name])
 
-    ratios = {}
-    for new in ("current", "current-fp32"):
-        for old in ("baseline-main-job", "baseline-best"):
-            if new in results and old in results:
-                ratios[f"{new} / {old}"] = best(new) / best(old)
-    for key, value in ratios.items():
-        print(f"{key}: {value:.2f}x", flush=True)
-    import torch
-
+    per_family = {}
+    for family in FAMILIES:
+        current, old = best("current", family), best(args.baseline_ref, family)
+        step_s = 2 / current  # two workers on two cores: one worker's seconds per step
+        roofline_s = flops[family] / (peak * 1e9)
+        per_family[family] = {"current_run_steps_per_s": current, "baseline_run_steps_per_s": old,
+                              "ratio": current / old, "gflop_per_step": flops[family] / 1e9,
+                              "step_ms": step_s * 1e3, "roofline_ms": roofline_s * 1e3,
+                              "x_roofline": step_s / roofline_s}
+    total = {name: sum(min(r[f]["wall_s"] for r in results[name]) for f in FAMILIES) for name in trees}
+    steps = sum(results["current"][0][f]["run_steps"] for f in FAMILIES)
+    overall = (steps / total["current"]) / (steps / total[args.baseline_ref])
+    print(f"fp32 conv peak {peak:.0f} GFLOP/s (one thread)")
+    print(f"| family | {args.baseline_ref} run-steps/s | current run-steps/s | ratio | GFLOP/step | "
+          "ms/step | x roofline |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for family, r in per_family.items():
+        print(f"| {family} | {r['baseline_run_steps_per_s']:.1f} | {r['current_run_steps_per_s']:.1f} | "
+              f"{r['ratio']:.2f}x | {r['gflop_per_step']:.2f} | {r['step_ms']:.1f} | {r['x_roofline']:.2f} |")
+    print(f"all three families: {overall:.2f}x")
     report = {
-        "what": "run-steps per second of a fixed small sweep (2 runs x 2 families), wall time per config",
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "what": __doc__.split("\n\n")[0], "command": " ".join(["python", *sys.argv]),
         "baseline_ref": args.baseline_ref, "steps_per_run": args.steps,
         "cpu": cpu_description(), "torch": torch.__version__, "python": platform.python_version(),
-        "results": results, "ratios_best_of_repeats": ratios,
+        "peak_conv_gflops": peak, "peak_before_and_after": [first, last], "results": results,
+        "per_family_best_of_repeats": per_family, "all_families_ratio": overall,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
