@@ -48,8 +48,13 @@ def _series(records: list[dict[str, Any]], sweeps: tuple[str, ...], key: str
     return {k: v for k, v in sorted(out.items())}
 
 
-def _lambda_axis(ax: Any) -> None:
+def _lambda_axis(ax: Any, lams: Any) -> None:
+    """A symmetric-log λ axis with a tick at each λ of the grid (λ = 0 included) and a margin."""
+    ticks = sorted(set(lams))
     ax.set_xscale("symlog", linthresh=0.1)
+    ax.set_xlim(-0.02, 1.6 * max(ticks))  # no point on the frame
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_locator(pyplot().NullLocator())
     ax.set_xlabel("λ")
     ax.grid(alpha=0.3)
 
@@ -71,7 +76,7 @@ def _trend_panels(series: dict[tuple[str, str], dict[tuple[float, int], dict[int
                 ax.plot(xs, [by_lam[x] for x in xs], style, color=colour, alpha=0.3, lw=0.8)
             means = [np.nanmean([s[lam] for s in seeds.values() if lam in s]) for lam in lams]
             ax.plot(lams, means, style, marker="o", color=colour, lw=2, label=legend(key, steps))
-        _lambda_axis(ax)
+        _lambda_axis(ax, [lam for seeds in cells.values() for by_lam in seeds.values() for lam in by_lam])
         ax.set_ylabel(ylabel)
         ax.set_title(f"{labels.get(family, family)} ({architecture})", fontsize=10)
         ax.legend(fontsize=8)
@@ -94,23 +99,27 @@ def anisotropy_vs_lambda(records: list[dict[str, Any]], labels: dict[str, str], 
 
 
 def geco_tracking(records: list[dict[str, Any]], labels: dict[str, str], path: Path) -> Path | None:
-    groups: dict[tuple[str, str], list[tuple[float, float, str]]] = defaultdict(list)
+    """The tracking error of every GECO run; the pixel arm (λ = 0) drawn in each family's panel."""
+    points: dict[tuple[str, str], list[tuple[float, float, tuple[float, int]]]] = defaultdict(list)
     for r in records:
         i, m = r["identity"], r["metrics"]
         if i["sweep"] in ("geco", "length"):
             error = m.get("geco_tracking_error", float(m["kl"]) / float(i["target"]) - 1)
-            groups[(i["architecture"], i["family"])].append(
-                (float(i["lam"]), 100 * float(error), f"{i['target']:g} nats, {i['steps']} steps"))
-    if not groups:
+            points[(i["architecture"], i["family"])].append(
+                (float(i["lam"]), 100 * float(error), (float(i["target"]), int(i["steps"]))))
+    panels_of = sorted(key for key in points if key[1] != "pixel")
+    if not panels_of:
         return None
-    fig, axes = panels(len(groups), 4.8, 4.0)
-    for ax, ((architecture, family), points) in zip(axes, sorted(groups.items()), strict=False):
-        for label in sorted({p[2] for p in points}):
-            xs = [p[0] for p in points if p[2] == label]
-            ax.plot(xs, [p[1] for p in points if p[2] == label], "o", alpha=0.7, label=label)
+    fig, axes = panels(len(panels_of), 4.8, 4.0)
+    for ax, (architecture, family) in zip(axes, panels_of, strict=False):
+        shown = points[(architecture, family)] + points.get((architecture, "pixel"), [])
+        for target, steps in sorted({p[2] for p in shown}):
+            xs = [p[0] for p in shown if p[2] == (target, steps)]
+            ax.plot(xs, [p[1] for p in shown if p[2] == (target, steps)], "o", alpha=0.7,
+                    label=f"{target:g} nats, {steps} steps")
         ax.axhspan(-100 * TOLERANCE, 100 * TOLERANCE, color="green", alpha=0.1, label=f"±{TOLERANCE:.0%}")
         ax.axhline(0, color="black", lw=0.5)
-        _lambda_axis(ax)
+        _lambda_axis(ax, [p[0] for p in shown])
         ax.set_ylabel("evaluated KL / target − 1 (%)")
         ax.set_title(f"{labels.get(family, family)} ({architecture})", fontsize=10)
         ax.legend(fontsize=7)
