@@ -133,3 +133,18 @@ def test_per_sample_gradient_norm_of_a_batch_mean_loss():
     # ℓ(b) = ||x̂_b − x_b||²: gradient 2 (x̂_b − x_b), norms 10, 2, 0
     loss = lambda a, b: (b - a).pow(2).sum(1).mean()  # noqa: E731
     assert per_sample_gradient_norm(loss, x, x_hat) == pytest.approx(4.0)
+
+
+def test_the_mechanism_agreement_counts_every_matched_rate_run_not_only_the_converged():
+    """Protocol v3: the window rule describes a run and never filters it, here as in claims.md."""
+    from rd_train.report.effective_weights import agreement
+
+    records = [{"sweep": "geco", "converged": converged, "predicted_anisotropy": p, "measured_anisotropy": m,
+                "spearman_rho": 0.5}
+               for converged, p, m in ((True, 0.2, 0.25), (False, 0.4, 0.45), (False, 0.6, 0.7),
+                                       (True, 0.8, 0.9))]
+    records.append({"sweep": "fixed", "converged": True, "predicted_anisotropy": 9.0,
+                    "measured_anisotropy": 1.0, "spearman_rho": 0.0})
+    result = agreement(records)
+    assert result["runs"] == 4  # the four GECO runs, the two outside the window rule included
+    assert result["pearson"] > 0.99 and result["median_ratio"] < 1

@@ -109,8 +109,8 @@ def _geco_records(
 
 
 def agreement(records: list[dict[str, Any]]) -> dict[str, float]:
-    """Predicted vs measured anisotropy over the converged matched-rate (GECO) runs."""
-    chosen = [r for r in records if r["sweep"] == "geco" and r["converged"]]
+    """Predicted vs measured anisotropy over every matched-rate (GECO) run (protocol v3: no filter)."""
+    chosen = [r for r in records if r["sweep"] == "geco"]
     if len(chosen) < 3:
         return {"runs": len(chosen)}
     predicted = np.array([r["predicted_anisotropy"] for r in chosen])
@@ -141,7 +141,7 @@ def table(study: Study, records: list[dict[str, Any]]) -> str:
     ]
     if a["runs"] >= 3:
         lines += [
-            f"Over the {a['runs']} converged matched-rate (GECO) runs: predicted vs measured mean "
+            f"Over the {a['runs']} matched-rate (GECO) runs: predicted vs measured mean "
             "anisotropy, "
             f"Pearson r = {a['pearson']:.3f}, Spearman ρ = {a['spearman']:.3f}, median ratio predicted "
             "/ measured "
@@ -151,7 +151,7 @@ def table(study: Study, records: list[dict[str, Any]]) -> str:
             "",
         ]
     lines += [
-        f"## Matched rate (GECO runs; mean [{conf:.0%} CI] over converged seeds)",
+        f"## Matched rate (GECO runs; mean [{conf:.0%} CI] over every seed)",
         "",
         "| family | λ | target | runs | ρ(pred, measured log σ²) | predicted anisotropy | measured "
         "anisotropy "
@@ -160,25 +160,24 @@ def table(study: Study, records: list[dict[str, Any]]) -> str:
     ]
     for family in study.families:
         for (lam, target), group in _geco_records(study, records, family).items():
-            ok = [r for r in group if r["converged"]]
-
-            def ci(key: str, rows: list[dict[str, Any]] = ok) -> str:
+            def ci(key: str, rows: list[dict[str, Any]] = group) -> str:
                 return mean_ci([r[key] for r in rows], conf).format(3)
 
             lines.append(
-                f"| {study.label(family)} | {lam:g} | {target:g} | {len(ok)}/{len(group)} | "
+                f"| {study.label(family)} | {lam:g} | {target:g} | {len(group)} | "
                 f"{ci('spearman_rho')} | "
                 f"{ci('predicted_anisotropy')} | {ci('measured_anisotropy')} | {ci('log_price_spread')} | "
                 f"{ci('price_share_neural')} |"
             )
-    from rd_train.report.mechanism import transfer_lines
-
-    lines += ["", *transfer_lines(study, records)]
+    lines += ["", *flatter_prices(study, records)]
     lines += [
         "",
         "## Every run",
         "",
-        "| sweep | run | converged | β | ρ | predicted anisotropy | measured anisotropy | Var_i log c_i |",
+        "The window rule's verdict (`convergence.md`) is a diagnostic beside each run, never a filter.",
+        "",
+        "| sweep | run | within the window rule | β | ρ | predicted anisotropy | measured anisotropy | "
+        "Var_i log c_i |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in (r for r in records if r["sweep"] != "transfer"):
@@ -190,22 +189,14 @@ def table(study: Study, records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def claims_section(study: Study, records: list[dict[str, Any]]) -> list[str]:
-    """Does the neural loss flatten the price profile at matched rate, and does that track the anisotropy?"""
-    a = agreement(records)
+def flatter_prices(study: Study, records: list[dict[str, Any]]) -> list[str]:
+    """Does the neural loss flatten the price profile at matched rate, and does that track the anisotropy?
+    λ_max against λ = 0 over every run (one-sided Welch), and the non-circular prediction of each λ's
+    change (`mechanism.transfer_lines`)."""
     from rd_train.report.mechanism import transfer_lines
 
-    lines = ["## 3. Effective distortion weights (the toy model's mechanism, `effective_weights.md`)", ""]
-    if a["runs"] >= 3:
-        lines += [
-            f"Predicted (toy model from each decoder's effective weights) vs measured anisotropy over "
-            f"{a['runs']} "
-            f"converged GECO runs: Pearson r = {a['pearson']:.3f}, median ratio "
-            f"{a['median_ratio']:.2f}; mean "
-            f"per-coordinate Spearman ρ {a['mean_rho']:.3f}.",
-            "",
-        ]
-    lines += [
+    lines = [
+        "## Flatter prices at matched rate?", "",
         "| family | target (nats) | Var_i log c_i at λ = 0 | at λ = max | effect [CI] | p | flatter prices? "
         "| anisotropy change (GECO) |",
         "|---|---:|---:|---:|---:|---:|---|---:|",
@@ -213,12 +204,12 @@ def claims_section(study: Study, records: list[dict[str, Any]]) -> list[str]:
     for family in study.families:
         groups, top = _geco_records(study, records, family), max(study.lams(family))
         for target in study.targets:
-            base = [r["log_price_spread"] for r in groups.get((0.0, target), []) if r["converged"]]
-            high = [r["log_price_spread"] for r in groups.get((top, target), []) if r["converged"]]
+            base = [r["log_price_spread"] for r in groups.get((0.0, target), [])]
+            high = [r["log_price_spread"] for r in groups.get((top, target), [])]
             c = compare_lower(base, high, study.rules.alpha, study.rules.confidence)
             aniso = compare_lower(
-                [r["measured_anisotropy"] for r in groups.get((0.0, target), []) if r["converged"]],
-                [r["measured_anisotropy"] for r in groups.get((top, target), []) if r["converged"]],
+                [r["measured_anisotropy"] for r in groups.get((0.0, target), [])],
+                [r["measured_anisotropy"] for r in groups.get((top, target), [])],
             )
             effect = (
                 "–"
@@ -246,7 +237,7 @@ def figures(study: Study, records: list[dict[str, Any]], directory: Path) -> Non
     for ax, family in zip(axes, study.families, strict=True):
         groups, lams = _geco_records(study, records, family), study.lams(family)
         for lam in (lams[0], lams[-1]):
-            rows = [r for r in groups.get((lam, target), []) if r["converged"]]
+            rows = groups.get((lam, target), [])
             if rows:
                 spectrum = np.exp(np.mean([r["sorted_log_prices"] for r in rows], axis=0))
                 ax.plot(
@@ -270,7 +261,7 @@ def figures(study: Study, records: list[dict[str, Any]], directory: Path) -> Non
     markers = {0.0: "o"}
     for i, family in enumerate(study.families):
         for (lam, _), group in _geco_records(study, records, family).items():
-            rows = [r for r in group if r["converged"]]
+            rows = group
             marker = markers.setdefault(lam, "sD^v"[len(markers) % 4])
             label = f"{'pixel only' if lam == 0 else study.label(family)}, λ = {lam:g}"
             ax.plot(
@@ -293,7 +284,7 @@ def figures(study: Study, records: list[dict[str, Any]], directory: Path) -> Non
     ax.set(
         xlabel="measured anisotropy (encoder)",
         ylabel="predicted anisotropy (toy model from c_i)",
-        title="Predicted vs measured anisotropy\n(every converged GECO run, all families and targets)",
+        title="Predicted vs measured anisotropy\n(every GECO run, all families and targets)",
     )
     ax.legend(unique.values(), unique.keys(), fontsize=7)
     save(fig, directory / "predicted_vs_measured_anisotropy.png")
@@ -311,4 +302,4 @@ def load(path: Path) -> list[dict[str, Any]] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-__all__ = ["Run", "claims_section", "load", "run_stage"]
+__all__ = ["Run", "flatter_prices", "load", "run_stage"]
