@@ -36,16 +36,21 @@ class RunDiagnostics:
     tracking_error: float | None  # K / R* − 1 of a GECO run, else None
 
 
-def run_diagnostics(record: dict[str, Any], rule: WindowRule) -> RunDiagnostics:
+def tracking_error(record: dict[str, Any]) -> float | None:
+    """K / R* − 1 of a GECO run (its own ``geco_tracking_error`` when it has one); None for other runs."""
     metrics, identity = record["metrics"], record["identity"]
-    window = stationarity(metrics, rule)
+    if identity["sweep"] not in TRACKED:
+        return None
+    own = metrics.get("geco_tracking_error")
+    if isinstance(own, int | float):
+        return float(own)
+    return float(metrics["kl"]) / float(identity["target"]) - 1
+
+
+def run_diagnostics(record: dict[str, Any], rule: WindowRule) -> RunDiagnostics:
+    window = stationarity(record["metrics"], rule)
     relative = tuple(d / abs(m) if m else math.nan for d, m in zip(window.drifts, window.means, strict=True))
-    error = None
-    if identity["sweep"] in TRACKED:
-        own = metrics.get("geco_tracking_error")
-        target = float(identity["target"])
-        error = float(own) if isinstance(own, int | float) else float(metrics["kl"]) / target - 1
-    return RunDiagnostics(record["path"], identity, relative, window.passed, error)
+    return RunDiagnostics(record["path"], record["identity"], relative, window.passed, tracking_error(record))
 
 
 def _percent(value: float | None) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from rd_train.protocol.diagnostics import TRACKED, tracking_error
 from rd_train.report.plotting import panels, pyplot, save
 
 TOLERANCE = 0.03
@@ -91,7 +92,7 @@ def rate_vs_lambda(records: list[dict[str, Any]], labels: dict[str, str], path: 
 
 
 def anisotropy_vs_lambda(records: list[dict[str, Any]], labels: dict[str, str], path: Path) -> Path | None:
-    series = _series(records, ("geco", "length"), "anisotropy")
+    series = _series(records, TRACKED, "anisotropy")
     if not series:
         return None
     return _trend_panels(series, labels, "anisotropy at matched rate",
@@ -102,9 +103,8 @@ def geco_tracking(records: list[dict[str, Any]], labels: dict[str, str], path: P
     """The tracking error of every GECO run; the pixel arm (λ = 0) drawn in each family's panel."""
     points: dict[tuple[str, str], list[tuple[float, float, tuple[float, int]]]] = defaultdict(list)
     for r in records:
-        i, m = r["identity"], r["metrics"]
-        if i["sweep"] in ("geco", "length"):
-            error = m.get("geco_tracking_error", float(m["kl"]) / float(i["target"]) - 1)
+        i, error = r["identity"], tracking_error(r)
+        if error is not None:
             points[(i["architecture"], i["family"])].append(
                 (float(i["lam"]), 100 * float(error), (float(i["target"]), int(i["steps"]))))
     panels_of = sorted(key for key in points if key[1] != "pixel")

@@ -48,11 +48,10 @@ def labels_of(params: dict[str, Any], records: list[dict[str, Any]]) -> dict[str
 def run_row(record: dict[str, Any]) -> dict[str, Any]:
     identity, metrics = record["identity"], record["metrics"]
     distortion = metrics.get("distortion") or {}
-    error = metrics.get("geco_tracking_error")
     return {"path": record["path"], **{k: identity[k] for k in RUN_COLUMNS[1:9]},
             "kl": metrics.get("kl"), "anisotropy": metrics.get("anisotropy"), "psnr": metrics.get("psnr"),
             "pixel_sse": distortion.get("pixel_sse"), "final_beta": metrics.get("beta"),
-            "tracking_error": error}
+            "tracking_error": diagnostics.tracking_error(record)}
 
 
 def runs_csv(records: list[dict[str, Any]]) -> str:
