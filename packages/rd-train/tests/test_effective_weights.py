@@ -148,3 +148,40 @@ def test_the_mechanism_agreement_counts_every_matched_rate_run_not_only_the_conv
     result = agreement(records)
     assert result["runs"] == 4  # the four GECO runs, the two outside the window rule included
     assert result["pearson"] > 0.99 and result["median_ratio"] < 1
+
+
+def _study(passed: list[bool]):
+    from types import SimpleNamespace
+
+    from rd_train.analysis import Rules
+    from rd_train.report.study import Run, Study
+
+    runs = [Run("geco", "pixel", 0.0, 0.016, 5.0, seed, __import__("pathlib").Path(f"r{seed}"), {},
+                SimpleNamespace(passed=ok))  # type: ignore[arg-type]
+            for seed, ok in enumerate(passed)]
+    params = {"losses": {"perceptual": {"neural": "vgg16_hed"}}, "sweep": {"rate_targets": [5]}}
+    return Study(params, Rules(), runs)
+
+
+def test_the_weight_analyses_group_every_run_whatever_its_window_rule_verdict():
+    """The bug this names: the matched-rate table of effective_weights.md grouped only the runs within the
+    window rule (1 or 2 of 3 seeds per cell) while its title said every seed."""
+    study = _study([True, False, False])
+    assert [len(g) for g in study.grouped("geco", "perceptual").values()] == [3]
+    assert len(study.runs_of("geco", "perceptual")) == 3
+
+
+def test_the_transfer_table_interval_of_a_relative_change_stays_above_minus_100_percent():
+    from rd_train.report.mechanism import transfer_lines
+
+    study = _study([True, True, True])
+    rows = [{"sweep": "transfer", "family": "perceptual", "lam": 5.0, "target": 5.0, "converged": True,
+             "measured_change": m, "predicted_change": p}
+            for m, p in ((-0.9, -0.5), (-0.3, -0.4), (-0.95, -0.6))]
+    cell = "| VGG16 (HED) features | 5 |"
+    line = next(line for line in transfer_lines(study, rows) if line.startswith(cell))
+    measured = line.split("|")[5]
+    low = float(measured.split("[")[1].split("%")[0])
+    assert -100 < low < -80  # the arithmetic-mean t-interval of these changes reaches below −100 %
+    geometric = (np.exp(np.mean(np.log([0.1, 0.7, 0.05]))) - 1) * 100
+    assert measured.strip().startswith(f"{geometric:+.1f}%")

@@ -213,7 +213,7 @@ def figures(summary: dict[str, Any], results: dict[str, dict[str, Any]], directo
                 runs = [
                     r
                     for r in summary["records"]
-                    if r["target"] == target and r["converged"] and (r["family"] == family or r["lam"] == 0)
+                    if r["target"] == target and (r["family"] == family or r["lam"] == 0)
                 ]
                 ax.plot(
                     [positions[r["lam"]] + 0.06 * (t_index - 0.5) for r in runs],
@@ -229,7 +229,7 @@ def figures(summary: dict[str, Any], results: dict[str, dict[str, Any]], directo
             shown = [
                 r["endpoints"][endpoint]
                 for r in summary["records"]
-                if r["converged"] and (r["family"] == family or r["lam"] == 0)
+                if r["family"] == family or r["lam"] == 0
             ]
             if shown:
                 pad = 0.25 * (max(shown) - min(shown)) or 0.1 * abs(max(shown)) or 1.0
@@ -252,7 +252,7 @@ def figures(summary: dict[str, Any], results: dict[str, dict[str, Any]], directo
                 runs = [
                     r
                     for r in summary["records"]
-                    if r["family"] == family and r["target"] == target and r["converged"]
+                    if r["family"] == family and r["target"] == target
                 ]
                 if runs:
                     ax.plot(

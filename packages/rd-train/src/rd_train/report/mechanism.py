@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from rd_train.analysis import mean_ci
 from rd_train.analysis.transfer import explained_fraction
 from rd_train.analysis.trends import format_relative_effect
+from rd_train.protocol.paired import RelativeEffect, paired_log_ratio
 from rd_train.report.study import Study
 
 
@@ -27,6 +27,8 @@ def transfer_lines(study: Study, records: list[dict[str, Any]]) -> list[str]:
         "predicted variance part of the rate stays the λ = 0 one (`rd_train/analysis/transfer.py`). "
         "Explained: 1 − Σ(measured − predicted)² / Σ measured² of the relative anisotropy change, "
         "against a baseline that predicts no change (1 = all of it, 0 = no better, < 0 worse). "
+        "Each cell's change is that of the geometric mean of the pairs' ratios, with its t-interval in "
+        "log ratio, so it cannot fall below −100 %. "
         "PatchGAN's feature-matching term uses the λ run's own discriminator (the only one trained "
         "against such a decoder); VGG16 (HED) is frozen, so nothing of the λ run enters.",
         "",
@@ -37,14 +39,15 @@ def transfer_lines(study: Study, records: list[dict[str, Any]]) -> list[str]:
     for r in rows:
         cells.setdefault((r["family"], r["lam"], r["target"]), []).append(r)
     for (family, lam, target), group in sorted(cells.items()):
-        measured = mean_ci([r["measured_change"] for r in group], conf)
-        predicted = mean_ci([r["predicted_change"] for r in group], conf)
+        measured = _geometric_change([r["measured_change"] for r in group], conf)
+        predicted = _geometric_change([r["predicted_change"] for r in group], conf)
         lines.append(f"| {study.label(family)} | {lam:g} | {target:g} | {len(group)} | "
                      f"{_pct(measured)} | {_pct(predicted)} |")
     lines += ["", "| family | filter | pairs | explained | Pearson r (measured, predicted) |",
               "|---|---|---:|---:|---:|"]
     for family in study.families:
-        for name, keep in (("every run", lambda r: True), ("converged pairs", lambda r: r["converged"])):
+        for name, keep in (("every run", lambda r: True),
+                           ("sensitivity: pairs within the window rule", lambda r: r["converged"])):
             chosen = [r for r in rows if r["family"] == family and keep(r)]
             m = [r["measured_change"] for r in chosen]
             p = [r["predicted_change"] for r in chosen]
@@ -56,8 +59,14 @@ def transfer_lines(study: Study, records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _pct(ci: Any) -> str:
-    return format_relative_effect(ci.mean, ci.low, ci.high)
+def _geometric_change(changes: list[float], confidence: float) -> RelativeEffect:
+    """exp(mean log(1 + change)) − 1 over the pairs: a ratio's change, whose interval stays above −100 %."""
+    ratios = np.add(changes, 1.0)
+    return paired_log_ratio(ratios, np.ones_like(ratios), confidence)
+
+
+def _pct(effect: RelativeEffect) -> str:
+    return format_relative_effect(effect.effect, effect.low, effect.high)
 
 
 def _num(x: float) -> str:
