@@ -114,7 +114,7 @@ def _records(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from rd_train.protocol.report import write_report
 
-    print(write_report(args.params, args.records, args.out))
+    print(write_report(args.params, args.records, args.out, args.length_pilot))
     return 0
 
 
@@ -232,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--params", default="params.yaml")
     rep.add_argument("--records", default="paper/records")
     rep.add_argument("--out", default="paper")
+    rep.add_argument("--length-pilot", default=None, metavar="JSON",
+                     help="the length pilot's results, shown beside the sweep's lengths in claims.md "
+                     "(benchmarks/results/cpu-convergence-pilot.json)")
     dif = sub.add_parser("diffusability", parents=[common],
                          help="a latent sampler on every matched-rate run, scored against floors "
                          "(a DVC stage)")

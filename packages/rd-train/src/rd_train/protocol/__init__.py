@@ -8,11 +8,12 @@
 * `rd_train.protocol.claims`: the cells, tests and claims.md from the records;
 * `rd_train.protocol.diagnostics`: convergence.md, each run's drift and GECO tracking error, reported
   beside the verdicts and never a filter;
+* `rd_train.protocol.length`: claims.md's section on the effect at every measured training length;
 * `rd_train.protocol.control`: the balancer control's section of claims.md;
 * `rd_train.protocol.figures`: the claims' figures;
 * `rd_train.protocol.report`: `rd-train report --records`, every table and figure above from the records
   (the DVC stage ``aggregate``).
 
-The DVC stage ``records`` writes the records from the runs; ``aggregate`` reads nothing else
-(docs/protocol.md).
+The DVC stage ``records`` writes the records from the runs; ``aggregate`` reads nothing else but the
+length pilot's committed results (docs/protocol.md).
 """

@@ -3,7 +3,8 @@ stage ``aggregate``), with no run directory or checkpoint: a change here re-runs
 
 Writes, under ``out``:
 
-* ``tables/claims.md``: protocol v3's claims (`rd_train.protocol.claims`), the summary first, and the
+* ``tables/claims.md``: protocol v3's claims (`rd_train.protocol.claims`), the summary first, the effect
+  against training length (`rd_train.protocol.length`, with the length pilot's file when given) and the
   balancer control (`rd_train.protocol.control`);
 * ``tables/convergence.md``: each run's drift and GECO tracking error (`rd_train.protocol.diagnostics`);
 * ``tables/sweeps.md``: every cell's mean and spread over seeds, per λ;
@@ -29,8 +30,9 @@ from typing import Any
 from rd_theory.atomic import atomic_write_text
 
 from rd_train.analysis.stationarity import WindowRule
+from rd_train.errors import MissingDataError
 from rd_train.protocol import claims as claims_module
-from rd_train.protocol import control, diagnostics, figures
+from rd_train.protocol import control, diagnostics, figures, length
 from rd_train.protocol.records import read
 from rd_train.protocol.summary import verdict
 from rd_train.sweep import family_label, load_params
@@ -129,15 +131,28 @@ def matched_rate_plot(records: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def write_report(params_path: str | Path, records_dir: str | Path, out: str | Path) -> str:
-    """Everything the module doc lists, from ``params_path`` (the rules) and the records; one line back."""
+def read_pilot(path: str | Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise MissingDataError(f"--length-pilot {path}: cannot read it as JSON ({error}); give the length "
+                               f"pilot's results ({length.PILOT}) or leave the option out") from error
+
+
+def write_report(params_path: str | Path, records_dir: str | Path, out: str | Path,
+                 length_pilot: str | Path | None = None) -> str:
+    """Everything the module doc lists, from ``params_path`` (the rules), the records and, when given, the
+    length pilot's results (shown beside the sweep's lengths); one line back."""
+    pilot = read_pilot(length_pilot)
     params = load_params(params_path)
     records = read(records_dir)
     labels = labels_of(params, records)
     alpha = float(params["rules"]["alpha"])
     out = Path(out)
     result = claims_module.compute(records, labels)
-    extra = control.section(records, alpha, labels)
+    extra = length.section(records, labels, pilot) + control.section(records, alpha, labels)
     atomic_write_text(out / "tables" / "claims.md",
                       claims_module.document(result, alpha, params.get("preregistered_in"), labels, extra))
     atomic_write_text(out / "tables" / "convergence.md",
