@@ -51,6 +51,9 @@ def pipeline(tmp_path_factory):
     shutil.copy(ROOT / "tests" / "data" / "miniature_params.yaml", work / "params.yaml")
     for package in ("rd-theory", "rd-kernels", "rd-train"):
         shutil.copytree(ROOT / "packages" / package / "src", work / "packages" / package / "src")
+    pilot = Path("benchmarks") / "results" / "cpu-convergence-pilot.json"  # the aggregate stage's other input
+    (work / pilot.parent).mkdir(parents=True)
+    shutil.copy(ROOT / pilot, work / pilot)
 
     def run(*args: str) -> str:
         done = subprocess.run(args, cwd=work, env=workspace_env(work), capture_output=True, text=True,
@@ -108,7 +111,7 @@ def test_the_records_hold_every_run_and_rebuild_the_report(pipeline):
     assert {r["identity"]["architecture"] for r in records} == {"vector", "spatial"}
     rebuilt = work / "rebuilt"
     run(str(BIN / "rd-train"), "report", "--params", "params.yaml", "--records", "paper/records",
-        "--out", str(rebuilt))
+        "--out", str(rebuilt), "--length-pilot", "benchmarks/results/cpu-convergence-pilot.json")
     for table in ("claims.md", "convergence.md", "sweeps.md", "runs.csv"):
         assert (rebuilt / "tables" / table).read_bytes() == (work / "paper" / "tables" / table).read_bytes()
 
