@@ -54,6 +54,7 @@ def test_sweep_throughput_runs_the_baseline_tree_and_this_one(tmp_path):
     report = json.loads(out.read_text())
     assert set(report["per_family_best_of_repeats"]) == {"pixel", "perceptual", "adversarial"}
     assert all(r["ratio"] > 0 and r["x_roofline"] > 0 for r in report["per_family_best_of_repeats"].values())
+    assert report["shared_table_build_s"] > 0  # timed on its own, before the sweeps that read the table
     current, baseline = report["results"]["current"][0], report["results"]["8b4a8ec"][0]
     for family in ("pixel", "perceptual", "adversarial"):
         runs = current[family]["runs"]
