@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    from rd_train.sweep import load_params, run_sweep
+    from rd_train.pipeline.sweep import load_params, run_sweep
 
     params = load_params(ROOT / "params.yaml")
     result: dict[str, Any] = {"what": __doc__.split("\n\n")[0], "cells": {"beta": BETA, "lams": CELLS,

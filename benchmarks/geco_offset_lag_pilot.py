@@ -1,4 +1,5 @@
-"""Second look at GECO's offset correction: the offset measured with matching lags (rd_train/rate.py).
+"""Second look at GECO's offset correction: the offset measured with matching lags
+(rd_train/training/rate.py).
 
 The first offset pilot (benchmarks/geco_offset_pilot.py, results/cpu-geco-offset-pilot.json) chose the
 cosine schedule's floor 0.1 by its rule, with no candidate meeting the 3 % rule: PatchGAN at λ = 5 ended
@@ -40,7 +41,7 @@ def main() -> int:
                         default=str(ROOT / "benchmarks" / "results" / "cpu-geco-offset-lag-pilot.json"))
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
-    from rd_train.sweep import neural_families, run_sweep
+    from rd_train.pipeline.sweep import neural_families, run_sweep
 
     base = yaml.safe_load(Path(args.params).read_text())
     data = ROOT / base["data"]["root"]

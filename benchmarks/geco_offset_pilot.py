@@ -1,7 +1,8 @@
 """Pilot: the floor of the cosine learning-rate schedule (``optim.lr_floor``) under GECO's offset correction.
 
 Protocol v3 asks that every GECO run end with the evaluated model's KL (EMA weights, held-out images: what
-the tables report) within 3 % of its target. GECO's offset correction (rd_train/rate.py; gain and start as
+the tables report) within 3 % of its target. GECO's offset correction
+(rd_train/training/rate.py; gain and start as
 params.yaml has them) removes the offset between the training KL GECO steers and the evaluated KL. An
 earlier pilot (seed 99, λ = 5) left PatchGAN 15 % over its 20-nat target: its training KL still rose late
 in training, when the cosine schedule had taken the learning rate to zero and a larger β no longer moved
@@ -50,7 +51,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cpu-geco-offset-pilot.json"))
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
-    from rd_train.sweep import neural_families, run_sweep
+    from rd_train.pipeline.sweep import neural_families, run_sweep
 
     base = yaml.safe_load(Path(args.params).read_text())
     data = ROOT / base["data"]["root"]

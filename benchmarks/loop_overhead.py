@@ -4,7 +4,8 @@ family's step sits against its fp32 roofline (issue 29: keep Lightning or replac
 For each family of the default sweep (pixel SSE, VGG16 (HED) λ = 5, PatchGAN λ = 5; GECO at 10 nats, the
 profile's model, data and batch), in this one process with one thread and nothing else running:
 
-* ``lightning``: `rd_train.run.fit` of ``--steps`` steps with validations off (so only the training loop
+* ``lightning``: `rd_train.training.run.fit` of ``--steps`` steps with validations off (so only the
+  training loop
   is timed), minus the same fit at ``--steps`` / 4 (set-up and the final evaluation cancel): ms a step;
 * ``bare``: the same `VAEModule`'s step (draw the noise, `forward_backward`, the fused Adam step with the
   non-finite skip, the EMA, the schedulers, the rate update, the training averages; what a step must do)
@@ -63,8 +64,8 @@ def _timed(call: Any) -> float:
 def lightning_ms(config: Any, steps: int, scratch: Path) -> float:
     """ms per step of `fit` with validations off: the difference of two lengths."""
     from rd_train.config import from_dict
-    from rd_train.run import fit
-    from rd_train.workers import output_to
+    from rd_train.pipeline.workers import output_to
+    from rd_train.training.run import fit
 
     seconds = []
     for n in (steps // 4, steps):
@@ -80,8 +81,8 @@ def lightning_ms(config: Any, steps: int, scratch: Path) -> float:
 
 def bare_loop(config: Any, steps: int, warmup: int = 20) -> tuple[float, float]:
     """(ms per step of the bare loop, FLOPs of one step counted by torch's flop counter)."""
-    from rd_train.module import VAEModule, _skip_if
-    from rd_train.run import data_module
+    from rd_train.training.module import VAEModule, _skip_if
+    from rd_train.training.run import data_module
     from torch.utils.flop_counter import FlopCounterMode
 
     module = VAEModule(config.to_dict())
@@ -133,9 +134,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    from rd_train.precision import cpu_bf16_flags
-    from rd_train.sweep import load_params, run_configs
-    from rd_train.workers import set_threads
+    from rd_train.pipeline.sweep import load_params, run_configs
+    from rd_train.pipeline.workers import set_threads
+    from rd_train.training.precision import cpu_bf16_flags
 
     set_threads(1)
     params = load_params(ROOT / "params.yaml")

@@ -133,7 +133,7 @@ def _finite(x: object) -> bool:
 
 def machine() -> dict[str, object]:
     """The CPU the pilot ran on: bf16 is native only with avx512_bf16 or AMX, emulated elsewhere."""
-    from rd_train.precision import CPUINFO, cpu_bf16_flags
+    from rd_train.training.precision import CPUINFO, cpu_bf16_flags
 
     text = CPUINFO.read_text() if CPUINFO.is_file() else ""
     model = next((line.split(":", 1)[1].strip() for line in text.splitlines()
@@ -172,7 +172,7 @@ def main() -> int:
     if not (data / "meta.json").is_file():
         sys.path[:0] = [str(ROOT / "packages" / p / "src") for p in ("rd-theory", "rd-kernels", "rd-train")]
         from rd_train.config import DataConfig
-        from rd_train.data import save_embedded
+        from rd_train.training.data import save_embedded
 
         save_embedded(data, DataConfig(**base["embedded"]))
     base["data"]["root"] = str(data)

@@ -68,8 +68,8 @@ class PhaseTimer(L.Callback):
 
 
 def representative(params: dict[str, Any], model: str, family: str, out: Path) -> Any:
-    from rd_train.spatial.grid import spatial_params
-    from rd_train.sweep import run_configs
+    from rd_train.pipeline.spatial import spatial_params
+    from rd_train.pipeline.sweep import run_configs
 
     source = spatial_params(params) if model == "spatial" else params
     configs = run_configs(source, "fixed", family, out / model)
@@ -80,8 +80,8 @@ def representative(params: dict[str, Any], model: str, family: str, out: Path) -
 def run_phases(params: dict[str, Any], model: str, family: str, work: Path,
                steps: int | None) -> dict[str, Any]:
     from rd_train.config import from_dict
-    from rd_train.run import fit
-    from rd_train.workers import output_to
+    from rd_train.pipeline.workers import output_to
+    from rd_train.training.run import fit
 
     config = representative(params, model, family, work)
     if steps is not None:
@@ -112,7 +112,7 @@ def timed(fn: Any, repeats: int) -> float:
 
 
 def vgg_components(params: dict[str, Any], repeats: int) -> dict[str, Any]:
-    from rd_train.losses.vgg16 import VGG16FeatureLoss, _unit, stages_for
+    from rd_train.training.losses.vgg16 import VGG16FeatureLoss, _unit, stages_for
 
     data = params["data"]
     stages = stages_for(params["losses"]["perceptual"].get("vgg_stages"), data["image_size"])
@@ -170,8 +170,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    from rd_train.sweep import load_params
-    from rd_train.workers import set_threads
+    from rd_train.pipeline.sweep import load_params
+    from rd_train.pipeline.workers import set_threads
 
     set_threads(1)
     params = load_params(args.params)

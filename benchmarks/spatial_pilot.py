@@ -42,7 +42,7 @@ def targets(curves: dict[str, list[float]]) -> tuple[int, int]:
 
 
 def main() -> int:
-    from rd_train.sweep import run_sweep
+    from rd_train.pipeline.sweep import run_sweep
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default=str(ROOT / "params.yaml"))

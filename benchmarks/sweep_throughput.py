@@ -74,9 +74,9 @@ def reduced_params(steps: int, data_root: Path, baseline: bool) -> dict:
 
 def build_shared_table(params: dict, directory: Path) -> float:
     """Seconds to build this tree's shared target-feature table for ``params``' VGG16 (HED) runs, into
-    ``directory`` (where the timed sweeps then find it: `rd_train.sweep.feature_table_directory`)."""
-    from rd_train.feature_table import target_tabled_loss
-    from rd_train.sweep import run_configs
+    ``directory`` (where the timed sweeps then find it: `rd_train.pipeline.sweep.feature_table_directory`)."""
+    from rd_train.pipeline.sweep import run_configs
+    from rd_train.training.feature_table import target_tabled_loss
 
     with tempfile.TemporaryDirectory(prefix="sweep-throughput-table-") as scratch:
         config = run_configs(params, "fixed", "perceptual", scratch)[0]
@@ -136,7 +136,7 @@ def cpu_description() -> dict:
 def step_flops(params: dict, family: str) -> float:
     """FLOPs of one training step of ``family``'s benchmarked run in this tree (loop_overhead.bare_loop)."""
     from loop_overhead import bare_loop
-    from rd_train.sweep import run_configs
+    from rd_train.pipeline.sweep import run_configs
 
     with tempfile.TemporaryDirectory(prefix="sweep-throughput-flops-") as scratch:
         config = run_configs(params, "fixed", family, scratch)[0]
@@ -154,13 +154,13 @@ def main() -> int:
     sys.path[:0] = [str(ROOT / "benchmarks"), *(str(ROOT / "packages" / p / "src") for p in PACKAGES)]
     import torch
     from loop_overhead import peak_gflops
-    from rd_train.workers import set_threads
+    from rd_train.pipeline.workers import set_threads
 
     with tempfile.TemporaryDirectory(prefix="sweep-throughput-") as scratch:
         work = Path(scratch)
         baseline = export_tree(args.baseline_ref, work / "baseline")
         from rd_train.config import DataConfig
-        from rd_train.data import save_embedded
+        from rd_train.training.data import save_embedded
 
         embedded = yaml.safe_load((ROOT / "params.yaml").read_text())["embedded"]
         data_root = work / "embedded"

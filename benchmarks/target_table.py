@@ -3,7 +3,8 @@ shared one, side by side.
 
 The same run (λ = 5, β = 0.016, seed 0, the profile's steps unless ``--steps``), trained in this one
 process with one thread, in turn without a table, with a table built for the run (its build included in
-its time), and with the shared, memory-mapped table of `rd_train.feature_table.shared_table` (built once
+its time), and with the shared, memory-mapped table of
+`rd_train.training.feature_table.shared_table` (built once
 before the first timed fit, as a sweep's first VGG16 (HED) run would: its build is reported apart, since
 a sweep pays it once for all its runs), ``--repeats`` times each, nothing else running. Reports each fit's
 wall time, the ratios of the medians to the run without a table, and whether every run's metrics are
@@ -33,10 +34,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from rd_train.config import from_dict
-    from rd_train.feature_table import target_tabled_loss
-    from rd_train.run import fit
-    from rd_train.sweep import load_params, run_configs
-    from rd_train.workers import output_to, set_threads
+    from rd_train.pipeline.sweep import load_params, run_configs
+    from rd_train.pipeline.workers import output_to, set_threads
+    from rd_train.training.feature_table import target_tabled_loss
+    from rd_train.training.run import fit
 
     set_threads(1)
     params = load_params(ROOT / "params.yaml")

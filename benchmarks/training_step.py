@@ -1,5 +1,6 @@
 """Steps per second of a whole training step on a GPU: the vector VAE at 32 px, batch 64, pixel SSE only
-and PatchGAN (λ = 1), run through `rd_train.run.fit` (Lightning, validation and checkpoints included).
+and PatchGAN (λ = 1), run through
+`rd_train.training.run.fit` (Lightning, validation and checkpoints included).
 
 Variants, each in the same process and on the same device:
 
@@ -167,7 +168,7 @@ class ProfileWindow(L.Callback):
 def fit_variant(family: str, variant: str, common: dict, steps: int, out: str, callback: L.Callback) -> None:
     """One fit of ``family`` run as ``variant``, measured by ``callback``."""
     from rd_train import from_dict
-    from rd_train.run import fit
+    from rd_train.training.run import fit
 
     compile_mode, step_graph = VARIANTS[variant]
     config = {**common, "loss": FAMILIES[family], "log_every_n_steps": 50, "compile": compile_mode,
@@ -202,7 +203,7 @@ def run_baseline(family: str, common: dict, source: str, steps: int, start: int,
     added to every Trainer it builds (its fit takes no callbacks)."""
     code = TIMER + (
         "import json, sys\n"
-        "from rd_train import from_dict\nfrom rd_train.run import fit\n"
+        "from rd_train import from_dict\nfrom rd_train.training.run import fit\n"
         "config, steps = json.loads(sys.argv[1]), int(sys.argv[2])\n"
         "start, out = int(sys.argv[3]), sys.argv[4]\n"
         "timer = StepTimer(start)\n"

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from rd_train.config import DataConfig
-from rd_train.data import TRAIN_PHOTOS, ImageDataModule, build_embedded
+from rd_train.training.data import TRAIN_PHOTOS, ImageDataModule, build_embedded
 
 BIN = Path(sys.executable).parent
 

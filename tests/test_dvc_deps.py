@@ -126,7 +126,7 @@ def test_the_closure_follows_lazy_imports_and_parent_packages():
     assert "packages/rd-train/src/rd_train/__init__.py" in names  # a parent package runs first
     assert "packages/rd-train/src/rd_train/protocol/claims.py" in names  # imported by the handler's module
     assert "packages/rd-theory/src/rd_theory/atomic.py" in names  # across packages
-    assert "packages/rd-train/src/rd_train/plan.py" not in names  # another command's handler
+    assert "packages/rd-train/src/rd_train/pipeline/plan.py" not in names  # another command's handler
     assert uncovered({"deps": ["packages/rd-train/src", "packages/rd-theory/src", "packages/rd-kernels/src"]},
                      files) == []
     assert "packages/rd-train/src/rd_train/protocol/claims.py" in uncovered(

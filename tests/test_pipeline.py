@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from rd_train.data import dataset_md5
+from rd_train.training.data import dataset_md5
 
 # Its module-scoped fixture (a miniature `dvc repro`, minutes) is built once: every test of the module
 # runs in one xdist worker (noxfile: --dist loadgroup).
@@ -232,7 +232,7 @@ def test_every_profile_builds_valid_runs(profile):
     """Each profile's sweeps give valid run configs, its data section agrees with what prepare builds
     (or reads another dataset), and its rules parse: a profile is ready to run where its data exists."""
     from rd_train.analysis import Rules
-    from rd_train.sweep import load_params, neural_families, run_configs
+    from rd_train.pipeline.sweep import load_params, neural_families, run_configs
 
     params = load_params(ROOT / profile)
     Rules.from_params(params)

@@ -151,8 +151,8 @@ DIRECTIVES = _on_pages(api_directives)
 def test_the_pages_have_what_this_test_reads():
     """The parsers see the documented API: a test that finds nothing to check cannot fail."""
     assert len(BLOCKS) >= 30
-    assert ("docs/configuration.md", ("rd_train.analysis", "effective_weights")) in PROSE_LISTS
-    assert ("docs/configuration.md", "rd_train.losses.vgg16_hed_features") in DOTTED
+    assert ("docs/configuration.md", ("rd_train.mechanism.curvature", "effective_weights")) in PROSE_LISTS
+    assert ("docs/configuration.md", "rd_train.training.losses.vgg16_hed_features") in DOTTED
     assert ("docs/api/rd_theory.md", "rd_theory.toy") in DIRECTIVES
     assert any(page == "README.md" for page, *_ in BLOCKS)
 
@@ -181,13 +181,14 @@ def test_every_api_reference_directive_resolves(page, dotted):
 
 def test_the_check_fails_on_a_submodule_or_a_missing_name():
     """What the checks above say about the two errors the README once had, and a directive gone stale."""
-    bad = "Analysis API (`rd_train.report`): `effective_weights(decode)`, `no_such_name`.\n\n"
+    bad = "Analysis API (`rd_train.mechanism`): `effective_weights(decode)`, `no_such_name`.\n\n"
     problems = [prose_api_problem(module, name) for module, name in prose_api_lists(bad)]
-    assert problems == ["rd_train.report.effective_weights is a submodule, not the documented API",
-                        "rd_train.report.no_such_name does not exist"]
+    assert problems == ["rd_train.mechanism.effective_weights is a submodule, not the documented API",
+                        "rd_train.mechanism.no_such_name does not exist"]
     with pytest.raises(AttributeError):
         resolve(api_directives("# API\n\n::: rd_theory.no_such_module\n")[0])
-    refs = block_references("from rd_train.losses import no_such_loss\nimport rd_theory\nrd_theory.nope\n"
+    refs = block_references("from rd_train.training.losses import no_such_loss\nimport rd_theory\n"
+                            "rd_theory.nope\n"
                             "from rd_train import analysis\nanalysis(1)\n")
     failed = sorted(label for label, _, value in refs if isinstance(value, Exception))
     assert failed == ["analysis(...)", "no_such_loss", "nope"]

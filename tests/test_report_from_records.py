@@ -31,7 +31,7 @@ def test_every_primary_cell_holds_all_its_runs():
     assert "None: every run of every cell is finite and present." in claims
     assert "not testable" not in claims.split("## Every cell", 1)[0]
     import yaml
-    from rd_train.plan import planned_blocks
+    from rd_train.pipeline.plan import planned_blocks
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     planned = sum(len(block.configs) for block in planned_blocks(params))

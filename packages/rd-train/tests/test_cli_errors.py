@@ -115,7 +115,7 @@ def test_debug_shows_the_traceback_and_a_bug_keeps_it(tmp_path):
     done = rd_train(*args, env={"RD_TRAIN_DEBUG": "1"})
     assert done.returncode == 2 and "Traceback" in done.stderr
     bug = (
-        "import sys; import rd_train.run as run; from rd_train.cli import main\n"
+        "import sys; import rd_train.training.run as run; from rd_train.cli import main\n"
         "run.evaluate = lambda config, checkpoint: 1 / 0\n"
         "sys.exit(main(['evaluate', '--set', 'out_dir=x']))"
     )

@@ -2,11 +2,11 @@ import pytest
 import torch
 import torchvision
 from rd_train.config import DataConfig, ModelConfig
-from rd_train.data import TRAIN_PHOTOS, VAL_PHOTOS, ImageDataModule, build_embedded, save_embedded
-from rd_train.losses import pixel_sse
-from rd_train.losses.adversarial import PatchGANLoss
-from rd_train.losses.perceptual import DINOv2Loss, LPIPSLoss, MissingWeightsError
-from rd_train.models import build_model
+from rd_train.training.data import TRAIN_PHOTOS, VAL_PHOTOS, ImageDataModule, build_embedded, save_embedded
+from rd_train.training.losses import pixel_sse
+from rd_train.training.losses.adversarial import PatchGANLoss
+from rd_train.training.losses.perceptual import DINOv2Loss, LPIPSLoss, MissingWeightsError
+from rd_train.training.models import build_model
 
 
 def test_embedded_dataset_is_deterministic_and_split_by_photo(tmp_path):
@@ -50,7 +50,7 @@ def test_batches_are_pinned_exactly_when_the_run_trains_on_cuda(accelerator):
     """From pageable memory a copy to the GPU may wait for the stream (see ImageDataModule): a run on
     CUDA loads into page-locked memory. On the CPU pinning would only cost a copy."""
     from rd_train import from_dict
-    from rd_train.run import data_module
+    from rd_train.training.run import data_module
 
     data = data_module(from_dict({"accelerator": accelerator}))
     data.setup()

@@ -5,8 +5,8 @@ import torch
 import yaml
 from rd_train.cli import main
 from rd_train.config import DataConfig
-from rd_train.data import ImageDataModule, dataset_md5, save_embedded
-from rd_train.dvc_pin import PinError, check_pin, read_pin, write_pin
+from rd_train.pipeline.dvc_pin import PinError, check_pin, read_pin, write_pin
+from rd_train.training.data import ImageDataModule, dataset_md5, save_embedded
 
 SMALL = ["--set", "data.image_size=8", "--set", "data.n_train=16", "--set", "data.n_val=4"]
 

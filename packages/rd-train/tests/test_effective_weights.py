@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 from rd_theory import toy
-from rd_train.analysis.curvature import (
+from rd_train.mechanism.curvature import (
     channel_weights,
     effective_weights,
     gauss_newton_weights,
@@ -101,7 +101,7 @@ def test_predicted_variances_are_the_toy_optimum():
 
 def test_the_transfer_prediction_matches_the_rate_and_reads_the_shape_of_the_new_distortion():
     import numpy as np
-    from rd_train.analysis.transfer import explained_fraction, matched_beta, predict_change
+    from rd_train.mechanism.transfer import explained_fraction, matched_beta, predict_change
 
     rng = np.random.default_rng(0)
     c_pixel = rng.uniform(0.1, 10.0, size=(5, 8))
@@ -126,7 +126,7 @@ def test_the_transfer_prediction_matches_the_rate_and_reads_the_shape_of_the_new
 
 def test_per_sample_gradient_norm_of_a_batch_mean_loss():
     import torch
-    from rd_train.analysis.transfer import per_sample_gradient_norm
+    from rd_train.mechanism.transfer import per_sample_gradient_norm
 
     x = torch.zeros(3, 2)
     x_hat = torch.tensor([[3.0, 4.0], [0.0, 1.0], [0.0, 0.0]])
@@ -137,7 +137,7 @@ def test_per_sample_gradient_norm_of_a_batch_mean_loss():
 
 def test_the_mechanism_agreement_counts_every_matched_rate_run_not_only_the_converged():
     """Protocol v3: the window rule describes a run and never filters it, here as in claims.md."""
-    from rd_train.report.effective_weights import agreement
+    from rd_train.mechanism.effective_weights import agreement
 
     records = [{"sweep": "geco", "converged": converged, "predicted_anisotropy": p, "measured_anisotropy": m,
                 "spearman_rho": 0.5}
@@ -154,7 +154,7 @@ def _study(passed: list[bool]):
     from types import SimpleNamespace
 
     from rd_train.analysis import Rules
-    from rd_train.report.study import Run, Study
+    from rd_train.mechanism.study import Run, Study
 
     runs = [Run("geco", "pixel", 0.0, 0.016, 5.0, seed, __import__("pathlib").Path(f"r{seed}"), {},
                 SimpleNamespace(passed=ok))  # type: ignore[arg-type]
@@ -172,7 +172,7 @@ def test_the_weight_analyses_group_every_run_whatever_its_window_rule_verdict():
 
 
 def test_the_transfer_table_interval_of_a_relative_change_stays_above_minus_100_percent():
-    from rd_train.report.mechanism import transfer_lines
+    from rd_train.mechanism.transfer_tables import transfer_lines
 
     study = _study([True, True, True])
     rows = [{"sweep": "transfer", "family": "perceptual", "lam": 5.0, "target": 5.0, "converged": True,

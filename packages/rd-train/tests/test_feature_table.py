@@ -7,15 +7,15 @@ import pytest
 import torch
 from rd_train import from_dict
 from rd_train.config import ConfigError
-from rd_train.feature_table import (
+from rd_train.training.feature_table import (
     FeatureTable,
     TabledFeatures,
     target_tabled_loss,
     training_targets,
     with_target_table,
 )
-from rd_train.losses.vgg16 import VGG16FeatureLoss
-from rd_train.run import fit
+from rd_train.training.losses.vgg16 import VGG16FeatureLoss
+from rd_train.training.run import fit
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_the_shared_table_is_built_once_and_memory_mapped(loss_and_images, tmp_p
     import threading
     from pathlib import Path
 
-    import rd_train.feature_table as ft
+    import rd_train.training.feature_table as ft
 
     loss, images = loss_and_images
     builds = []
@@ -128,7 +128,7 @@ def test_the_shared_table_is_built_once_and_memory_mapped(loss_and_images, tmp_p
 
 
 def test_a_stale_table_is_rebuilt_never_read(loss_and_images, tmp_path):
-    import rd_train.feature_table as ft
+    import rd_train.training.feature_table as ft
 
     loss, images = loss_and_images
     ft.shared_table(loss.features, images, 16, tmp_path)

@@ -11,8 +11,8 @@ import math
 import pytest
 import torch
 from rd_train import from_dict
-from rd_train import module as module_lib
-from rd_train.run import fit
+from rd_train.training import module as module_lib
+from rd_train.training.run import fit
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -26,7 +26,7 @@ def gpu(tiny, **sections):
 @pytest.mark.parametrize("step_graph", [False, True], ids=["eager", "graphed"])
 @pytest.mark.parametrize("loss", [{}, PATCHGAN], ids=["pixel", "patchgan"])
 def test_a_step_that_does_not_log_never_waits_for_the_gpu(tiny, monkeypatch, loss, step_graph):
-    from rd_train.step_graph import EAGER_STEPS
+    from rd_train.training.step_graph import EAGER_STEPS
 
     original = module_lib.VAEModule.training_step
     checked = []
@@ -107,7 +107,7 @@ def test_the_graphed_step_replays_and_trains_like_the_eager_one(tiny, tmp_path, 
     """step_graph on CUDA: one capture per phase, then one replay per step, ending where the eager
     steps end (the same kernels in the same order; cuDNN may pick other algorithms). Under bf16-mixed a
     stale autocast weight cache would freeze the weights the replays see: the metrics would drift."""
-    from rd_train.step_graph import EAGER_STEPS
+    from rd_train.training.step_graph import EAGER_STEPS
 
     base = {**tiny(loss=loss, optim={"max_steps": 24}), "accelerator": "gpu", "devices": 1,
             "precision": precision}

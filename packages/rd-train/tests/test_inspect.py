@@ -140,7 +140,7 @@ def test_a_run_directory_of_this_project(tmp_path, tiny):
     training images): its KL equals the posterior of that model computed here, not of the raw one."""
     from rd_train import from_dict
     from rd_train.inspection import Options, inspect_autoencoders, load_images
-    from rd_train.run import fit, load_trained
+    from rd_train.training.run import fit, load_trained
 
     config = from_dict(tiny(optim={"ema_decay": 0.9}))
     fit(config)

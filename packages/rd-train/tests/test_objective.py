@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from rd_train.module import VAEModule
+from rd_train.training.module import VAEModule
 
 SCRIPT = Path(__file__).parent / "scripts" / "ddp_step.py"
 
@@ -114,7 +114,7 @@ def test_training_steps_read_nothing_back_except_when_logging(tiny, family):
     import lightning as L
     from rd_kernels.testing import host_syncs
     from rd_train import from_dict
-    from rd_train.run import fit
+    from rd_train.training.run import fit
 
     class Watch(L.Callback):
         def __init__(self):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from rd_train.plan import (
+from rd_train.pipeline.plan import (
     RunCost,
     calibrate,
     default_lengths,
@@ -18,7 +18,7 @@ from rd_train.plan import (
     planned_blocks,
     predict,
 )
-from rd_train.sweep import load_params
+from rd_train.pipeline.sweep import load_params
 
 ROOT = Path(__file__).parents[3]
 
@@ -114,7 +114,7 @@ def test_plan_times_real_short_runs_of_a_miniature_grid_and_writes_its_predictio
     params = yaml.safe_load((ROOT / "tests" / "data" / "miniature_params.yaml").read_text())
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     from rd_train.config import DataConfig
-    from rd_train.data import save_embedded
+    from rd_train.training.data import save_embedded
 
     save_embedded(tmp_path / "data" / "embedded", DataConfig(**params["embedded"]))
     env = {**os.environ, "RD_TRAIN_CORES": "1"}

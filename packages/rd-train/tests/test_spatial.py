@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 from rd_train.errors import ParamsError
-from rd_train.spatial import SpatialGrid, derived_params, spatial_params
-from rd_train.sweep import run_configs
+from rd_train.pipeline.spatial import SpatialGrid, derived_params, spatial_params
+from rd_train.pipeline.sweep import run_configs
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -54,8 +54,8 @@ def test_runs_pair_seeds_across_lambda_and_beta(params):
 def test_an_empty_beta_list_runs_the_matched_rate_sweep_only(params):
     """Protocol v3's budget rule can drop the AutoencoderKL rate claim: spatial.betas: [] trains no fixed-β
     run, and `rd-train plan` predicts none; the GECO sweep is whole."""
-    from rd_train.plan import planned_blocks
-    from rd_train.spatial.grid import spatial_sweeps
+    from rd_train.pipeline.plan import planned_blocks
+    from rd_train.pipeline.spatial import spatial_sweeps
 
     params["spatial"]["betas"] = []
     derived = spatial_params(params)

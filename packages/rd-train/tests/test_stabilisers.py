@@ -11,11 +11,11 @@ from rd_train import from_dict
 from rd_train.analysis.convergence import Rules, check
 from rd_train.analysis.stationarity import WindowRule
 from rd_train.config import RateConfig
-from rd_train.ema import WeightAverage
-from rd_train.module import VAEModule
-from rd_train.rate import GECO
-from rd_train.run import fit, load_trained
-from rd_train.sweep import run_configs
+from rd_train.pipeline.sweep import run_configs
+from rd_train.training.ema import WeightAverage
+from rd_train.training.module import VAEModule
+from rd_train.training.rate import GECO
+from rd_train.training.run import fit, load_trained
 
 
 def test_weight_average_is_the_exponential_average_and_leaves_the_model_alone():
@@ -58,7 +58,7 @@ def test_evaluations_read_the_average_and_training_is_unchanged_by_it(tiny, tmp_
 
 
 def _val_loader(config):
-    from rd_train.run import validation_loader
+    from rd_train.training.run import validation_loader
 
     return validation_loader(config)
 

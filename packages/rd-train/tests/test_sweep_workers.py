@@ -14,9 +14,9 @@ import torch
 import yaml
 from rd_train import from_dict
 from rd_train.errors import ParamsError
-from rd_train.precision import resolve
-from rd_train.progress import SweepProgress
-from rd_train.workers import available_cores, plan_workers
+from rd_train.pipeline.progress import SweepProgress
+from rd_train.pipeline.workers import available_cores, plan_workers
+from rd_train.training.precision import resolve
 
 
 @pytest.mark.parametrize(("jobs", "cores", "workers", "threads"),
@@ -59,7 +59,7 @@ def test_a_bf16_run_records_its_precision_and_evaluates_in_fp32(tiny):
     """The last validation (at the last step) and the final evaluation see the same parameters,
     recalibration and noise: equal to fp32 rounding only if the validation, which Lightning runs under
     bf16 autocast, computes in fp32 (bf16 autocast moves the KL by ~1e-3 relative)."""
-    from rd_train.run import fit
+    from rd_train.training.run import fit
 
     config = from_dict({**tiny(optim={"max_steps": 8}), "precision": "bf16-mixed", "val_every_n_steps": 4})
     metrics = fit(config)
@@ -97,7 +97,7 @@ def test_a_sweep_under_an_oversubscribing_environment_runs_one_thread_per_worker
     params["optim"]["max_steps"] = 4
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     from rd_train.config import DataConfig
-    from rd_train.data import save_embedded
+    from rd_train.training.data import save_embedded
 
     save_embedded(tmp_path / "data" / "embedded", DataConfig(**params["embedded"]))
     code = "import sys; from rd_train.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -126,7 +126,7 @@ def _miniature_sweep(tmp_path: Path, steps: int) -> list[str]:
     params["trainer"].update(val_every_n_steps=steps // 4, log_every_n_steps=steps // 4)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     from rd_train.config import DataConfig
-    from rd_train.data import save_embedded
+    from rd_train.training.data import save_embedded
 
     save_embedded(tmp_path / "data" / "embedded", DataConfig(**params["embedded"]))
     code = "import sys; from rd_train.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -205,7 +205,7 @@ def test_a_run_directory_in_training_is_not_trained_twice(tiny):
     import fcntl
 
     from rd_train.errors import RunConflictError
-    from rd_train.run import fit
+    from rd_train.training.run import fit
 
     config = from_dict(tiny(optim={"max_steps": 4}))
     out = Path(config.out_dir)

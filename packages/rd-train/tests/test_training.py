@@ -3,10 +3,11 @@ import math
 
 import pytest
 import torch
-from rd_train import from_dict, metrics
+from rd_train import from_dict
 from rd_train.config import RateConfig
-from rd_train.rate import GECO, FixedBeta
-from rd_train.run import fit
+from rd_train.training import metrics
+from rd_train.training.rate import GECO, FixedBeta
+from rd_train.training.run import fit
 
 
 def test_fixed_beta_sine_warmup():
@@ -137,7 +138,7 @@ def test_each_neural_family_trains_with_its_term_in_the_objective(tiny, neural):
 
 def test_dinov2_family_trains_with_a_small_vit(tiny):
     import timm
-    from rd_train.losses.perceptual import DINOv2Loss
+    from rd_train.training.losses.perceptual import DINOv2Loss
 
     vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, depth=1, embed_dim=24,
                             num_heads=2, img_size=14, dynamic_img_size=True)
@@ -167,7 +168,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tiny, tmp_path, monkeypa
     base = {**tiny(**{**sections, "optim": optim}), "precision": precision}
     reference = fit(from_dict({**base, "out_dir": str(tmp_path / "straight")}))
 
-    from rd_train import module as module_lib
+    from rd_train.training import module as module_lib
 
     original = module_lib.VAEModule.training_step
 
@@ -222,8 +223,8 @@ def test_geco_reaches_its_rate_target_in_training(tiny):
     config = from_dict(tiny(rate={"mode": "geco", "beta": 1.0, "target": 3.0, "warmup_steps": 10,
                                   "geco_step_size": 0.05, "geco_ema_decay": 0.95},
                             optim={"max_steps": 320}))
-    from rd_train import run
-    from rd_train.module import VAEModule
+    from rd_train.training import run
+    from rd_train.training.module import VAEModule
 
     captured = {}
     original = VAEModule.evaluate
@@ -253,7 +254,7 @@ def test_spatial_autoencoderkl_trains_and_reports_spatial_latents(tiny):
 def test_lambda_sets_the_neural_share_of_the_gradient(tiny):
     """Balancer({pixel: 1, neural: λ}) in training: the per-loss scales make the EMA'd gradient norms
     contribute in the ratio 1 : λ (scale_i * ema_norm_i = w_i / Σw * total_norm)."""
-    from rd_train.module import VAEModule
+    from rd_train.training.module import VAEModule
 
     module = VAEModule(tiny(loss={"neural": "lpips", "lam": 3.0}),
                        neural_loss=lambda x, x_hat: (x_hat - x).abs().mean())
@@ -278,7 +279,7 @@ def test_bf16_mixed_precision_trains_on_cpu(tiny):
 def test_imagefolder_tree_trains(tiny, tmp_path):
     """The Tiny-ImageNet layout: root/{train,val}/<class>/*.png, read through torchvision."""
     from PIL import Image
-    from rd_train.data import TRAIN_PHOTOS, build_embedded
+    from rd_train.training.data import TRAIN_PHOTOS, build_embedded
 
     crops = build_embedded(TRAIN_PHOTOS, 40, 24, seed=9)
     for i, crop in enumerate(crops):
@@ -325,8 +326,8 @@ def test_the_graphed_step_computes_what_the_eager_step_does(tiny, tmp_path, monk
     """step_graph (step_graph.py) on this CPU: the captured body runs eagerly on the static inputs, after
     the same warm-up runs and state restore a capture needs. Every number matches the eager step's
     bit for bit, so the warm-up runs left no trace (without the restore the KL moves in the third digit)."""
-    from rd_train import module as module_lib
-    from rd_train.step_graph import EAGER_STEPS, WARMUP_RUNS
+    from rd_train.training import module as module_lib
+    from rd_train.training.step_graph import EAGER_STEPS, WARMUP_RUNS
 
     sections = {k: v for k, v in STEP_GRAPH_CASES[case].items() if isinstance(v, dict)}
     top = {k: v for k, v in STEP_GRAPH_CASES[case].items() if not isinstance(v, dict)}
@@ -345,7 +346,7 @@ def test_the_graphed_step_computes_what_the_eager_step_does(tiny, tmp_path, monk
 
 def test_the_graphed_step_is_switched_by_the_environment_and_refuses_what_it_cannot_run(tiny, monkeypatch):
     from rd_train.config import ConfigError
-    from rd_train.step_graph import requested
+    from rd_train.training.step_graph import requested
 
     monkeypatch.setenv("RD_TRAIN_STEP_GRAPH", "1")
     assert requested(None) and not requested(False)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 from rd_theory.vgg16 import CAFFE_MEAN_BGR, HED_SHA256, default_blocks, file_sha256, hed_weights_path
-from rd_train.data import load_photo
 from rd_train.errors import MissingWeightsError
-from rd_train.losses.vgg16 import VGG16FeatureLoss, vgg16_hed_features
+from rd_train.training.data import load_photo
+from rd_train.training.losses.vgg16 import VGG16FeatureLoss, vgg16_hed_features
 
 WEIGHTS = hed_weights_path()
 pytestmark = pytest.mark.skipif(

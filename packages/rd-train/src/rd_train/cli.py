@@ -51,7 +51,7 @@ def _config(path: str | None, overrides: list[str]) -> TrainConfig:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from rd_train import run
+    from rd_train.training import run
 
     config = _config(args.config, args.set)
     metrics = run.fit(config)
@@ -62,8 +62,8 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from rd_train import run
-    from rd_train.metrics import write_json
+    from rd_train.training import run
+    from rd_train.training.metrics import write_json
 
     config = _config(args.config, args.set)
     checkpoint = args.checkpoint or str(Path(config.out_dir) / "checkpoints" / "last.ckpt")
@@ -76,8 +76,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from rd_train.data import dataset_md5, save_embedded
-    from rd_train.dvc_pin import check_pin, write_pin
+    from rd_train.pipeline.dvc_pin import check_pin, write_pin
+    from rd_train.training.data import dataset_md5, save_embedded
 
     config = _config(args.config, args.set)
     save_embedded(args.out, config.data)
@@ -91,14 +91,14 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from rd_train.sweep import run_sweep
+    from rd_train.pipeline.sweep import run_sweep
 
     run_sweep(args.params, args.sweep, args.family, args.out, args.jobs)
     return 0
 
 
 def _spatial_sweep(args: argparse.Namespace) -> int:
-    from rd_train.spatial import run_spatial_sweep
+    from rd_train.pipeline.spatial import run_spatial_sweep
 
     run_spatial_sweep(args.params, args.out, args.jobs)
     return 0
@@ -119,7 +119,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from rd_train.report import analyze
+    from rd_train.mechanism import analyze
 
     analyze(args.params, args.runs, args.paper, args.out, args.jobs)
     return 0
@@ -135,13 +135,13 @@ def _diffusability(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from rd_train.plan import format_plan, plan_params, plan_to_json
+    from rd_train.pipeline.plan import format_plan, plan_params, plan_to_json
 
     lengths = (args.lengths[0], args.lengths[1]) if args.lengths else None
     plans, costs, workers = plan_params(args.params, args.jobs, lengths, costs_path=args.costs)
     print(format_plan(plans, workers))
     if args.json:
-        from rd_train.metrics import write_json
+        from rd_train.training.metrics import write_json
 
         write_json(Path(args.json), plan_to_json(args.params, plans, costs, workers))
         print(f"plan: -> {args.json}")

@@ -201,8 +201,8 @@ class TrainConfig:
     rate: RateConfig = field(default_factory=RateConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     # Who this run is in its sweep (sweep, family, architecture, λ, β or target, seed, steps), written by
-    # rd_train.sweep and copied into metrics.json: readers never parse it from folder names. Training never
-    # reads it.
+    # rd_train.pipeline.sweep and copied into metrics.json: readers never parse it from folder names.
+    # Training never reads it.
     identity: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, prefix: str = "") -> None:

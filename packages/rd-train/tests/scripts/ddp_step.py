@@ -42,7 +42,7 @@ class Step(torch.nn.Module):
 
 
 def build():
-    from rd_train.module import VAEModule
+    from rd_train.training.module import VAEModule
 
     torch.manual_seed(0)
     # float64: the two processes sum in different orders, and the test compares to float64 rounding.

@@ -1,14 +1,8 @@
-"""Analyses of finished runs: matched-rate interpolation, convergence rules, statistics (trend tests and
-positivity-respecting effect intervals in trends.py), and the
-effective distortion weights of a decoder (the curvature of its distortion along each latent)."""
+"""Statistics only, on numbers (no run, checkpoint or torch): matched-rate interpolation, convergence
+rules, comparisons, and the trend tests and positivity-respecting effect intervals of trends.py. What
+reads trained weights (effective distortion weights, transfer) is `rd_train.mechanism`."""
 
 from rd_train.analysis.convergence import Convergence, Rules
-from rd_train.analysis.curvature import (
-    channel_weights,
-    effective_weights,
-    gauss_newton_weights,
-    predicted_variances,
-)
 from rd_train.analysis.matched_rate import corrected_to_rate, slope_at_rate, value_at_rate
 from rd_train.analysis.stationarity import Stationarity, WindowRule, stationarity
 from rd_train.analysis.statistics import Comparison, Interval, compare_lower, mean_ci
@@ -21,15 +15,11 @@ __all__ = [
     "Rules",
     "Stationarity",
     "WindowRule",
-    "channel_weights",
     "compare_lower",
     "corrected_to_rate",
     "difference_interval",
-    "effective_weights",
-    "gauss_newton_weights",
     "holm",
     "mean_ci",
-    "predicted_variances",
     "ratio_interval",
     "slope_at_rate",
     "stationarity",

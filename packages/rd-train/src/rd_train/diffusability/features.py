@@ -60,7 +60,7 @@ class PooledVGG16(nn.Module):
         super().__init__()
         from rd_theory.vgg16 import default_blocks
 
-        from rd_train.losses import vgg16_hed_features
+        from rd_train.training.losses import vgg16_hed_features
 
         self.net = vgg16_hed_features(None, default_blocks(image_size))
 

@@ -143,8 +143,8 @@ def decode_grid(grid: dict[str, Any]) -> Any:
 def score_run(run_dir: str | Path, config: DiffusabilityConfig) -> dict[str, Any]:
     """Every number of one run (module docstring), JSON-ready; ``grid``: the first decoded samples."""
     from rd_train.config import from_dict
-    from rd_train.data import ImageDataModule
     from rd_train.inspection import load_autoencoder, posterior_statistics
+    from rd_train.training.data import ImageDataModule
 
     start = time.perf_counter()
     run_dir = Path(run_dir)

@@ -20,7 +20,7 @@ from typing import Any
 from rd_theory.atomic import atomic_write_text
 
 from rd_train.diffusability.config import DiffusabilityConfig
-from rd_train.progress import duration
+from rd_train.pipeline.progress import duration
 
 PACKAGE = Path(__file__).parent
 SCORING_SOURCES = ("config.py", "features.py", "flow.py", "metrics.py", "score.py")
@@ -36,7 +36,7 @@ def fingerprint(config: DiffusabilityConfig, run_dir: Path) -> str:
 
 def _score(args: tuple[str, DiffusabilityConfig, int]) -> dict[str, Any]:
     from rd_train.diffusability.score import score_run
-    from rd_train.workers import set_threads
+    from rd_train.pipeline.workers import set_threads
 
     run_dir, config, threads = args
     set_threads(threads)
@@ -47,7 +47,7 @@ def score_all(
     run_dirs: list[Path], config: DiffusabilityConfig, out: Path, jobs: int, stream: Any = None
 ) -> dict[str, dict[str, Any]]:
     """``run name -> score_run result`` for every run, reusing results whose fingerprint still holds."""
-    from rd_train.workers import plan_workers
+    from rd_train.pipeline.workers import plan_workers
 
     stream = stream or sys.stderr
     cache = out / "runs"
@@ -115,7 +115,7 @@ def run_stage(
     ``paper/tables/diffusability.md`` and the three figures."""
     from rd_train.diffusability import report
     from rd_train.diffusability.summary import summarise
-    from rd_train.report import load_study
+    from rd_train.mechanism import load_study
 
     study = load_study(params_path, runs)
     config = DiffusabilityConfig.from_params(study.params)

@@ -100,7 +100,7 @@ def _load_diffusers(path: Path, config: dict[str, Any]) -> Autoencoder:
 
 
 def _load_run(path: Path) -> Autoencoder:
-    from rd_train.run import load_trained
+    from rd_train.training.run import load_trained
 
     checkpoint = path / "checkpoints" / "last.ckpt"
     if not checkpoint.is_file():
@@ -121,7 +121,7 @@ def load_images(source: str, size: int, limit: int | None = None) -> tuple[torch
     if size < 8:
         raise ConfigError(f"--size {size}: give at least 8 pixels")
     if source == "embedded":
-        from rd_train.data import VAL_PHOTOS, build_embedded
+        from rd_train.training.data import VAL_PHOTOS, build_embedded
 
         n = limit or 64
         images = build_embedded(VAL_PHOTOS, n, size, seed=0).float() / 127.5 - 1

@@ -97,7 +97,7 @@ def effective_weights(ae: Autoencoder, images: torch.Tensor, mu: torch.Tensor, r
                       options: Options, device: torch.device) -> dict[str, list[float]]:
     """Per latent channel (spatial) or coordinate (vector): the Gauss–Newton effective distortion weight
     under each residual map, on the first ``weight_images`` images (fp32)."""
-    from rd_train.analysis import channel_weights, gauss_newton_weights
+    from rd_train.mechanism.curvature import channel_weights, gauss_newton_weights
 
     count = min(options.weight_images, len(images))
     if count == 0:
@@ -120,10 +120,10 @@ def measure(ae: Autoencoder, images: torch.Tensor, options: Options) -> dict[str
     ae.to(device)
     feature_loss = None
     if options.vgg_distance or options.vgg_weights:
-        from rd_train.losses.vgg16 import VGG16FeatureLoss, stages_for
+        from rd_train.training.losses.vgg16 import VGG16FeatureLoss, stages_for
 
         feature_loss = VGG16FeatureLoss(stages_for(None, images.shape[-1])).to(device).eval()
-    from rd_train.precision import resolve
+    from rd_train.training.precision import resolve
 
     precision = resolve(options.precision, device).precision  # once: it reads the CPU's flags
     encoded = encode_all(ae, images, device, precision,

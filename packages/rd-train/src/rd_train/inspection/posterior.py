@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rd_train.metrics import ACTIVE_UNIT_THRESHOLD
+from rd_train.training.metrics import ACTIVE_UNIT_THRESHOLD
 
 
 def as_spatial(t: torch.Tensor) -> torch.Tensor:
@@ -87,7 +87,7 @@ def posterior_statistics(mu: torch.Tensor, logvar: torch.Tensor, image_pixels: i
 def reconstruction_statistics(x: torch.Tensor, x_hat: torch.Tensor, feature_distance: torch.Tensor | None
                               ) -> dict[str, Any]:
     """PSNR (dB, images in [-1, 1]) of the decoded posterior means, and the VGG16 (HED) distance."""
-    from rd_train.metrics import psnr
+    from rd_train.training.metrics import psnr
 
     out: dict[str, Any] = {"psnr_db": float(psnr(x, x_hat).double().mean())}
     if feature_distance is not None:

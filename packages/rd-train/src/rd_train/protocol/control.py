@@ -2,7 +2,7 @@ r"""The balancer control from run records: is the rate drop at fixed β a shorte
 
 The balancer gives each reconstruction term unit mean per-sample gradient norm; their weighted sum G is
 shorter when the terms disagree. Every run records mean_b ‖G_b‖ over the second half of training
-(`rd_train.training_averages`). The control sweep (``sweep.norm_matched``, DVC stage ``control``) trains
+(`rd_train.training.averages`). The control sweep (``sweep.norm_matched``, DVC stage ``control``) trains
 those fixed-β cells again with G rescaled to mean per-sample norm 1 (``loss.norm_match``): if the drop of
 the rate were only the shorter gradient, the norm-matched runs' KL would return to pixel SSE's.
 

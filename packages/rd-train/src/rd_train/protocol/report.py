@@ -31,11 +31,11 @@ from rd_theory.atomic import atomic_write_text
 
 from rd_train.analysis.stationarity import WindowRule
 from rd_train.errors import MissingDataError
+from rd_train.pipeline.sweep import family_label, load_params
 from rd_train.protocol import claims as claims_module
 from rd_train.protocol import control, diagnostics, figures, length
 from rd_train.protocol.records import read
 from rd_train.protocol.summary import verdict
-from rd_train.sweep import family_label, load_params
 
 RUN_COLUMNS = ("path", "architecture", "sweep", "family", "lam", "beta", "target", "seed", "steps", "kl",
                "anisotropy", "psnr", "pixel_sse", "final_beta", "tracking_error")

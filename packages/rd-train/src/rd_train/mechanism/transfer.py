@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from rd_train.analysis.curvature import gauss_newton_weights
-from rd_train.analysis.prices import residual_maps
-from rd_train.losses import pixel_sse
+from rd_train.mechanism.curvature import gauss_newton_weights
+from rd_train.mechanism.prices import residual_maps
+from rd_train.training.losses import pixel_sse
 
 
 def per_sample_gradient_norm(loss: Any, x: torch.Tensor, x_hat: torch.Tensor) -> float:
@@ -86,7 +86,7 @@ def transfer_run(base_dir: Path, lam_dir: Path, images: torch.Tensor) -> dict[st
     rate target), and the two runs' measured anisotropies."""
     import json
 
-    from rd_train.run import load_trained
+    from rd_train.training.run import load_trained
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     base_metrics = json.loads((base_dir / "metrics.json").read_text())

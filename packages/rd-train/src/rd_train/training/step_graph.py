@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from rd_train.module import StepResult, VAEModule
+    from rd_train.training.module import StepResult, VAEModule
 
 ENV_VAR = "RD_TRAIN_STEP_GRAPH"
 EAGER_STEPS = 3  # steps run eagerly before the first capture

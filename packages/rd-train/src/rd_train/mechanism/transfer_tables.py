@@ -1,4 +1,4 @@
-"""The non-circular mechanism test's tables (`rd_train.analysis.transfer`): how much of each λ's measured
+"""The non-circular mechanism test's tables (`rd_train.mechanism.transfer`): how much of each λ's measured
 matched-rate anisotropy change the λ = 0 model predicts under the λ-weighted distortion."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from rd_train.analysis.transfer import explained_fraction
 from rd_train.analysis.trends import format_relative_effect
+from rd_train.mechanism.study import Study
+from rd_train.mechanism.transfer import explained_fraction
 from rd_train.protocol.paired import RelativeEffect, paired_log_ratio
-from rd_train.report.study import Study
 
 
 def transfer_lines(study: Study, records: list[dict[str, Any]]) -> list[str]:
@@ -24,7 +24,7 @@ def transfer_lines(study: Study, records: list[dict[str, Any]]) -> list[str]:
         "",
         "For each GECO run at λ > 0: the λ = 0 run of its seed and target (its means and decoder) under "
         "the λ-weighted distortion, balancer weights from that model's gradient norms, β matched so the "
-        "predicted variance part of the rate stays the λ = 0 one (`rd_train/analysis/transfer.py`). "
+        "predicted variance part of the rate stays the λ = 0 one (`rd_train/mechanism/transfer.py`). "
         "Explained: 1 − Σ(measured − predicted)² / Σ measured² of the relative anisotropy change, "
         "against a baseline that predicts no change (1 = all of it, 0 = no better, < 0 worse). "
         "Each cell's change is that of the geometric mean of the pairs' ratios, with its t-interval in "

@@ -16,7 +16,7 @@ found by its bytes (an exact match: no two different images can share a key); an
 reconstructions, validation images, a batch with an image outside the table) runs the network. So the
 table changes what a step costs, never what it computes. `target_tabled_loss(config)` builds the loss
 of a run config with the table of its training images and their flips, for
-``rd_train.run.fit(config, neural_loss=...)``.
+``rd_train.training.run.fit(config, neural_loss=...)``.
 
 One table per sweep: `shared_table(network, images, batch_size, directory)` builds the table once into
 ``<directory>/<fingerprint>.pt`` and every worker memory-maps that file (``torch.load(mmap=True)``), so
@@ -30,7 +30,7 @@ table at once build it once: the second waits on a file lock, then maps the firs
 
 CPU and fp32 only: the lookup reads the batch on the host (a host sync at every step on a GPU), and a
 bf16 autocast step computes other features than an fp32 table. Every VGG16 (HED) run of a CPU sweep
-uses the shared table (`rd_train.sweep`).
+uses the shared table (`rd_train.pipeline.sweep`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import torch
 from rd_theory.vgg16 import VGG16Features
 
 from rd_train.config import ConfigError, TrainConfig
-from rd_train.losses.vgg16 import VGG16FeatureLoss
+from rd_train.training.losses.vgg16 import VGG16FeatureLoss
 
 MAX_BYTES = 4 << 30  # a table larger than this is refused (the default profile's is 1.6 GB)
 
@@ -199,7 +199,7 @@ def with_target_table(loss: VGG16FeatureLoss, images: torch.Tensor, batch_size: 
 def training_targets(config: TrainConfig) -> torch.Tensor:
     """Every image a training step of ``config`` can give the loss as a target: each training image as
     the data module serves it and, with ``data.hflip``, its mirror (the step flips with ``flip(-1)``)."""
-    from rd_train.run import data_module
+    from rd_train.training.run import data_module
 
     data = data_module(config)
     data.setup("fit")
@@ -211,7 +211,7 @@ def training_targets(config: TrainConfig) -> torch.Tensor:
 
 def table_problems(config: TrainConfig) -> list[str]:
     """Why a target-feature table cannot serve ``config`` (empty: it can)."""
-    from rd_train.run import training_device
+    from rd_train.training.run import training_device
 
     return [problem for problem, bad in (
         (f"loss.neural={config.loss.neural!r} with lam={config.loss.lam} (it needs vgg16_hed, lam > 0)",
@@ -226,7 +226,7 @@ def target_tabled_loss(config: TrainConfig, max_bytes: int = MAX_BYTES,
                        directory: str | Path | None = None) -> VGG16FeatureLoss:
     """The VGG16 (HED) loss of ``config`` with the table of its training targets, for ``fit``; with
     ``directory``, the table shared by every run of the sweep (`shared_table`)."""
-    from rd_train.losses import build_neural_loss
+    from rd_train.training.losses import build_neural_loss
 
     problems = table_problems(config)
     if problems:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from rd_train.analysis.curvature import gauss_newton_weights, predicted_variances
+from rd_train.mechanism.curvature import gauss_newton_weights, predicted_variances
 
 
 def residual_maps(module: Any) -> dict[str, Any]:
@@ -86,7 +86,7 @@ def run_prices(
 def analyse_run(run_dir: Path, images: torch.Tensor) -> dict[str, Any]:
     """Load a finished run's checkpoint (weights only), recalibrate its BatchNorm statistics as its final
     evaluation did, and compute `run_prices` on ``images``."""
-    from rd_train.run import load_trained
+    from rd_train.training.run import load_trained
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     device = "cuda" if torch.cuda.is_available() else "cpu"

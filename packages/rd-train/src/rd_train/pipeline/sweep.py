@@ -12,15 +12,15 @@ Two sweeps (spec §3.2, §4.2), each over loss families:
   × seed at a fixed β with ``loss.norm_match`` (the balanced gradient rescaled to the norm pixel SSE
   alone gets), beside the same cells of ``fixed`` (does the rate drop at fixed β survive?).
 
-The family ``pixel`` is λ = 0 (pure pixel SSE), shared by both neural families as their baseline.
-One stage runs one (sweep, family) in one process; finished runs are reused, so an interrupted
-``dvc repro`` continues where it stopped. Every VGG16 (HED) run of a CPU sweep reads its targets' features
-from one table shared by the whole pipeline (`rd_train.feature_table.shared_table`: built once, memory-mapped
-by every worker, keyed by a fingerprint of the images and the network, bit-identical to the network's
-features) under ``.cache/feature-tables`` or ``$RD_TRAIN_FEATURE_TABLES``: outside every DVC output, since it
-is a cache of the network's values, not a result. `rd_train.report` draws the figures and tables from the
-runs' ``metrics.json``. A params file that is malformed or names an unknown family stops the stage
-with a `ParamsError` naming the file and the key.
+The family ``pixel`` is λ = 0 (pure pixel SSE), shared by both neural families as their baseline. One stage
+runs one (sweep, family) in one process; finished runs are reused, so an interrupted ``dvc repro`` continues
+where it stopped. Every VGG16 (HED) run of a CPU sweep reads its targets' features from one table shared by
+the whole pipeline (`rd_train.training.feature_table.shared_table`: built once, memory-mapped by every
+worker, keyed by a fingerprint of the images and the network, bit-identical to the network's features) under
+``.cache/feature-tables`` or ``$RD_TRAIN_FEATURE_TABLES``: outside every DVC output, since it is a cache of
+the network's values, not a result. `rd_train.protocol` draws the figures and tables from the runs' records.
+A params file that is malformed or names an unknown family stops the stage with a `ParamsError` naming the
+file and the key.
 """
 
 from __future__ import annotations
@@ -163,8 +163,8 @@ def run_sweep(params_path: str | Path, sweep: str, family: str, out: str | Path,
         raise ParamsError(f"{params_path}: {error}") from None
     if jobs < 1:
         raise ParamsError(f"--jobs must be >= 1, got {jobs}")
-    from rd_train.progress import SweepProgress
-    from rd_train.workers import plan_workers
+    from rd_train.pipeline.progress import SweepProgress
+    from rd_train.pipeline.workers import plan_workers
 
     plan = plan_workers(jobs)
     progress = SweepProgress(f"{sweep}/{family}", len(configs), note=plan.describe())
@@ -177,7 +177,7 @@ def run_sweep(params_path: str | Path, sweep: str, family: str, out: str | Path,
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from rd_train.workers import stop_with_parent
+    from rd_train.pipeline.workers import stop_with_parent
 
     stop_with_parent()  # killed with its dvc repro or shell, the sweep goes, and its workers after it
     context = multiprocessing.get_context("spawn")  # no forked torch or CUDA state
@@ -199,7 +199,7 @@ def run_sweep(params_path: str | Path, sweep: str, family: str, out: str | Path,
 
 
 def _worker_init(threads: int, stop_on_signals: bool = False) -> None:
-    from rd_train import workers
+    from rd_train.pipeline import workers
 
     workers.set_threads(threads)
     if stop_on_signals:  # pool workers only: a sweep in the caller's process keeps the caller's handlers
@@ -218,9 +218,9 @@ def _fit_quietly(config: TrainConfig) -> tuple[str, dict[str, Any], float, bool]
     """Fit one run with its output in ``<run>/train.log``: (name, headline metrics, seconds, reused)."""
     import time
 
-    from rd_train.feature_table import table_problems, target_tabled_loss
-    from rd_train.run import fit, is_finished
-    from rd_train.workers import output_to, running
+    from rd_train.pipeline.workers import output_to, running
+    from rd_train.training.feature_table import table_problems, target_tabled_loss
+    from rd_train.training.run import fit, is_finished
 
     out = Path(config.out_dir)
     reused = is_finished(config)

@@ -22,7 +22,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from rd_theory.atomic import atomic_write
 
 from rd_train.errors import CheckpointError
-from rd_train.workers import stop_requested
+from rd_train.training.stopping import stop_requested
 
 TEMPORARY_PREFIX = "."  # rd_theory.atomic names its temporary files ".<target name>.<random>"
 

@@ -43,13 +43,13 @@ from rd_kernels import Balancer, PosteriorStats, sample_and_kl
 from torch import nn
 
 from rd_train.config import TrainConfig, from_dict
-from rd_train.ema import WeightAverage
-from rd_train.evaluation import EvaluationMixin
-from rd_train.losses import build_neural_loss, pixel_sse
-from rd_train.models import build_model
-from rd_train.rate import build_rate_controller
-from rd_train.step_graph import EAGER_STEPS, StepGraph
-from rd_train.training_averages import TrainingAverages
+from rd_train.training.averages import TrainingAverages
+from rd_train.training.ema import WeightAverage
+from rd_train.training.evaluation import EvaluationMixin
+from rd_train.training.losses import build_neural_loss, pixel_sse
+from rd_train.training.models import build_model
+from rd_train.training.rate import build_rate_controller
+from rd_train.training.step_graph import EAGER_STEPS, StepGraph
 
 # What can go non-finite in a step, in the order the training step records it.
 TERMS = ("pixel", "neural", "kl", "autoencoder gradient", "discriminator")

@@ -4,16 +4,27 @@ VAE, on a grid of its own, with everything else (data, optimiser, rate control, 
 `spatial_params` turns params.yaml into the params of that sweep: the same keys every sweep reads, with
 ``model`` replaced by ``spatial.model`` and the grid (families, λ, β, targets, seeds) by the spatial
 section's. So the spatial runs are built, trained, filtered and tested by exactly the code of the vector
-sweep (`rd_train.sweep`, `rd_train.report`), and only this file decides what differs.
+sweep (`rd_train.pipeline.sweep`, `rd_train.protocol`), and only this module decides what differs.
+
+`run_spatial_sweep` is the DVC stage ``spatial``: every (sweep, family) of the grid goes through
+`rd_train.pipeline.sweep.run_sweep`, from the derived params (`derived_params`) written to a scratch file, so
+the runs are the vector sweep's runs with another model, under ``runs/spatial/<sweep>/<family>/<run>``;
+finished runs are reused, so an interrupted stage resumes.
 """
 
 from __future__ import annotations
 
 import copy
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
+
+from rd_train.config import ConfigError
 from rd_train.errors import ParamsError
+from rd_train.pipeline.sweep import load_params, run_configs, run_sweep
 
 GRID_KEYS = ("lams", "betas", "rate_targets", "seeds", "geco_initial_beta")
 
@@ -96,3 +107,29 @@ def spatial_params(params: dict[str, Any], source: str = "params.yaml") -> dict[
                  geco_initial_beta=grid.geco_initial_beta)
     derived["sweep"] = sweep
     return derived
+
+
+def derived_params(params_path: str | Path) -> dict[str, Any]:
+    """The spatial sweep's params from the params file, every run config checked before any run starts."""
+    params = load_params(params_path)
+    derived = spatial_params(params, str(params_path))
+    try:
+        for sweep in spatial_sweeps(derived):
+            for family in ["pixel", *derived["losses"]]:
+                run_configs(derived, sweep, family, "runs")
+    except ConfigError as error:  # named by its run-config key; the values come from `spatial`
+        raise ParamsError(f"{params_path} spatial (model or grid): {error}") from None
+    return derived
+
+
+def run_spatial_sweep(params_path: str | Path, out: str | Path, jobs: int = 1) -> None:
+    """Train the spatial grid: the fixed-β sweep, then GECO; in each, pixel SSE and then each family."""
+    derived = derived_params(params_path)
+    with tempfile.TemporaryDirectory(prefix="rd-train-spatial-") as scratch:
+        derived_path = Path(scratch) / "spatial_params.yaml"
+        derived_path.write_text(yaml.safe_dump(derived, sort_keys=False))
+        for sweep in spatial_sweeps(derived):
+            for family in ["pixel", *derived["losses"]]:
+                where = Path(out) / sweep / family
+                print(f"[spatial] {sweep}/{family}: AutoencoderKL runs -> {where}", flush=True)
+                run_sweep(derived_path, sweep, family, where, jobs)

@@ -20,8 +20,8 @@ import torch.distributed as dist
 from rd_kernels import sample_and_kl
 from torch import nn
 
-from rd_train.losses import pixel_sse
-from rd_train.metrics import LatentStatistics, anisotropy, kl_per_sample
+from rd_train.training.losses import pixel_sse
+from rd_train.training.metrics import LatentStatistics, anisotropy, kl_per_sample
 
 CALIBRATION_STREAM = 10**12  # the generator index of BatchNorm recalibration's noise (no step reaches it)
 CALIBRATION_BATCH = 256  # images per forward pass of the recalibration (a cumulative average: any size)

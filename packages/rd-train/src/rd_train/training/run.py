@@ -32,16 +32,16 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import nn
 
-from rd_train.checkpoints import AtomicCheckpointIO, SaveLast, read_checkpoint, remove_partial_writes
 from rd_train.config import TrainConfig
-from rd_train.data import ImageDataModule
 from rd_train.errors import ConfigError, RunConflictError, StoppedError
-from rd_train.metrics import write_json
-from rd_train.module import VAEModule
-from rd_train.precision import resolve as resolve_precision
-from rd_train.step_graph import ENV_VAR as STEP_GRAPH_ENV
-from rd_train.step_graph import requested as step_graph_requested
-from rd_train.workers import stop_requested
+from rd_train.training.checkpoints import AtomicCheckpointIO, SaveLast, read_checkpoint, remove_partial_writes
+from rd_train.training.data import ImageDataModule
+from rd_train.training.metrics import write_json
+from rd_train.training.module import VAEModule
+from rd_train.training.precision import resolve as resolve_precision
+from rd_train.training.step_graph import ENV_VAR as STEP_GRAPH_ENV
+from rd_train.training.step_graph import requested as step_graph_requested
+from rd_train.training.stopping import stop_requested
 
 
 class StopWhenAsked(L.Callback):

@@ -17,7 +17,7 @@ from typing import Any
 from rd_train.analysis import Rules
 from rd_train.analysis.convergence import Convergence, check
 from rd_train.errors import MissingDataError
-from rd_train.sweep import family_label, neural_families
+from rd_train.pipeline.sweep import family_label, neural_families
 
 
 @dataclass

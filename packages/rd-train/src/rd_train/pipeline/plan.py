@@ -1,9 +1,9 @@
 r"""How long the training stages of a params file take on this machine, predicted before they run.
 
-The runs are listed by the functions the stages call (`rd_train.sweep.run_configs` for the DVC stages
-fixed, geco, length and control; `rd_train.spatial.spatial_params` then `run_configs` for spatial), in the
-blocks a stage trains one after another (one (sweep, family) each) and in the order a block submits
-them to its ``jobs`` workers.
+The runs are listed by the functions the stages call (`rd_train.pipeline.sweep.run_configs` for the DVC
+stages fixed, geco, length and control; `rd_train.pipeline.spatial.spatial_params` then `run_configs` for
+spatial), in the blocks a stage trains one after another (one (sweep, family) each) and in the order a
+block submits them to its ``jobs`` workers.
 
 A run's time is close to a + b·steps: a is what it costs whatever its length (process and data set-up,
 the model and the frozen weights, the final evaluation), b a training step with its share of the
@@ -77,8 +77,8 @@ class RunCost:
 def planned_blocks(params: dict[str, Any], source: str = "params.yaml") -> list[Block]:
     """Every block the training stages of ``params`` train, in DVC's stage order (fixed, geco, control,
     spatial) and each stage's family order (dvc.yaml: pixel first, then the losses' families)."""
-    from rd_train.spatial.grid import spatial_params, spatial_sweeps
-    from rd_train.sweep import neural_families, run_configs
+    from rd_train.pipeline.spatial import spatial_params, spatial_sweeps
+    from rd_train.pipeline.sweep import neural_families, run_configs
 
     blocks = []
     for sweep, with_pixel in VECTOR_STAGES:
@@ -123,7 +123,7 @@ class PooledFits:
     first fits a config untimed in every worker, so a timed fit pays no first-use cost of its family."""
 
     def __init__(self, copies: int) -> None:
-        from rd_train.workers import plan_workers
+        from rd_train.pipeline.workers import plan_workers
 
         self.plan = plan_workers(copies)
         self._pool: Any = None
@@ -132,7 +132,7 @@ class PooledFits:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        from rd_train.sweep import _worker_init
+        from rd_train.pipeline.sweep import _worker_init
 
         context = multiprocessing.get_context("spawn")  # no forked torch state, as in a sweep
         self._pool = ProcessPoolExecutor(self.plan.workers, mp_context=context, initializer=_worker_init,
@@ -143,7 +143,7 @@ class PooledFits:
         self._pool.shutdown()
 
     def __call__(self, config: TrainConfig, steps: int, copies: int, scratch: Path) -> list[float]:
-        from rd_train.sweep import _fit_quietly
+        from rd_train.pipeline.sweep import _fit_quietly
 
         base = config.to_dict()
         optim = {**base["optim"], "max_steps": steps}
@@ -243,7 +243,7 @@ def predict(blocks: Sequence[Block], costs: dict[tuple[str, str], RunCost], work
 
 
 def format_plan(plans: Sequence[BlockPlan], workers: int) -> str:
-    from rd_train.progress import duration
+    from rd_train.pipeline.progress import duration
 
     rows = [f"{'stage':<9}{'block':<26}{'model':<9}{'runs':>5}{'steps':>7}{'per run':>10}{'predicted':>11}"]
     totals: dict[str, float] = {}
@@ -265,8 +265,8 @@ def plan_params(params_path: str | Path, jobs: int | None = None, lengths: tuple
                 ) -> tuple[list[BlockPlan], dict[tuple[str, str], RunCost], int]:
     """Blocks of the params file with their predicted times, the run costs and the workers."""
     from rd_train.config import ConfigError
-    from rd_train.sweep import load_params
-    from rd_train.workers import plan_workers
+    from rd_train.pipeline.sweep import load_params
+    from rd_train.pipeline.workers import plan_workers
 
     params = load_params(params_path)
     try:

@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 from rd_theory.atomic import atomic_write_text
 
-from rd_train.data import dataset_md5
 from rd_train.errors import UserError
+from rd_train.training.data import dataset_md5
 
 
 class PinError(UserError, RuntimeError):

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rd_train.errors import ParamsError
+from rd_train.training.stopping import ask_to_stop, stop_requested
 
 CORES_ENV = "RD_TRAIN_CORES"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -74,19 +75,13 @@ def plan_workers(jobs: int, cores: int | None = None) -> WorkerPlan:
     return WorkerPlan(cores, workers, max(1, cores // workers))
 
 
-_STOP = threading.Event()
 _RUNNING = threading.Event()  # a pool worker is inside a run
 PR_SET_PDEATHSIG = 1
 STOPPED_EXIT = 128 + signal.SIGTERM
 
 
-def stop_requested() -> bool:
-    """Whether this process was asked to stop (SIGTERM or SIGINT after `stop_on_signals`)."""
-    return _STOP.is_set()
-
-
 def request_stop(signum: int = signal.SIGTERM, frame: object = None) -> None:
-    _STOP.set()
+    ask_to_stop()
     if not _RUNNING.is_set():  # between runs: nothing to save or wait for
         os._exit(STOPPED_EXIT)
 
@@ -100,7 +95,7 @@ def running() -> Iterator[None]:
         yield
     finally:
         _RUNNING.clear()
-        if _STOP.is_set():
+        if stop_requested():
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(STOPPED_EXIT)
@@ -121,7 +116,7 @@ def stop_on_signals() -> None:
     parent = os.getppid()
     stop_with_parent()
     if os.getppid() != parent:  # the parent died before the request: no signal will come
-        _STOP.set()
+        ask_to_stop()
 
 
 def set_threads(threads: int) -> None:

@@ -1,5 +1,5 @@
 """The DVC stage ``analysis``: effective distortion weights of every finished run
-(`rd_train.analysis.prices`), ``paper/tables/effective_weights.md``, its two figures, and the data
+(`rd_train.mechanism.prices`), ``paper/tables/effective_weights.md``, its two figures, and the data
 ``aggregate`` turns into a claims line."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rd_theory.atomic import atomic_write_text
 from scipy import stats
 
 from rd_train.analysis import compare_lower, mean_ci
-from rd_train.report.study import Run, Study
+from rd_train.mechanism.study import Run, Study
 
 
 def compute(study: Study, n_images: int, jobs: int = 1) -> list[dict[str, Any]]:
@@ -54,7 +54,7 @@ def _records(runs: list[Run], results: list[dict[str, Any]]) -> list[dict[str, A
 
 def _transfer_records(study: Study, n_images: int, jobs: int) -> list[dict[str, Any]]:
     """Per GECO run at λ > 0: the prediction from the λ = 0 run of its seed and target
-    (`rd_train.analysis.transfer`), as records with sweep "transfer"."""
+    (`rd_train.mechanism.transfer`), as records with sweep "transfer"."""
     pairs = []
     for family in study.families:
         base = {(r.target, r.seed): r for r in study.runs_of("geco", family) if r.lam == 0}
@@ -72,7 +72,7 @@ def _images(data: dict[str, Any], n_images: int) -> Any:
     import torch
 
     from rd_train.config import DataConfig
-    from rd_train.data import ImageDataModule
+    from rd_train.training.data import ImageDataModule
 
     torch.set_num_threads(1)
     module = ImageDataModule(DataConfig(**data))
@@ -82,14 +82,14 @@ def _images(data: dict[str, Any], n_images: int) -> Any:
 
 
 def _analyse(args: tuple[str, dict[str, Any], int]) -> dict[str, Any]:
-    from rd_train.analysis.prices import analyse_run
+    from rd_train.mechanism.prices import analyse_run
 
     run_dir, data, n_images = args
     return analyse_run(Path(run_dir), _images(data, n_images))
 
 
 def _transfer(args: tuple[str, str, dict[str, Any], int]) -> dict[str, Any]:
-    from rd_train.analysis.transfer import transfer_run
+    from rd_train.mechanism.transfer import transfer_run
 
     base_dir, lam_dir, data, n_images = args
     return transfer_run(Path(base_dir), Path(lam_dir), _images(data, n_images))
@@ -132,7 +132,7 @@ def table(study: Study, records: list[dict[str, Any]]) -> str:
         "For every finished run, on the first validation images, the Gauss-Newton effective weight c_i "
         "of each latent "
         "coordinate (the curvature of the run's per-sample distortion along e_i at the posterior mean; "
-        "`rd_train/analysis/prices.py`), the toy model's optimum σ_i² = β / (β + 2 c_i) as a prediction "
+        "`rd_train/mechanism/prices.py`), the toy model's optimum σ_i² = β / (β + 2 c_i) as a prediction "
         "of the "
         "encoder's posterior variances, and the spread Var_i log c_i of the prices. PatchGAN: only the "
         "discriminator "
@@ -193,7 +193,7 @@ def flatter_prices(study: Study, records: list[dict[str, Any]]) -> list[str]:
     """Does the neural loss flatten the price profile at matched rate, and does that track the anisotropy?
     λ_max against λ = 0 over every run (one-sided Welch), and the non-circular prediction of each λ's
     change (`mechanism.transfer_lines`)."""
-    from rd_train.report.mechanism import transfer_lines
+    from rd_train.mechanism.transfer_tables import transfer_lines
 
     lines = [
         "## Flatter prices at matched rate?", "",
