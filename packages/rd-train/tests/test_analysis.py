@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rd_train.analysis import Rules, compare_lower, mean_ci, value_at_rate
+from rd_train.analysis import (
+    Rules,
+    compare_lower,
+    correlation_ci,
+    mean_ci,
+    positive_ci,
+    share_ci,
+    value_at_rate,
+)
 from rd_train.analysis.convergence import check
 from rd_train.errors import ParamsError
 from scipy import stats
@@ -119,3 +127,34 @@ def test_compare_lower_effect_interval_respects_positivity():
     diff_half = stats.ttest_ind(top, base, equal_var=False).confidence_interval(0.95)
     assert diff_half.low / np.mean(base) < -1.0
     assert -1.0 <= c.effect_low < c.effect < c.effect_high
+
+
+def test_bounded_quantities_get_intervals_that_stay_in_their_range():
+    """The bug these name: a plain t-interval over three seeds of an anisotropy read 0.625 [−0.051, 1.3],
+    and of a Spearman ρ 0.974 [0.947, 1.00x]: below 0 for a positive quantity, above 1 for a correlation."""
+    anisotropy = [0.12, 0.95, 0.81]
+    assert mean_ci(anisotropy).low < 0  # what the plain interval did
+    ci = positive_ci(anisotropy)
+    logs = np.log(anisotropy)
+    half = stats.t.ppf(0.975, 2) * logs.std(ddof=1) / math.sqrt(3)
+    assert ci.mean == pytest.approx(math.exp(logs.mean()))
+    assert (ci.low, ci.high) == pytest.approx((math.exp(logs.mean() - half), math.exp(logs.mean() + half)))
+    assert 0 < ci.low < ci.mean < ci.high
+    rho = [0.99, 0.95, 0.999]
+    assert mean_ci(rho).high > 1
+    r = correlation_ci(rho)
+    z = np.arctanh(rho)
+    assert r.mean == pytest.approx(math.tanh(z.mean())) and -1 < r.low < r.mean < r.high < 1
+    share = [0.001, 0.05, 0.02]
+    assert mean_ci(share).low < 0
+    assert 0 < share_ci(share).low < share_ci(share).high < 1
+    assert share_ci([0.0, 0.0, 0.0]).format(3) == "0 [0, 0]"  # a share that cannot vary keeps the plain one
+    with pytest.raises(ValueError, match="> 0"):
+        positive_ci([0.5, 0.0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(1e-6, 1e6), min_size=2, max_size=8))
+def test_a_positive_interval_never_reaches_zero(values):
+    ci = positive_ci(values)
+    assert 0 < ci.low <= ci.mean * (1 + 1e-9) and ci.mean <= ci.high * (1 + 1e-9)

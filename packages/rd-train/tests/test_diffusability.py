@@ -204,8 +204,10 @@ def test_every_run_is_the_primary_analysis_and_the_window_rule_a_sensitivity():
         r["flow"] = {"held_out_loss": 1.0}
     by = {c["lam"]: c for c in cells(rows, ["perceptual"], {"perceptual": [0.0, 1.0, 5.0]}, [10.0], 0.95)}
     assert (by[5.0]["runs"], by[5.0]["converged"], by[5.0]["latent_sw"]["n"]) == (3, 1, 3)
+    # latent SW is a distance (> 0): its cell is the geometric mean of every run, its interval in log.
     assert by[5.0]["latent_sw"]["mean"] == pytest.approx(
-        np.mean([r["endpoints"]["latent_sw"] for r in rows if r["lam"] == 5.0]))
+        np.exp(np.mean(np.log([r["endpoints"]["latent_sw"] for r in rows if r["lam"] == 5.0]))))
+    assert by[5.0]["latent_sw"]["low"] > 0
 
 
 def test_the_stage_resumes_and_recomputes_only_what_changed(tmp_path, monkeypatch):

@@ -1,6 +1,10 @@
 r"""Verdicts over seeds: means with t confidence intervals and one-sided Welch tests.
 
-Cell of a table (n seeds, mean m, sample sd s): m ± t_{1-(1-c)/2, n-1} · s / √n.
+Cell of a table (n seeds, mean m, sample sd s): m ± t_{1-(1-c)/2, n-1} · s / √n. A quantity with a
+bounded range gets that interval on a scale where it is unbounded, mapped back, so the interval never
+leaves the range: `positive_ci` (log: the geometric mean, for a value > 0 such as an anisotropy or a
+distance), `correlation_ci` (Fisher's z = artanh ρ, for a correlation in (−1, 1)) and `share_ci` (logit,
+for a share in (0, 1); a share at exactly 0 or 1 keeps the plain interval).
 
 A directional claim "the statistic is lower at λ_max than at λ = 0" (samples a at λ = 0, b at λ_max):
 
@@ -18,7 +22,7 @@ A directional claim "the statistic is lower at λ_max than at λ = 0" (samples a
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +57,36 @@ def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> I
         return Interval(mean, math.nan, math.nan, 1)
     half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
     return Interval(mean, mean - half, mean + half, int(x.size))
+
+
+def _mapped_ci(values: Sequence[float] | np.ndarray, confidence: float,
+               forward: Callable[[np.ndarray], np.ndarray], inverse: Callable[[float], float]) -> Interval:
+    ci = mean_ci(forward(np.asarray(values, dtype=np.float64)), confidence)
+    back = [float(inverse(v)) if math.isfinite(v) else v for v in (ci.mean, ci.low, ci.high)]
+    return Interval(back[0], back[1], back[2], ci.n)
+
+
+def positive_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> Interval:
+    """The geometric mean of values > 0 with its t-interval in log: never below 0."""
+    x = np.asarray(values, dtype=np.float64)
+    if (x <= 0).any():
+        raise ValueError(f"positive_ci: every value must be > 0, got {x.min():g}")
+    return _mapped_ci(x, confidence, np.log, math.exp)
+
+
+def correlation_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> Interval:
+    """The mean of correlations in Fisher's z (tanh of the mean artanh) with its interval: within (−1, 1)."""
+    x = np.clip(np.asarray(values, dtype=np.float64), -1 + 1e-12, 1 - 1e-12)
+    return _mapped_ci(x, confidence, np.arctanh, math.tanh)
+
+
+def share_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> Interval:
+    """A share's mean in logit with its interval, within (0, 1); with a value at exactly 0 or 1 (a share
+    that cannot vary, e.g. the neural share at λ = 0) the plain mean and t-interval."""
+    x = np.asarray(values, dtype=np.float64)
+    if ((x <= 0) | (x >= 1)).any():
+        return mean_ci(x, confidence)
+    return _mapped_ci(x, confidence, lambda v: np.log(v / (1 - v)), lambda z: 1 / (1 + math.exp(-z)))
 
 
 @dataclass(frozen=True)

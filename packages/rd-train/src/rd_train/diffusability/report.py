@@ -78,7 +78,8 @@ def table(summary: dict[str, Any]) -> str:
         f"Stage time: {summary['seconds']:.0f} s of scoring over {len(summary['records'])} runs "
         "(sum over workers).",
         "",
-        f"## Per cell (mean [{conf:.0%} CI] over every seed)",
+        f"## Per cell (mean [{conf:.0%} CI] over every seed; latent SW, its floors, the flow loss and the "
+        "anisotropy: geometric mean with its interval in log, which stays above 0)",
         "",
         "Floors in every row: *Gaussian*, a Gaussian with the training latents' mean and covariance; "
         "*data*, training latents themselves (what a perfect sampler of the training distribution "
@@ -196,11 +197,9 @@ def figures(summary: dict[str, Any], results: dict[str, dict[str, Any]], directo
                 cells = [c for c in summary["cells"] if c["family"] == family and c["target"] == target]
                 xs = [positions[c["lam"]] for c in cells if c[endpoint]["n"]]
                 ys = [c[endpoint]["mean"] for c in cells if c[endpoint]["n"]]
-                err = [
-                    0 if c[endpoint]["n"] < 2 else c[endpoint]["high"] - c[endpoint]["mean"]
-                    for c in cells
-                    if c[endpoint]["n"]
-                ]
+                shown = [c[endpoint] for c in cells if c[endpoint]["n"]]  # a log interval is lopsided
+                err = [[0 if e["n"] < 2 else e["mean"] - e["low"] for e in shown],
+                       [0 if e["n"] < 2 else e["high"] - e["mean"] for e in shown]]
                 ax.errorbar(
                     xs,
                     ys,
@@ -208,7 +207,7 @@ def figures(summary: dict[str, Any], results: dict[str, dict[str, Any]], directo
                     fmt="o-",
                     color=f"C{t_index}",
                     capsize=3,
-                    label=f"{target:g} nats (mean, CI)",
+                    label=f"{target:g} nats (cell estimate, CI)",
                 )
                 runs = [
                     r

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from rd_train.analysis import mean_ci
+from rd_train.analysis import mean_ci, positive_ci
 from rd_train.analysis.trends import difference_interval, holm, ratio_interval, trend_test
 from rd_train.diffusability.config import ENDPOINTS, DiffusabilityConfig
 
@@ -206,6 +206,11 @@ def relations(
     return out
 
 
+# Quantities > 0 by construction: their cells are geometric means with the interval in log, which cannot
+# reach below 0 (a distance, a loss, an anisotropy). KID differences and MMD² estimates can be negative.
+POSITIVE = ("latent_sw", "sw_gaussian", "sw_data", "held_out_flow_loss", "anisotropy")
+
+
 def cells(
     rows: list[dict[str, Any]],
     families: list[str],
@@ -213,8 +218,8 @@ def cells(
     targets: list[float],
     confidence: float,
 ) -> list[dict[str, Any]]:
-    """Mean [CI] over every seed of every reported number, per (family, target, λ), and how many of the
-    runs are within the window rule."""
+    """Mean [CI] over every seed of every reported number (the geometric mean for the `POSITIVE` ones),
+    per (family, target, λ), and how many of the runs are within the window rule."""
     keys = {
         "latent_sw": lambda r: r["endpoints"]["latent_sw"],
         "excess_kid": lambda r: r["endpoints"]["excess_kid"],
@@ -245,7 +250,8 @@ def cells(
                     "runs": total,
                 }
                 for key, get in keys.items():
-                    ci = mean_ci([get(r) for r in group], confidence)
+                    summary = positive_ci if key in POSITIVE else mean_ci
+                    ci = summary([get(r) for r in group], confidence)
                     entry[key] = {
                         "mean": ci.mean,
                         "low": ci.low,

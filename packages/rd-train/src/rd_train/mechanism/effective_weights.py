@@ -13,7 +13,7 @@ import numpy as np
 from rd_theory.atomic import atomic_write_text
 from scipy import stats
 
-from rd_train.analysis import compare_lower, mean_ci
+from rd_train.analysis import compare_lower, correlation_ci, positive_ci, share_ci
 from rd_train.mechanism.study import Run, Study
 
 
@@ -33,6 +33,13 @@ def _map(function: Any, args: list[Any], jobs: int) -> list[Any]:
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             return list(pool.map(function, args))
     return [function(a) for a in args]
+
+
+# How a cell of the matched-rate table summarises each quantity over seeds: on the scale where it is
+# unbounded (`rd_train.analysis.statistics`), so an interval stays within the quantity's range.
+CELL_SUMMARY = {"spearman_rho": correlation_ci, "predicted_anisotropy": positive_ci,
+                "measured_anisotropy": positive_ci, "log_price_spread": positive_ci,
+                "price_share_neural": share_ci}
 
 
 def _records(runs: list[Run], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -151,7 +158,9 @@ def table(study: Study, records: list[dict[str, Any]]) -> str:
             "",
         ]
     lines += [
-        f"## Matched rate (GECO runs; mean [{conf:.0%} CI] over every seed)",
+        f"## Matched rate (GECO runs; [{conf:.0%} CI] over every seed: ρ averaged in Fisher's z, the "
+        "anisotropies and Var_i log c_i as geometric means, the neural share in logit, so no interval "
+        "leaves its quantity's range)",
         "",
         "| family | λ | target | runs | ρ(pred, measured log σ²) | predicted anisotropy | measured "
         "anisotropy "
@@ -161,7 +170,7 @@ def table(study: Study, records: list[dict[str, Any]]) -> str:
     for family in study.families:
         for (lam, target), group in _geco_records(study, records, family).items():
             def ci(key: str, rows: list[dict[str, Any]] = group) -> str:
-                return mean_ci([r[key] for r in rows], conf).format(3)
+                return CELL_SUMMARY[key]([r[key] for r in rows], conf).format(3)
 
             lines.append(
                 f"| {study.label(family)} | {lam:g} | {target:g} | {len(group)} | "
