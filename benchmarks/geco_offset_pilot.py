@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import yaml
+from bench_params import benchmark_params
 
 ROOT = Path(__file__).resolve().parents[1]
 CANDIDATES = (0.0, 0.1)
@@ -53,12 +53,7 @@ def main() -> int:
     args = parser.parse_args()
     from rd_train.pipeline.sweep import neural_families, run_sweep
 
-    base = yaml.safe_load(Path(args.params).read_text())
-    data = ROOT / base["data"]["root"]
-    if not (data / "meta.json").is_file():
-        print(f"geco_outer_pilot: {data} is missing: build it first (dvc repro prepare)", file=sys.stderr)
-        return 2
-    base["data"]["root"] = str(data)
+    base = benchmark_params("geco_offset_pilot", args.params)
     targets = sorted(float(t) for t in base["sweep"]["rate_targets"])
     base["sweep"].update(lams=[max(float(v) for v in base["sweep"]["lams"])],
                          rate_targets=[targets[0], targets[-1]], seeds=[SEED])

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import yaml
+from bench_params import benchmark_params
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = "import sys; from rd_train.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -60,13 +61,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, help="override optim.max_steps (a quick check of the script)")
     args = parser.parse_args()
     work = Path(args.work).resolve()
-    base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    data = ROOT / base["data"]["root"]
-    if not (data / "meta.json").is_file():
-        print(f"geco_pilot: {data} is missing: build it first (dvc repro prepare, or nox -s repro)",
-              file=sys.stderr)
-        return 2
-    base["data"]["root"] = str(data)
+    base = benchmark_params("geco_pilot")
     base["sweep"].update(seeds=args.seeds)
     if args.steps:
         base["optim"]["max_steps"] = args.steps

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from bench_params import benchmark_params
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = {"pixel": 0.0, "perceptual": 5.0, "adversarial": 5.0}
@@ -134,13 +135,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    from rd_train.pipeline.sweep import load_params, run_configs
+    from rd_train.pipeline.sweep import run_configs
     from rd_train.pipeline.workers import set_threads
     from rd_train.training.precision import cpu_bf16_flags
 
     set_threads(1)
-    params = load_params(ROOT / "params.yaml")
-    params["data"]["root"] = str(ROOT / params["data"]["root"])
+    params = benchmark_params("loop_overhead")
     first = peak_gflops()
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="rd-loop-overhead-") as scratch:

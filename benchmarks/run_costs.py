@@ -32,6 +32,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from bench_params import benchmark_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -170,12 +171,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    from rd_train.pipeline.sweep import load_params
     from rd_train.pipeline.workers import set_threads
 
     set_threads(1)
-    params = load_params(args.params)
-    params["data"]["root"] = str(ROOT / params["data"]["root"])
+    params = benchmark_params("run_costs", args.params)
     result: dict[str, Any] = {
         "what": __doc__.split("\n\n")[0],
         "command": "python benchmarks/run_costs.py" + (f" --steps {args.steps}" if args.steps else ""),

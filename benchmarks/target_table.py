@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_params import benchmark_params
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -34,14 +36,13 @@ def main() -> None:
     args = parser.parse_args()
 
     from rd_train.config import from_dict
-    from rd_train.pipeline.sweep import load_params, run_configs
+    from rd_train.pipeline.sweep import run_configs
     from rd_train.pipeline.workers import output_to, set_threads
     from rd_train.training.feature_table import target_tabled_loss
     from rd_train.training.run import fit
 
     set_threads(1)
-    params = load_params(ROOT / "params.yaml")
-    params["data"]["root"] = str(ROOT / params["data"]["root"])
+    params = benchmark_params("target_table")
     seconds: dict[str, list[float]] = {"without": [], "with table": [], "shared table": []}
     metrics: dict[str, dict[str, Any]] = {}
     build_seconds = []
