@@ -34,6 +34,14 @@ def test_a_block_is_scheduled_in_order_on_the_first_free_worker(durations, worke
     assert list_schedule(durations, workers) == span
 
 
+def test_a_noisy_calibration_never_predicts_that_more_steps_take_less_time():
+    """The bug this names: the miniature plan's 4-step runs once came out faster than its 2-step runs, the
+    line through them fell, and every block of the plan was predicted at 0 s."""
+    cost = RunCost.through((2, 4), (1.0, 0.9))
+    assert cost.per_step == 0.0 and cost.fixed == pytest.approx(0.95)
+    assert cost.seconds_for(1000) == pytest.approx(0.95)
+
+
 def test_a_run_cost_is_the_line_through_its_two_timed_lengths():
     cost = RunCost.through((10, 30), (5.0, 9.0))
     assert cost.per_step == pytest.approx(0.2) and cost.fixed == pytest.approx(3.0)

@@ -70,8 +70,11 @@ class RunCost:
         (n1, n2), (t1, t2) = lengths, seconds
         if n2 <= n1:
             raise ValueError(f"calibration lengths must increase, got {lengths}")
-        per_step = (t2 - t1) / (n2 - n1)
-        return cls(t1 - per_step * n1, per_step, lengths, seconds)
+        # A run cannot take less time for more steps: when timing noise makes the longer calibration run
+        # the faster one, the per-step cost is 0 and the fixed cost their mean, not a negative slope that
+        # extrapolates to no time at all (the line otherwise passes through both points, as before).
+        per_step = max(0.0, (t2 - t1) / (n2 - n1))
+        return cls((t1 + t2) / 2 - per_step * (n1 + n2) / 2, per_step, lengths, seconds)
 
 
 def planned_blocks(params: dict[str, Any], source: str = "params.yaml") -> list[Block]:
