@@ -11,11 +11,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def benchmark_params(script: str, path: str | Path = ROOT / "params.yaml") -> dict[str, Any]:
-    """``path``'s params (`rd_train.pipeline.sweep.load_params`) with ``data.root`` absolute; when the
-    embedded data is not built, one line naming the folder and how to build it, and exit status 2."""
-    from rd_train.pipeline.sweep import load_params
+    """``path``'s params (validated by `rd_train.params.load_params`), as a mapping a script may change,
+    with ``data.root`` absolute; when the embedded data is not built, one line naming the folder and how
+    to build it, and exit status 2."""
+    import copy
 
-    params = load_params(path)
+    from rd_train.params import load_params
+
+    params = copy.deepcopy(dict(load_params(path).raw))
     data = ROOT / params["data"]["root"]
     if not (data / "meta.json").is_file():
         print(f"{script}: {data} is missing: build it first (dvc repro prepare, or nox -s repro)",

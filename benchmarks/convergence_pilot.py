@@ -71,9 +71,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    from rd_train.pipeline.sweep import load_params, run_sweep
+    from rd_train.params import load_params
+    from rd_train.pipeline.sweep import run_sweep
 
-    params = load_params(ROOT / "params.yaml")
+    params = dict(load_params(ROOT / "params.yaml").raw)
     result: dict[str, Any] = {"what": __doc__.split("\n\n")[0], "cells": {"beta": BETA, "lams": CELLS,
                               "seeds": SEEDS}, "command": "python benchmarks/convergence_pilot.py "
                               f"--lengths {' '.join(map(str, args.lengths))}", "lengths": {}}
@@ -86,7 +87,7 @@ def main() -> None:
             path.write_text(yaml.safe_dump(derived, sort_keys=False))
             start = time.perf_counter()
             for family in CELLS:
-                run_sweep(path, "fixed", family, where / "runs" / family, args.jobs)
+                run_sweep(load_params(path), "fixed", family, where / "runs" / family, args.jobs)
             rows = verdicts(where / "runs", derived)
             result["lengths"][str(steps)] = {
                 "warmup_steps": derived["rate"]["warmup_steps"],

@@ -41,7 +41,8 @@ def main() -> int:
                         default=str(ROOT / "benchmarks" / "results" / "cpu-geco-offset-lag-pilot.json"))
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
-    from rd_train.pipeline.sweep import neural_families, run_sweep
+    from rd_train.params import load_params
+    from rd_train.pipeline.sweep import run_sweep
 
     base = benchmark_params("geco_offset_lag_pilot", args.params)
     targets = sorted(float(t) for t in base["sweep"]["rate_targets"])
@@ -53,8 +54,8 @@ def main() -> int:
     (work / "params.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
     start = time.perf_counter()
     rows = []
-    for family in ["pixel", *neural_families(base)]:
-        run_sweep(work / "params.yaml", "geco", family, work / family, args.jobs)
+    for family in ["pixel", *base["losses"]]:
+        run_sweep(load_params(work / "params.yaml"), "geco", family, work / family, args.jobs)
         for path in sorted((work / family).glob("*/metrics.json")):
             m = json.loads(path.read_text())
             rows.append({"run": path.parent.name, "family": family, "target": m["config"]["rate"]["target"],

@@ -51,7 +51,8 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cpu-geco-offset-pilot.json"))
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
-    from rd_train.pipeline.sweep import neural_families, run_sweep
+    from rd_train.params import load_params
+    from rd_train.pipeline.sweep import run_sweep
 
     base = benchmark_params("geco_offset_pilot", args.params)
     targets = sorted(float(t) for t in base["sweep"]["rate_targets"])
@@ -66,8 +67,8 @@ def main() -> int:
         params = {**base, "optim": {**base["optim"], "lr_floor": floor}}
         (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         rows = []
-        for family in ["pixel", *neural_families(params)]:
-            run_sweep(folder / "params.yaml", "geco", family, folder / family, args.jobs)
+        for family in ["pixel", *params["losses"]]:
+            run_sweep(load_params(folder / "params.yaml"), "geco", family, folder / family, args.jobs)
             for path in sorted((folder / family).glob("*/metrics.json")):
                 m = json.loads(path.read_text())
                 rows.append({"run": path.parent.name, "family": family,

@@ -69,11 +69,12 @@ class PhaseTimer(L.Callback):
 
 
 def representative(params: dict[str, Any], model: str, family: str, out: Path) -> Any:
-    from rd_train.pipeline.spatial import spatial_params
-    from rd_train.pipeline.sweep import run_configs
+    from rd_train.params import from_mapping
 
-    source = spatial_params(params) if model == "spatial" else params
-    configs = run_configs(source, "fixed", family, out / model)
+    source = from_mapping(params, "params.yaml")
+    if model == "spatial":
+        source = source.spatial_params()
+    configs = source.run_configs("fixed", family, out / model)
     lam = 0.0 if family == "pixel" else max(c.loss.lam for c in configs)
     return next(c for c in configs if c.loss.lam == lam and abs(c.rate.beta - 0.016) < 1e-12 and c.seed == 0)
 

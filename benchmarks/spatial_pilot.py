@@ -42,6 +42,7 @@ def targets(curves: dict[str, list[float]]) -> tuple[int, int]:
 
 
 def main() -> int:
+    from rd_train.params import load_params
     from rd_train.pipeline.sweep import run_sweep
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -59,7 +60,7 @@ def main() -> int:
         path.write_text(yaml.safe_dump(params))
         for name in ("pixel", family):
             start = time.perf_counter()
-            run_sweep(path, "fixed", name, Path(args.runs) / "fixed" / name, jobs=1)
+            run_sweep(load_params(path), "fixed", name, Path(args.runs) / "fixed" / name, jobs=1)
             print(f"{name}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
     for metrics_path in sorted(Path(args.runs).glob("fixed/*/*/metrics.json")):
         m = json.loads(metrics_path.read_text())

@@ -229,19 +229,15 @@ def test_every_profile_has_every_params_section_a_stage_declares(profile):
 
 @pytest.mark.parametrize("profile", ["params.yaml", "profiles/gpu.yaml", "profiles/paper.yaml"])
 def test_every_profile_builds_valid_runs(profile):
-    """Each profile's sweeps give valid run configs, its data section agrees with what prepare builds
-    (or reads another dataset), and its rules parse: a profile is ready to run where its data exists."""
-    from rd_train.analysis import Rules
-    from rd_train.pipeline.sweep import load_params, neural_families, run_configs
+    """Each profile validates as a whole (`load_params`: every section, and every run any training stage
+    trains), and its data section agrees with what prepare builds (or reads another dataset): a profile is
+    ready to run where its data exists."""
+    from rd_train.params import load_params
 
     params = load_params(ROOT / profile)
-    Rules.from_params(params)
-    count = 0
-    for sweep in ("fixed", "geco"):
-        for family in ["pixel", *neural_families(params)]:
-            count += len(run_configs(params, sweep, family, "runs"))
-    assert count > 0
-    data, embedded = params["data"], params["embedded"]
+    assert sum(len(params.run_configs(sweep, family, "runs")) for sweep in ("fixed", "geco")
+               for family in ["pixel", *params.families]) > 0
+    data, embedded = params.raw["data"], params.raw["embedded"]
     if data["name"] == "embedded":
         assert embedded["image_size"] % data["image_size"] == 0
         assert (data["n_train"], data["n_val"], data["seed"]) == (embedded["n_train"], embedded["n_val"],

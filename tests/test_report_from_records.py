@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rd_train.params import load_params
 from rd_train.protocol.records import read
 from rd_train.protocol.report import write_report
 
@@ -14,7 +15,7 @@ TABLES = ("claims.md", "convergence.md", "sweeps.md", "runs.csv")
 
 
 def test_the_committed_records_rebuild_claims_md_byte_for_byte(tmp_path):
-    write_report(ROOT / "params.yaml", ROOT / "paper" / "records", tmp_path,
+    write_report(load_params(ROOT / "params.yaml"), ROOT / "paper" / "records", tmp_path,
                  ROOT / "benchmarks" / "results" / "cpu-convergence-pilot.json")  # as dvc.yaml's aggregate
     for table in TABLES:
         rebuilt = (tmp_path / "tables" / table).read_bytes()
@@ -30,9 +31,7 @@ def test_every_primary_cell_holds_all_its_runs():
     claims = (ROOT / "paper" / "tables" / "claims.md").read_text()
     assert "None: every run of every cell is finite and present." in claims
     assert "not testable" not in claims.split("## Every cell", 1)[0]
-    import yaml
     from rd_train.pipeline.plan import planned_blocks
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    planned = sum(len(block.configs) for block in planned_blocks(params))
+    planned = sum(len(block.configs) for block in planned_blocks(load_params(ROOT / "params.yaml")))
     assert len(records) == planned

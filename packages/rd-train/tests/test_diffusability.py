@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 import torch
 from rd_train.diffusability import (
-    DiffusabilityConfig,
-    FlowConfig,
     kid,
     mmd_rbf,
     precision_recall,
@@ -19,6 +17,7 @@ from rd_train.diffusability import (
     train_flow,
 )
 from rd_train.errors import ParamsError
+from rd_train.params.sections import DiffusabilityConfig, FlowConfig
 
 
 def gaussian(n, d, seed, shift=0.0, scale=1.0):

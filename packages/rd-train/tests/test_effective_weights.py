@@ -159,7 +159,14 @@ def _study(passed: list[bool]):
     runs = [Run("geco", "pixel", 0.0, 0.016, 5.0, seed, __import__("pathlib").Path(f"r{seed}"), {},
                 SimpleNamespace(passed=ok))  # type: ignore[arg-type]
             for seed, ok in enumerate(passed)]
-    params = {"losses": {"perceptual": {"neural": "vgg16_hed"}}, "sweep": {"rate_targets": [5]}}
+    import yaml
+    from rd_train.params import from_mapping
+
+    raw = yaml.safe_load((__import__("pathlib").Path(__file__).resolve().parents[3] / "tests" / "data"
+                          / "miniature_params.yaml").read_text())
+    raw["sweep"]["rate_targets"] = [5.0]
+    params = from_mapping(raw, "miniature_params.yaml")
+    assert params.label("perceptual") == "VGG16 (HED) features"
     return Study(params, Rules(), runs)
 
 

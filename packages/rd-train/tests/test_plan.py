@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rd_train.params import load_params
 from rd_train.pipeline.plan import (
     RunCost,
     calibrate,
@@ -18,7 +19,6 @@ from rd_train.pipeline.plan import (
     planned_blocks,
     predict,
 )
-from rd_train.pipeline.sweep import load_params
 
 ROOT = Path(__file__).parents[3]
 
@@ -52,8 +52,9 @@ def test_a_run_cost_is_the_line_through_its_two_timed_lengths():
 
 
 def test_the_blocks_are_every_run_the_training_stages_train_in_their_order():
-    params = load_params(ROOT / "params.yaml")
-    blocks = planned_blocks(params)
+    validated = load_params(ROOT / "params.yaml")
+    blocks = planned_blocks(validated)
+    params = validated.raw
     s, sp = params["sweep"], params["spatial"]
     neural = list(params["losses"])
     length_targets = len(s["length_replicate"]["targets"])
@@ -86,8 +87,9 @@ def test_the_blocks_are_every_run_the_training_stages_train_in_their_order():
 
 
 def test_each_model_and_family_is_timed_once_and_the_prediction_follows_its_cost():
-    params = load_params(ROOT / "params.yaml")
-    blocks = planned_blocks(params)
+    validated = load_params(ROOT / "params.yaml")
+    blocks = planned_blocks(validated)
+    params = validated.raw
     rates = {("vector", "pixel"): 0.01, ("vector", "perceptual"): 0.08, ("vector", "adversarial"): 0.03,
              ("spatial", "pixel"): 0.07, ("spatial", "perceptual"): 0.13}
     calls = []

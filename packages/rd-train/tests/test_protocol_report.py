@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from hand_made_records import _design
+from rd_train.params import load_params
 from rd_train.protocol.records import write
 from rd_train.protocol.report import write_report
 
@@ -28,7 +29,7 @@ def _complete(records):
 
 def test_the_report_writes_every_table_metric_and_figure_and_the_same_bytes_twice(tmp_path):
     write(_complete(_design()), tmp_path / "records")
-    summary = write_report(ROOT / "params.yaml", tmp_path / "records", tmp_path / "a")
+    summary = write_report(load_params(ROOT / "params.yaml"), tmp_path / "records", tmp_path / "a")
     assert summary.startswith("report: ") and "3 figures" in summary
     claims = (tmp_path / "a" / "tables" / "claims.md").read_text()
     assert claims.index("## Summary") < claims.index("## Every cell")
@@ -50,7 +51,7 @@ def test_the_report_writes_every_table_metric_and_figure_and_the_same_bytes_twic
                                                             ("10", "2000")}  # both lengths, no fixed-β run
     for figure in ("rate_vs_lambda.png", "anisotropy_vs_lambda.png", "geco_tracking.png"):
         assert (tmp_path / "a" / "figures" / figure).stat().st_size > 10_000
-    write_report(ROOT / "params.yaml", tmp_path / "records", tmp_path / "b")
+    write_report(load_params(ROOT / "params.yaml"), tmp_path / "records", tmp_path / "b")
     for table in ("claims.md", "convergence.md", "sweeps.md", "runs.csv"):
         first, second = (tmp_path / run / "tables" / table for run in ("a", "b"))
         assert first.read_bytes() == second.read_bytes()

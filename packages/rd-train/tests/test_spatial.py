@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 from rd_train.errors import ParamsError
-from rd_train.pipeline.spatial import SpatialGrid, derived_params, spatial_params
-from rd_train.pipeline.sweep import run_configs
+from rd_train.params import from_mapping, load_params
+from rd_train.params.sections import SpatialGrid
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -23,7 +23,7 @@ def params():
 
 def test_only_the_model_and_the_grid_change(params):
     before = copy.deepcopy(params)
-    derived = spatial_params(params)
+    derived = from_mapping(params, "params.yaml").spatial_params().raw
     assert params == before  # the caller's params are not touched
     assert derived["model"] == params["spatial"]["model"] and derived["model"]["kind"] == "spatial"
     assert list(derived["losses"]) == ["perceptual"]
@@ -39,8 +39,8 @@ def test_only_the_model_and_the_grid_change(params):
 
 def test_runs_pair_seeds_across_lambda_and_beta(params):
     params["spatial"].update(lams=[1.0, 5.0], seeds=[0, 1], betas=[0.01, 0.1])
-    derived = spatial_params(params)
-    configs = [c for family in ("perceptual", "pixel") for c in run_configs(derived, "fixed", family, "runs")]
+    derived = from_mapping(params, "params.yaml").spatial_params()
+    configs = [c for family in ("perceptual", "pixel") for c in derived.run_configs("fixed", family, "runs")]
     by_seed: dict[int, set] = {}
     for c in configs:
         assert c.model.kind == "spatial" and c.model.block_out_channels == [8, 8]
@@ -55,15 +55,13 @@ def test_an_empty_beta_list_runs_the_matched_rate_sweep_only(params):
     """Protocol v3's budget rule can drop the AutoencoderKL rate claim: spatial.betas: [] trains no fixed-β
     run, and `rd-train plan` predicts none; the GECO sweep is whole."""
     from rd_train.pipeline.plan import planned_blocks
-    from rd_train.pipeline.spatial import spatial_sweeps
 
     params["spatial"]["betas"] = []
-    derived = spatial_params(params)
-    assert spatial_sweeps(derived) == ["geco"]
-    spatial_blocks = [b for b in planned_blocks(params) if b.stage == "spatial"]
+    assert from_mapping(params, "params.yaml").spatial_params().sweeps == ["geco"]
+    spatial_blocks = [b for b in planned_blocks(from_mapping(params, "params.yaml")) if b.stage == "spatial"]
     assert {b.sweep for b in spatial_blocks} == {"geco"} and all(b.configs for b in spatial_blocks)
     params["spatial"]["betas"] = [0.01]
-    assert spatial_sweeps(spatial_params(params)) == ["fixed", "geco"]
+    assert from_mapping(params, "params.yaml").spatial_params().sweeps == ["fixed", "geco"]
 
 
 @pytest.mark.parametrize(
@@ -88,15 +86,15 @@ def test_a_bad_section_names_its_key(params, change, message):
 def test_no_section_says_what_to_add(params):
     del params["spatial"]
     with pytest.raises(ParamsError, match="has no `spatial` section"):
-        spatial_params(params)
+        from_mapping(params, "params.yaml").spatial_params()
 
 
 def test_a_model_the_runs_reject_is_named_before_any_run(params, tmp_path):
     params["spatial"]["model"]["block_out_channels"] = [6, 8]  # not multiples of norm_num_groups 4
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
-    with pytest.raises(ParamsError, match=r"spatial \(model or grid\).*block_out_channels"):
-        derived_params(path)
+    with pytest.raises(ParamsError, match=r"\(spatial\): .*block_out_channels"):
+        load_params(path)
     done = subprocess.run([sys.executable, "-c", "import sys; from rd_train.cli import main; "
                            "sys.exit(main(sys.argv[1:]))", "spatial-sweep", "--params", str(path), "--out",
                            str(tmp_path / "runs")], capture_output=True, text=True, check=False)

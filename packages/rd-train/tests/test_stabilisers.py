@@ -11,7 +11,6 @@ from rd_train import from_dict
 from rd_train.analysis.convergence import Rules, check
 from rd_train.analysis.stationarity import WindowRule
 from rd_train.config import RateConfig
-from rd_train.pipeline.sweep import run_configs
 from rd_train.training.ema import WeightAverage
 from rd_train.training.module import VAEModule
 from rd_train.training.rate import GECO
@@ -49,18 +48,12 @@ def test_evaluations_read_the_average_and_training_is_unchanged_by_it(tiny, tmp_
     # ... but a different model evaluated.
     assert averaged["kl"] != pytest.approx(plain["kl"], rel=1e-6)
     # Loading a finished run for analysis gives the evaluated weights: its metrics again.
-    module = load_trained(Path(averaged_config.out_dir) / "checkpoints" / "last.ckpt")
-    again = module.evaluate(_val_loader(averaged_config))
-    assert again["kl"] == pytest.approx(averaged["kl"], rel=1e-6)
-    module.use_evaluated_weights()
-    assert module.ema is None and module.evaluate(_val_loader(averaged_config))["kl"] == pytest.approx(
-        averaged["kl"], rel=1e-6)
-
-
-def _val_loader(config):
-    from rd_train.training.run import validation_loader
-
-    return validation_loader(config)
+    saved = load_trained(averaged_config.out_dir, evaluated=False)
+    assert saved.module.ema is not None and saved.evaluate()["kl"] == pytest.approx(averaged["kl"], rel=1e-6)
+    evaluated = load_trained(averaged_config.out_dir)
+    assert evaluated.module.ema is None
+    assert evaluated.evaluate()["kl"] == pytest.approx(averaged["kl"], rel=1e-6)
+    assert evaluated.metrics["kl"] == averaged["kl"]
 
 
 def _geco(proportional: float, target: float = 10.0) -> GECO:
@@ -146,6 +139,12 @@ def _params() -> dict:
     import yaml
 
     return yaml.safe_load((Path(__file__).resolve().parents[3] / "params.yaml").read_text())
+
+
+def run_configs(params: dict, sweep: str, family: str, out: str) -> list:
+    from rd_train.params import from_mapping
+
+    return from_mapping(params, "params.yaml").run_configs(sweep, family, out)
 
 
 def test_control_sweep_is_the_norm_matched_fixed_cells():

@@ -31,6 +31,13 @@ from rd_train.config import ConfigError, TrainConfig, from_dict, read_yaml
 from rd_train.errors import UserError
 
 
+def _params(path: str) -> Any:
+    """The one `rd_train.params.Params` of a stage's command: read and validated here, before any work."""
+    from rd_train.params import load_params
+
+    return load_params(path)
+
+
 def _config(path: str | None, overrides: list[str]) -> TrainConfig:
     data: dict[str, Any] = read_yaml(path) if path else {}
     for item in overrides:
@@ -93,14 +100,14 @@ def _prepare(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from rd_train.pipeline.sweep import run_sweep
 
-    run_sweep(args.params, args.sweep, args.family, args.out, args.jobs)
+    run_sweep(_params(args.params), args.sweep, args.family, args.out, args.jobs)
     return 0
 
 
 def _spatial_sweep(args: argparse.Namespace) -> int:
     from rd_train.pipeline.spatial import run_spatial_sweep
 
-    run_spatial_sweep(args.params, args.out, args.jobs)
+    run_spatial_sweep(_params(args.params), args.out, args.jobs)
     return 0
 
 
@@ -114,21 +121,21 @@ def _records(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from rd_train.protocol.report import write_report
 
-    print(write_report(args.params, args.records, args.out, args.length_pilot))
+    print(write_report(_params(args.params), args.records, args.out, args.length_pilot))
     return 0
 
 
 def _analyze(args: argparse.Namespace) -> int:
     from rd_train.mechanism import analyze
 
-    analyze(args.params, args.runs, args.paper, args.out, args.jobs)
+    analyze(_params(args.params), args.runs, args.paper, args.out, args.jobs)
     return 0
 
 
 def _diffusability(args: argparse.Namespace) -> int:
     from rd_train.diffusability import run_stage
 
-    summary = run_stage(args.params, args.runs, args.paper, args.out, args.jobs)
+    summary = run_stage(_params(args.params), args.runs, args.paper, args.out, args.jobs)
     table = Path(args.paper) / "tables" / "diffusability.md"
     print(f"diffusability: {len(summary['records'])} runs -> {table}")
     return 0
@@ -138,12 +145,13 @@ def _plan(args: argparse.Namespace) -> int:
     from rd_train.pipeline.plan import format_plan, plan_params, plan_to_json
 
     lengths = (args.lengths[0], args.lengths[1]) if args.lengths else None
-    plans, costs, workers = plan_params(args.params, args.jobs, lengths, costs_path=args.costs)
+    params = _params(args.params)
+    plans, costs, workers = plan_params(params, args.jobs, lengths, costs_path=args.costs)
     print(format_plan(plans, workers))
     if args.json:
         from rd_train.training.metrics import write_json
 
-        write_json(Path(args.json), plan_to_json(args.params, plans, costs, workers))
+        write_json(Path(args.json), plan_to_json(params, plans, costs, workers))
         print(f"plan: -> {args.json}")
     return 0
 

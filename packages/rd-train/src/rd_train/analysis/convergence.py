@@ -41,13 +41,13 @@ class Rules:
         section = params.get("rules")
         if not isinstance(section, dict):
             raise ParamsError(
-                "params.yaml has no `rules` section: the convergence and test rules are fixed "
-                "there before the sweep runs (see params.yaml)"
+                "no `rules` section: the convergence and test rules are fixed there before the sweep "
+                "runs (see params.yaml)"
             )
         unknown = sorted(set(section) - set(cls.__dataclass_fields__))
         if unknown:
             raise ParamsError(
-                f"unknown key(s) {unknown} in params.yaml `rules`; valid: {sorted(cls.__dataclass_fields__)}"
+                f"rules: unknown key(s) {unknown}; valid: {sorted(cls.__dataclass_fields__)}"
             )
         method = str(section.get("method", "two_point"))
         if method not in ("two_point", "window"):

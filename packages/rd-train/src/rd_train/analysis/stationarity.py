@@ -47,7 +47,7 @@ class WindowRule:
         section = params.get("stationarity") or {}
         known = {"window", "relative", "floor_kl", "floor_pixel_sse", "floor_anisotropy", "min_points"}
         if not isinstance(section, dict) or set(section) - known:
-            raise ParamsError(f"params.yaml `stationarity`: keys must be among {sorted(known)}")
+            raise ParamsError(f"stationarity: keys must be among {sorted(known)}")
         d = cls()
         try:
             return cls(
@@ -62,7 +62,7 @@ class WindowRule:
                 min_points=int(section.get("min_points", d.min_points)),
             )
         except ValueError as error:
-            raise ParamsError(f"params.yaml `stationarity`: {error}") from None
+            raise ParamsError(f"stationarity: {error}") from None
 
 
 @dataclass(frozen=True)

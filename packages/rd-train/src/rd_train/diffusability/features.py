@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-SPACES = ("random", "vgg16_hed")
+from rd_train.params.sections import SPACES
 
 
 class RandomConvFeatures(nn.Module):

@@ -20,24 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class FlowConfig:
-    width: int = 128
-    depth: int = 3
-    steps: int = 1500
-    batch_size: int = 256
-    lr: float = 1e-3
-    ema_decay: float = 0.999
-    solver_steps: int = 32
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("width", "depth", "steps", "batch_size", "solver_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"diffusability.flow.{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0 or not 0 <= self.ema_decay < 1:
-            raise ValueError("diffusability.flow: lr > 0 and ema_decay in [0, 1)")
+from rd_train.params.sections import FlowConfig
 
 
 def time_features(t: torch.Tensor, count: int = 32) -> torch.Tensor:

@@ -232,13 +232,13 @@ def figures(summary: dict[str, Any], results: dict[str, dict[str, Any]], directo
             ]
             if shown:
                 pad = 0.25 * (max(shown) - min(shown)) or 0.1 * abs(max(shown)) or 1.0
-                ax.set_ylim(min(shown) - pad, max(shown) + pad)  # CI bars of n = 2 cells may run off
+                ax.set_ylim(min(shown) - pad, max(shown) + pad)  # a wide interval's bar may run off
             ax.set_xticks(range(len(lams)), [f"{lam:g}" for lam in lams])
             ax.set(xlabel="λ", ylabel=endpoint, title=f"{summary['families'][family]}: {endpoint}")
             ax.legend(fontsize=7)
     fig.suptitle(
         "Generation quality against λ at matched rate (lower is better; dotted: data floor; axes span "
-        "the runs, so wide 2-seed intervals are cut)",
+        "the runs, so a wide interval may be cut)",
         fontsize=10,
     )
     save(fig, directory / "diffusability_vs_lambda.png")

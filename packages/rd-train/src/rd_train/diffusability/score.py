@@ -17,12 +17,11 @@ r"""One run's diffusability: encode, standardise, fit the sampler, draw, decode,
      posterior samples: the VAE's own floor) and of training images (the data floor, equal for all runs).
 Geometry of the same latents: the run's validation anisotropy and active units (its metrics.json), and
 the aggregate posterior's Gaussian KL to N(0, I) and covariance participation ratio on the training
-split (`rd_train.inspection.posterior_statistics`).
+split (`rd_train.training.metrics.posterior_statistics`).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -30,9 +29,9 @@ from typing import Any
 import torch
 
 from rd_train.diffusability import metrics as m
-from rd_train.diffusability.config import DiffusabilityConfig
 from rd_train.diffusability.features import build_space, embed, standardiser
 from rd_train.diffusability.flow import held_out_loss, sample_flow, train_flow
+from rd_train.params.sections import DiffusabilityConfig
 
 
 def split_images(dataset: Any, limit: int = 0) -> torch.Tensor:
@@ -142,16 +141,13 @@ def decode_grid(grid: dict[str, Any]) -> Any:
 
 def score_run(run_dir: str | Path, config: DiffusabilityConfig) -> dict[str, Any]:
     """Every number of one run (module docstring), JSON-ready; ``grid``: the first decoded samples."""
-    from rd_train.config import from_dict
-    from rd_train.inspection import load_autoencoder, posterior_statistics
-    from rd_train.training.data import ImageDataModule
+    from rd_train.inspection import load_autoencoder
+    from rd_train.training.metrics import posterior_statistics
 
     start = time.perf_counter()
     run_dir = Path(run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    autoencoder = load_autoencoder(run_dir)  # weights only, BatchNorm recalibrated as its evaluation was
-    data = ImageDataModule(from_dict(metrics["config"]).data)
-    data.setup("fit")
+    autoencoder = load_autoencoder(run_dir)  # `load_trained`: weights only, BatchNorm recalibrated
+    metrics, data = autoencoder.run.metrics, autoencoder.run.data
     train = with_flips(split_images(data.train_set, config.train_images))
     held_out = with_flips(split_images(data.val_set))
     image_pixels = train.shape[-1] * train.shape[-2]

@@ -15,15 +15,18 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rd_theory.atomic import atomic_write_text
 
-from rd_train.diffusability.config import DiffusabilityConfig
+from rd_train.params.sections import DiffusabilityConfig
 from rd_train.pipeline.progress import duration
 
+if TYPE_CHECKING:
+    from rd_train.params import Params
+
 PACKAGE = Path(__file__).parent
-SCORING_SOURCES = ("config.py", "features.py", "flow.py", "metrics.py", "score.py")
+SCORING_SOURCES = ("features.py", "flow.py", "metrics.py", "score.py")
 
 
 def fingerprint(config: DiffusabilityConfig, run_dir: Path) -> str:
@@ -34,12 +37,10 @@ def fingerprint(config: DiffusabilityConfig, run_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def _score(args: tuple[str, DiffusabilityConfig, int]) -> dict[str, Any]:
+def _score(args: tuple[str, DiffusabilityConfig]) -> dict[str, Any]:
     from rd_train.diffusability.score import score_run
-    from rd_train.pipeline.workers import set_threads
 
-    run_dir, config, threads = args
-    set_threads(threads)
+    run_dir, config = args
     return score_run(run_dir, config)
 
 
@@ -47,7 +48,7 @@ def score_all(
     run_dirs: list[Path], config: DiffusabilityConfig, out: Path, jobs: int, stream: Any = None
 ) -> dict[str, dict[str, Any]]:
     """``run name -> score_run result`` for every run, reusing results whose fingerprint still holds."""
-    from rd_train.pipeline.workers import plan_workers
+    from rd_train.pipeline.workers import map_in_workers, plan_workers
 
     stream = stream or sys.stderr
     cache = out / "runs"
@@ -69,7 +70,7 @@ def score_all(
         flush=True,
     )
     start, done = time.perf_counter(), 0
-    args = [(str(d), config, plan.threads) for d, _, _ in todo]
+    args = [(str(d), config) for d, _, _ in todo]
 
     def finished(item: tuple[Path, Path, str], result: dict[str, Any]) -> None:
         nonlocal done
@@ -90,16 +91,8 @@ def score_all(
             flush=True,
         )
 
-    if plan.workers > 1 and len(todo) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(plan.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for item, result in zip(todo, pool.map(_score, args), strict=True):
-                finished(item, result)
-    else:
-        for item, a in zip(todo, args, strict=True):
-            finished(item, _score(a))
+    for item, result in zip(todo, map_in_workers(_score, args, jobs), strict=True):
+        finished(item, result)
     return results
 
 
@@ -109,7 +102,7 @@ def scored_targets(study: Any, config: DiffusabilityConfig) -> list[float]:
 
 
 def run_stage(
-    params_path: str | Path, runs: str | Path, paper: str | Path, out: str | Path, jobs: int = 1
+    params: Params, runs: str | Path, paper: str | Path, out: str | Path, jobs: int = 1
 ) -> dict[str, Any]:
     """Score every GECO run, then write ``<out>/summary.json`` (every record, verdicts, relations),
     ``paper/tables/diffusability.md`` and the three figures."""
@@ -117,8 +110,8 @@ def run_stage(
     from rd_train.diffusability.summary import summarise
     from rd_train.mechanism import load_study
 
-    study = load_study(params_path, runs)
-    config = DiffusabilityConfig.from_params(study.params)
+    study = load_study(params, runs)
+    config = params.diffusability
     geco = sorted((r for r in study.runs if r.sweep == "geco" and r.target in scored_targets(study, config)),
                   key=lambda r: str(r.dir))
     out, paper = Path(out), Path(paper)

@@ -27,7 +27,7 @@ from scipy import stats
 
 from rd_train.analysis import mean_ci, positive_ci
 from rd_train.analysis.trends import difference_interval, holm, ratio_interval, trend_test
-from rd_train.diffusability.config import ENDPOINTS, DiffusabilityConfig
+from rd_train.params.sections import ENDPOINTS, DiffusabilityConfig
 
 GEOMETRY = {
     "anisotropy": "anisotropy Var_j log σ²_j (validation)",

@@ -3,8 +3,9 @@ project) on a user's images, several side by side.
 
 Public face: `inspect_autoencoders` (what the command runs), `load_autoencoder`, `load_images`,
 `posterior_statistics` and `Options`. Each module has one job: loading.py reads autoencoders and images
-(every user mistake a one-line `UserError`), posterior.py computes the statistics, measure.py runs the
-networks (device, precision, batches, progress), report.py writes JSON, Markdown and figures.
+(every user mistake a one-line `UserError`), measure.py runs the networks (device, precision, batches,
+progress), report.py writes JSON, Markdown and figures. The statistics are the project's one
+posterior-statistics module, `rd_train.training.metrics`, which training's evaluations use too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from rd_train.inspection.loading import Autoencoder, load_autoencoder, load_images
 from rd_train.inspection.measure import Options, measure
-from rd_train.inspection.posterior import posterior_statistics
+from rd_train.training.metrics import posterior_statistics
 
 __all__ = ["Autoencoder", "Options", "inspect_autoencoders", "load_autoencoder", "load_images",
            "posterior_statistics"]

@@ -40,6 +40,7 @@ class Autoencoder:
     path: Path
     module: Any
     config: dict[str, Any] = field(default_factory=dict)
+    run: Any = None  # a run of this project: its `rd_train.training.run.TrainedRun` (data included)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.kind == "diffusers":
@@ -102,14 +103,11 @@ def _load_diffusers(path: Path, config: dict[str, Any]) -> Autoencoder:
 def _load_run(path: Path) -> Autoencoder:
     from rd_train.training.run import load_trained
 
-    checkpoint = path / "checkpoints" / "last.ckpt"
-    if not checkpoint.is_file():
+    if not (path / "checkpoints" / "last.ckpt").is_file():
         raise CheckpointError(f"{path}: a run directory without checkpoints/last.ckpt; train it first "
                               f"(rd-train fit --set out_dir={path})")
-    module = load_trained(checkpoint)
-    module.use_evaluated_weights()  # the weights its metrics were measured on, BatchNorm recalibrated
-    module.eval()
-    return Autoencoder(path.name, "run", path, module, {"image_size": module.config.data.image_size})
+    run = load_trained(path)  # the weights its metrics were measured on, BatchNorm recalibrated
+    return Autoencoder(path.name, "run", path, run.module, {"image_size": run.config.data.image_size}, run)
 
 
 def find_images(root: Path) -> list[Path]:

@@ -9,15 +9,12 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from rd_train.errors import ConfigError
 from rd_train.inspection.loading import Autoencoder
-from rd_train.inspection.posterior import (
-    posterior_statistics,
-    reconstruction_statistics,
-    summarise_weights,
-)
+from rd_train.training.metrics import posterior_statistics, reconstruction_statistics
 
 PIXELS_PER_BATCH = 2**20  # images × pixels per forward pass on a CPU (a 256 px batch of 16)
 
@@ -31,6 +28,11 @@ class Options:
     vgg_weights: bool = False  # also the weights under VGG16 (HED) features
     vgg_distance: bool = True
     seed: int = 0
+
+
+def summarise_weights(weights: torch.Tensor) -> list[float]:
+    """Per channel (or coordinate) mean over the images of effective distortion weights (B, C)."""
+    return np.asarray(weights.detach().double().mean(0).cpu()).tolist()
 
 
 def pick_device(name: str) -> torch.device:

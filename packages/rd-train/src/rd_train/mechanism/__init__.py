@@ -10,29 +10,24 @@ Every table derived from the run records alone is `rd_train.protocol`'s.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rd_train.analysis import Rules
 from rd_train.mechanism import effective_weights
 from rd_train.mechanism.study import Study, load_runs
-from rd_train.pipeline.sweep import load_params
+
+if TYPE_CHECKING:
+    from rd_train.params import Params
 
 
-def load_study(params_path: str | Path, runs: str | Path) -> Study:
-    params = load_params(params_path)
-    rules = Rules.from_params(params)
-    from rd_train.analysis.stationarity import WindowRule
-
-    window = WindowRule.from_params(params) if rules.method == "window" else None
-    return Study(params, rules, load_runs(runs, rules, window))
+def load_study(params: Params, runs: str | Path) -> Study:
+    window = params.window if params.rules.method == "window" else None
+    return Study(params, params.rules, load_runs(runs, params.rules, window))
 
 
-def analyze(
-    params_path: str | Path, runs: str | Path, paper: str | Path, output: str | Path, jobs: int = 1
-) -> None:
+def analyze(params: Params, runs: str | Path, paper: str | Path, output: str | Path, jobs: int = 1) -> None:
     """The ``analysis`` stage: effective weights of every finished run (params ``analysis.images``)."""
-    study = load_study(params_path, runs)
-    images = int((study.params.get("analysis") or {}).get("images", 64))
-    effective_weights.run_stage(study, Path(paper), Path(output), images, jobs)
+    study = load_study(params, runs)
+    effective_weights.run_stage(study, Path(paper), Path(output), params.analysis_images, jobs)
 
 
 __all__ = ["Study", "analyze", "load_study"]

@@ -15,24 +15,14 @@ from scipy import stats
 
 from rd_train.analysis import compare_lower, correlation_ci, positive_ci, share_ci
 from rd_train.mechanism.study import Run, Study
+from rd_train.pipeline.workers import map_in_workers
 
 
 def compute(study: Study, n_images: int, jobs: int = 1) -> list[dict[str, Any]]:
     """One record per finished run: where it sits in the sweeps, and its `run_prices` summary."""
     runs = sorted((r for r in study.runs if r.sweep in ("fixed", "geco")), key=lambda r: str(r.dir))
-    results = _map(_analyse, [(str(r.dir), study.params["data"], n_images) for r in runs], jobs)
+    results = list(map_in_workers(_analyse, [(str(r.dir), n_images) for r in runs], jobs))
     return _records(runs, results) + _transfer_records(study, n_images, jobs)
-
-
-def _map(function: Any, args: list[Any], jobs: int) -> list[Any]:
-    """``function`` over ``args``, in ``jobs`` spawned worker processes when jobs > 1."""
-    if jobs > 1 and args:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return list(pool.map(function, args))
-    return [function(a) for a in args]
 
 
 # How a cell of the matched-rate table summarises each quantity over seeds: on the scale where it is
@@ -67,39 +57,25 @@ def _transfer_records(study: Study, n_images: int, jobs: int) -> list[dict[str, 
         base = {(r.target, r.seed): r for r in study.runs_of("geco", family) if r.lam == 0}
         pairs += [(family, base[(r.target, r.seed)], r) for r in study.runs_of("geco", family)
                   if r.lam > 0 and (r.target, r.seed) in base]
-    results = _map(_transfer, [(str(b.dir), str(r.dir), study.params["data"], n_images) for _, b, r in pairs],
-                   jobs)
+    results = list(map_in_workers(_transfer, [(str(b.dir), str(r.dir), n_images) for _, b, r in pairs], jobs))
     return [{"sweep": "transfer", "family": family, "lam": r.lam, "target": r.target, "seed": r.seed,
              "run": r.dir.name, "base_run": b.dir.name,
              "converged": r.convergence.passed and b.convergence.passed, **result}
             for (family, b, r), result in zip(pairs, results, strict=True)]
 
 
-def _images(data: dict[str, Any], n_images: int) -> Any:
-    import torch
-
-    from rd_train.config import DataConfig
-    from rd_train.training.data import ImageDataModule
-
-    torch.set_num_threads(1)
-    module = ImageDataModule(DataConfig(**data))
-    module.setup("validate")
-    assert module.val_set is not None
-    return torch.stack([module.val_set[i] for i in range(min(n_images, len(module.val_set)))])  # type: ignore[arg-type]
-
-
-def _analyse(args: tuple[str, dict[str, Any], int]) -> dict[str, Any]:
+def _analyse(args: tuple[str, int]) -> dict[str, Any]:
     from rd_train.mechanism.prices import analyse_run
 
-    run_dir, data, n_images = args
-    return analyse_run(Path(run_dir), _images(data, n_images))
+    run_dir, n_images = args
+    return analyse_run(Path(run_dir), n_images)
 
 
-def _transfer(args: tuple[str, str, dict[str, Any], int]) -> dict[str, Any]:
+def _transfer(args: tuple[str, str, int]) -> dict[str, Any]:
     from rd_train.mechanism.transfer import transfer_run
 
-    base_dir, lam_dir, data, n_images = args
-    return transfer_run(Path(base_dir), Path(lam_dir), _images(data, n_images))
+    base_dir, lam_dir, n_images = args
+    return transfer_run(Path(base_dir), Path(lam_dir), n_images)
 
 
 def _by_run(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -206,6 +182,9 @@ def flatter_prices(study: Study, records: list[dict[str, Any]]) -> list[str]:
 
     lines = [
         "## Flatter prices at matched rate?", "",
+        "Var_i log c_i per GECO run, every seed: each λ column gives the geometric mean over seeds with "
+        "its t-interval in log (it stays above 0); the effect is the ratio of the arithmetic means with "
+        "Fieller's interval, and p the one-sided Welch test of λ = max below λ = 0.", "",
         "| family | target (nats) | Var_i log c_i at λ = 0 | at λ = max | effect [CI] | p | flatter prices? "
         "| anisotropy change (GECO) |",
         "|---|---:|---:|---:|---:|---:|---|---:|",
@@ -230,12 +209,16 @@ def flatter_prices(study: Study, records: list[dict[str, Any]]) -> list[str]:
             )
             p = "–" if not math.isfinite(c.p_value) else f"{c.p_value:.2g}"
             lines.append(
-                f"| {study.label(family)} | {target:g} | {c.base.format(3)} | {c.top.format(3)} | "
+                f"| {study.label(family)} | {target:g} | {_positive(base)} | {_positive(high)} | "
                 f"{effect} | {p} | "
                 f"**{c.verdict}** (λ = {top:g}) | "
                 f"{'–' if not math.isfinite(aniso.effect) else f'{aniso.effect:+.1%}'} |"
             )
     return [*lines, "", *transfer_lines(study, records)]
+
+
+def _positive(values: list[float]) -> str:
+    return positive_ci(values).format(3) if values else "–"
 
 
 def figures(study: Study, records: list[dict[str, Any]], directory: Path) -> None:

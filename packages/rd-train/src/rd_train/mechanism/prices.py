@@ -21,7 +21,6 @@ Vector latents only: every run of the default and GPU profiles has vector latent
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -83,15 +82,12 @@ def run_prices(
     }
 
 
-def analyse_run(run_dir: Path, images: torch.Tensor) -> dict[str, Any]:
-    """Load a finished run's checkpoint (weights only), recalibrate its BatchNorm statistics as its final
-    evaluation did, and compute `run_prices` on ``images``."""
+def analyse_run(run_dir: Path, images: int) -> dict[str, Any]:
+    """`run_prices` of a finished run (`load_trained`: weights only, BatchNorm recalibrated as its final
+    evaluation did) on its first ``images`` validation images."""
     from rd_train.training.run import load_trained
 
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    module = load_trained(run_dir / "checkpoints" / "last.ckpt", metrics["config"], device=device)
-    module.use_evaluated_weights()
-    return run_prices(
-        module, images.to(module.device), float(metrics["beta"]), metrics["balancer"]["sample_weight"]
-    )
+    run = load_trained(run_dir, device="cuda" if torch.cuda.is_available() else "cpu")
+    module = run.module
+    return run_prices(module, run.images("val", images).to(module.device), float(run.metrics["beta"]),
+                      run.metrics["balancer"]["sample_weight"])

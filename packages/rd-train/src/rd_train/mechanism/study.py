@@ -12,12 +12,14 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rd_train.analysis import Rules
 from rd_train.analysis.convergence import Convergence, check
 from rd_train.errors import MissingDataError
-from rd_train.pipeline.sweep import family_label, neural_families
+
+if TYPE_CHECKING:
+    from rd_train.params import Params
 
 
 @dataclass
@@ -83,20 +85,20 @@ def load_runs(runs: str | Path, rules: Rules, window_rule: Any = None) -> list[R
 
 @dataclass
 class Study:
-    params: dict[str, Any]
+    params: Params
     rules: Rules
     runs: list[Run]
 
     @property
     def families(self) -> list[str]:
-        return neural_families(self.params)
+        return self.params.families
 
     def label(self, family: str) -> str:
-        return family_label(self.params, family)
+        return self.params.label(family)
 
     @property
     def targets(self) -> list[float]:
-        return [float(t) for t in self.params["sweep"]["rate_targets"]]
+        return self.params.rate_targets
 
     def runs_of(self, sweep: str, family: str) -> list[Run]:
         """The family's runs and the shared λ = 0 baseline: every finished run."""

@@ -81,21 +81,19 @@ def predict_change(c_pixel: np.ndarray, c_neural: np.ndarray, m_pixel: float, m_
 
 
 @torch.no_grad()
-def transfer_run(base_dir: Path, lam_dir: Path, images: torch.Tensor) -> dict[str, Any]:
+def transfer_run(base_dir: Path, lam_dir: Path, images: int) -> dict[str, Any]:
     """The prediction for the λ run in ``lam_dir`` from the λ = 0 run in ``base_dir`` (same seed and
-    rate target), and the two runs' measured anisotropies."""
-    import json
-
+    rate target) on the base run's first ``images`` validation images, and the two runs' measured
+    anisotropies."""
     from rd_train.training.run import load_trained
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    base_metrics = json.loads((base_dir / "metrics.json").read_text())
-    lam_metrics = json.loads((lam_dir / "metrics.json").read_text())
-    base = load_trained(base_dir / "checkpoints" / "last.ckpt", base_metrics["config"], device=device)
-    base.use_evaluated_weights()
-    loss_owner = load_trained(lam_dir / "checkpoints" / "last.ckpt", lam_metrics["config"], device=device)
+    base_run = load_trained(base_dir, device=device)
+    lam_run = load_trained(lam_dir, device=device, evaluated=False)  # read for its losses only
+    base, loss_owner = base_run.module, lam_run.module
+    base_metrics, lam_metrics = base_run.metrics, lam_run.metrics
     loss_owner.eval()
-    x = images.to(base.device)
+    x = base_run.images("val", images).to(base.device)
     mu, _ = base.model.encode(x)
     x_hat = base.model.decode(mu)
     residuals = residual_maps(loss_owner)  # pixel and the λ run's neural residual

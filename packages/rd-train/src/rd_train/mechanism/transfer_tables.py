@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from rd_train.analysis import Interval, positive_ci
 from rd_train.analysis.trends import format_relative_effect
 from rd_train.mechanism.study import Study
 from rd_train.mechanism.transfer import explained_fraction
-from rd_train.protocol.paired import RelativeEffect, paired_log_ratio
 
 
 def transfer_lines(study: Study, records: list[dict[str, Any]]) -> list[str]:
@@ -59,14 +59,15 @@ def transfer_lines(study: Study, records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _geometric_change(changes: list[float], confidence: float) -> RelativeEffect:
-    """exp(mean log(1 + change)) − 1 over the pairs: a ratio's change, whose interval stays above −100 %."""
-    ratios = np.add(changes, 1.0)
-    return paired_log_ratio(ratios, np.ones_like(ratios), confidence)
+def _geometric_change(changes: list[float], confidence: float) -> Interval:
+    """The pairs' ratios 1 + change as `positive_ci` (geometric mean, log interval), shifted back by −1:
+    a change whose interval stays above −100 %."""
+    ratio = positive_ci(np.add(changes, 1.0), confidence)
+    return Interval(ratio.mean - 1, ratio.low - 1, ratio.high - 1, ratio.n)
 
 
-def _pct(effect: RelativeEffect) -> str:
-    return format_relative_effect(effect.effect, effect.low, effect.high)
+def _pct(change: Interval) -> str:
+    return format_relative_effect(change.mean, change.low, change.high)
 
 
 def _num(x: float) -> str:

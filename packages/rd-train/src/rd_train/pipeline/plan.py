@@ -1,9 +1,9 @@
 r"""How long the training stages of a params file take on this machine, predicted before they run.
 
-The runs are listed by the functions the stages call (`rd_train.pipeline.sweep.run_configs` for the DVC
-stages fixed, geco, length and control; `rd_train.pipeline.spatial.spatial_params` then `run_configs` for
-spatial), in the blocks a stage trains one after another (one (sweep, family) each) and in the order a
-block submits them to its ``jobs`` workers.
+The runs are listed by the functions the stages call (`rd_train.params.Params.run_configs` for the DVC
+stages fixed, geco, length and control; `Params.spatial_params` then `run_configs` for spatial), in the
+blocks a stage trains one after another (one (sweep, family) each) and in the order a block submits them
+to its ``jobs`` workers.
 
 A run's time is close to a + b·steps: a is what it costs whatever its length (process and data set-up,
 the model and the frozen weights, the final evaluation), b a training step with its share of the
@@ -22,6 +22,7 @@ aggregate, theory) are not predicted: the README gives their measured times.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import statistics
 import tempfile
@@ -29,14 +30,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rd_train.config import TrainConfig, from_dict
 from rd_train.errors import ParamsError
 
-# (sweep, has a pixel block), in dvc.yaml's stage order
-VECTOR_STAGES = (("fixed", True), ("geco", True), ("length", True), ("control", False))
-
+if TYPE_CHECKING:
+    from rd_train.params import Params
 
 @dataclass(frozen=True)
 class Block:
@@ -77,26 +77,19 @@ class RunCost:
         return cls((t1 + t2) / 2 - per_step * (n1 + n2) / 2, per_step, lengths, seconds)
 
 
-def planned_blocks(params: dict[str, Any], source: str = "params.yaml") -> list[Block]:
-    """Every block the training stages of ``params`` train, in DVC's stage order (fixed, geco, control,
-    spatial) and each stage's family order (dvc.yaml: pixel first, then the losses' families)."""
-    from rd_train.pipeline.spatial import spatial_params, spatial_sweeps
-    from rd_train.pipeline.sweep import neural_families, run_configs
-
+def planned_blocks(params: Params) -> list[Block]:
+    """Every block the training stages of ``params`` train, in DVC's stage order (fixed, geco, length,
+    control, spatial) and each stage's family order (dvc.yaml: pixel first, then the losses' families)."""
+    stages = [(params, "runs", "vector")]
+    if params.spatial is not None:
+        stages.append((params.spatial_params(), "runs/spatial", "spatial"))
     blocks = []
-    for sweep, with_pixel in VECTOR_STAGES:
-        optional = {"control": "norm_matched", "length": "length_replicate"}.get(sweep)
-        if optional and not isinstance(params.get("sweep", {}).get(optional), dict):
-            continue
-        for family in (["pixel"] if with_pixel else []) + neural_families(params):
-            configs = run_configs(params, sweep, family, "runs")
-            blocks.append(Block(sweep, sweep, family, "vector", tuple(configs)))
-    if "spatial" in params:
-        derived = spatial_params(params, source)
-        for sweep in spatial_sweeps(derived):
-            for family in ["pixel", *derived["losses"]]:
-                configs = run_configs(derived, sweep, family, "runs/spatial")
-                blocks.append(Block("spatial", sweep, family, "spatial", tuple(configs)))
+    for source, out, model in stages:
+        for sweep in source.sweeps:
+            for family in (["pixel"] if sweep != "control" else []) + source.families:
+                configs = source.run_configs(sweep, family, out)
+                blocks.append(Block("spatial" if model == "spatial" else sweep, sweep, family, model,
+                                    tuple(configs)))
     return blocks
 
 
@@ -129,30 +122,26 @@ class PooledFits:
         from rd_train.pipeline.workers import plan_workers
 
         self.plan = plan_workers(copies)
+        self._stack = contextlib.ExitStack()
         self._pool: Any = None
 
     def __enter__(self) -> PooledFits:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from rd_train.pipeline.workers import worker_pool
 
-        from rd_train.pipeline.sweep import _worker_init
-
-        context = multiprocessing.get_context("spawn")  # no forked torch state, as in a sweep
-        self._pool = ProcessPoolExecutor(self.plan.workers, mp_context=context, initializer=_worker_init,
-                                         initargs=(self.plan.threads,))
+        self._pool = self._stack.enter_context(worker_pool(self.plan))  # as a sweep's, stop flags aside
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._pool.shutdown()
+        self._stack.close()
 
     def __call__(self, config: TrainConfig, steps: int, copies: int, scratch: Path) -> list[float]:
-        from rd_train.pipeline.sweep import _fit_quietly
+        from rd_train.pipeline.sweep import fit_quietly
 
         base = config.to_dict()
         optim = {**base["optim"], "max_steps": steps}
         configs = [from_dict({**base, "out_dir": str(scratch / f"{steps}-{i}"), "optim": optim})
                    for i in range(self.plan.workers)]
-        return [seconds for _, _, seconds, _ in self._pool.map(_fit_quietly, configs)]
+        return [seconds for _, _, seconds, _ in self._pool.map(fit_quietly, configs)]
 
     def warm(self, config: TrainConfig, scratch: Path) -> None:
         self(config, 2, self.plan.workers, scratch / "warm-up")
@@ -189,11 +178,11 @@ def cost_key_name(key: tuple[str, str]) -> str:
     return "/".join(key)
 
 
-def plan_to_json(params_path: str | Path, plans: Sequence[BlockPlan], costs: dict[tuple[str, str], RunCost],
+def plan_to_json(params: Params, plans: Sequence[BlockPlan], costs: dict[tuple[str, str], RunCost],
                  workers: int) -> dict[str, Any]:
     """What ``rd-train plan --json`` writes, and `read_costs` reads back (its workers and costs)."""
     return {
-        "params": str(params_path), "workers": workers,
+        "params": params.source, "workers": workers,
         "costs": {cost_key_name(k): {"fixed_s": c.fixed, "per_step_s": c.per_step, "lengths": list(c.lengths),
                                      "seconds": list(c.seconds)} for k, c in costs.items()},
         "blocks": [{"stage": p.block.stage, "block": f"{p.block.sweep}/{p.block.family}",
@@ -263,20 +252,14 @@ def format_plan(plans: Sequence[BlockPlan], workers: int) -> str:
     return "\n".join(rows)
 
 
-def plan_params(params_path: str | Path, jobs: int | None = None, lengths: tuple[int, int] | None = None,
+def plan_params(params: Params, jobs: int | None = None, lengths: tuple[int, int] | None = None,
                 timer: FitTimer | None = None, costs_path: str | Path | None = None
                 ) -> tuple[list[BlockPlan], dict[tuple[str, str], RunCost], int]:
-    """Blocks of the params file with their predicted times, the run costs and the workers."""
-    from rd_train.config import ConfigError
-    from rd_train.pipeline.sweep import load_params
+    """Blocks of the params with their predicted times, the run costs and the workers."""
     from rd_train.pipeline.workers import plan_workers
 
-    params = load_params(params_path)
-    try:
-        blocks = planned_blocks(params, str(params_path))
-    except ConfigError as error:
-        raise ParamsError(f"{params_path}: {error}") from None
-    requested = jobs if jobs is not None else int(params.get("sweep", {}).get("jobs", 1))
+    blocks = planned_blocks(params)
+    requested = jobs if jobs is not None else params.jobs
     if requested < 1:
         raise ParamsError(f"--jobs must be >= 1, got {requested}")
     if lengths is not None and not 0 < lengths[0] < lengths[1]:

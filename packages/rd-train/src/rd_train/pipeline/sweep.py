@@ -19,8 +19,8 @@ the whole pipeline (`rd_train.training.feature_table.shared_table`: built once, 
 worker, keyed by a fingerprint of the images and the network, bit-identical to the network's features) under
 ``.cache/feature-tables`` or ``$RD_TRAIN_FEATURE_TABLES``: outside every DVC output, since it is a cache of
 the network's values, not a result. `rd_train.protocol` draws the figures and tables from the runs' records.
-A params file that is malformed or names an unknown family stops the stage with a `ParamsError` naming the
-file and the key.
+The params arrive as one validated `rd_train.params.Params`: a file that is malformed or names an unknown
+family stopped the command, with a `ParamsError` naming the file and the key, before any run started.
 """
 
 from __future__ import annotations
@@ -29,41 +29,13 @@ import itertools
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rd_train.config import ConfigError, TrainConfig, from_dict, read_yaml
+from rd_train.config import TrainConfig, from_dict
 from rd_train.errors import ParamsError
 
-FAMILY_LABELS = {
-    "pixel": "pixel SSE only (λ = 0)",
-    "vgg16_hed": "VGG16 (HED) features",
-    "lpips": "LPIPS (VGG)",
-    "dinov2": "DINOv2 ViT-S/14 features",
-    "patchgan": "PatchGAN (hinge + feature matching)",
-}
-
-
-def family_label(params: dict[str, Any], family: str) -> str:
-    """What a table calls a family: from its loss kind (params key names are not descriptions)."""
-    kind = "pixel" if family == "pixel" else params["losses"][family]["neural"]
-    return FAMILY_LABELS.get(kind, kind)
-
-
-SECTIONS = ("data", "model", "optim", "rate", "losses", "sweep")
-
-
-def load_params(path: str | Path) -> dict[str, Any]:
-    params = read_yaml(path, "params file")
-    missing = [key for key in SECTIONS if not isinstance(params.get(key), dict)]
-    if missing:
-        raise ParamsError(f"{path}: missing or non-mapping section(s) {missing}; each of {list(SECTIONS)} "
-                          "is required (see params.yaml)")
-    return params
-
-
-def neural_families(params: dict[str, Any]) -> list[str]:
-    return list(params["losses"])
-
+if TYPE_CHECKING:
+    from rd_train.params import Params
 
 SWEEPS = ("fixed", "geco", "length", "control")
 
@@ -91,7 +63,7 @@ def run_configs(params: dict[str, Any], sweep: str, family: str, out: str | Path
     s = params["sweep"]
     missing = [key for key in ("lams", "betas", "rate_targets", "seeds", "geco_initial_beta") if key not in s]
     if missing:
-        raise ParamsError(f"the params' sweep section lacks {missing}")
+        raise ParamsError(f"sweep: lacks {missing}")
     lams = [0.0] if family == "pixel" else s["lams"]
     controls = s["betas"] if sweep == "fixed" else s["rate_targets"]
     factor = 1
@@ -150,40 +122,30 @@ def run_configs(params: dict[str, Any], sweep: str, family: str, out: str | Path
     return configs
 
 
-def run_sweep(params_path: str | Path, sweep: str, family: str, out: str | Path, jobs: int = 1) -> None:
+def run_sweep(params: Params, sweep: str, family: str, out: str | Path, jobs: int = 1) -> None:
     """Train every run of (sweep, family); finished runs are reused. ``jobs`` > 1 trains that many runs
     at once in worker processes, the cores divided among them (workers.py: threads × workers ≤ the
     cores, whatever OMP_NUM_THREADS says; ``RD_TRAIN_CORES`` sets the cores). Small models use two
     single-threaded processes better than one two-threaded one. Each run's output goes to its
     ``train.log``; the sweep prints one line per finished run and the stage's ETA (progress.py)."""
-    params = load_params(params_path)
-    try:
-        configs = run_configs(params, sweep, family, out)
-    except ConfigError as error:  # a value of params.yaml, named by its run-config key
-        raise ParamsError(f"{params_path}: {error}") from None
+    configs = params.run_configs(sweep, family, out)
     if jobs < 1:
         raise ParamsError(f"--jobs must be >= 1, got {jobs}")
     from rd_train.pipeline.progress import SweepProgress
-    from rd_train.pipeline.workers import plan_workers
+    from rd_train.pipeline.workers import plan_workers, set_threads, worker_pool
 
     plan = plan_workers(jobs)
     progress = SweepProgress(f"{sweep}/{family}", len(configs), note=plan.describe())
     if plan.workers == 1:
-        _worker_init(plan.threads)
+        set_threads(plan.threads)
         for config in configs:
-            progress.finished(*_fit_quietly(config))
+            progress.finished(*fit_quietly(config))
         progress.close()
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    from rd_train.pipeline.workers import stop_with_parent
-
-    stop_with_parent()  # killed with its dvc repro or shell, the sweep goes, and its workers after it
-    context = multiprocessing.get_context("spawn")  # no forked torch or CUDA state
-    with ProcessPoolExecutor(plan.workers, mp_context=context, initializer=_worker_init,
-                             initargs=(plan.threads, True)) as pool:
-        futures = {pool.submit(_fit_quietly, config): config for config in configs}
+    with worker_pool(plan, stop_on_signals=True) as pool:
+        futures = {pool.submit(fit_quietly, config): config for config in configs}
         try:
             for future in as_completed(futures):
                 progress.finished(*future.result())
@@ -198,14 +160,6 @@ def run_sweep(params_path: str | Path, sweep: str, family: str, out: str | Path,
     progress.close()
 
 
-def _worker_init(threads: int, stop_on_signals: bool = False) -> None:
-    from rd_train.pipeline import workers
-
-    workers.set_threads(threads)
-    if stop_on_signals:  # pool workers only: a sweep in the caller's process keeps the caller's handlers
-        workers.stop_on_signals()
-
-
 TABLES_ENV = "RD_TRAIN_FEATURE_TABLES"
 
 
@@ -214,7 +168,7 @@ def feature_table_directory() -> Path:
     return Path(os.environ.get(TABLES_ENV) or Path(".cache") / "feature-tables")
 
 
-def _fit_quietly(config: TrainConfig) -> tuple[str, dict[str, Any], float, bool]:
+def fit_quietly(config: TrainConfig) -> tuple[str, dict[str, Any], float, bool]:
     """Fit one run with its output in ``<run>/train.log``: (name, headline metrics, seconds, reused)."""
     import time
 

@@ -16,6 +16,10 @@ between runs exits at once. The kernel sends SIGTERM to a worker whose sweep die
 a ``timeout`` of ``nox -s repro`` once left both workers training, and once stopped, idle workers
 waiting forever on their dead sweep's queue).
 
+Pools: every process pool of the project is `worker_pool` (sweeps, `rd-train plan`'s timed fits, the
+analyses that load checkpoints, diffusability scoring), and `map_in_workers` maps over one: spawned
+workers (no forked torch or CUDA state), each set to its share of the cores before it imports torch.
+
 Quiet runs: inside a sweep, everything a run prints (Lightning's banners, its tips, known warnings)
 goes to ``<run>/train.log`` at the file-descriptor level, so the sweep's own output is one line per
 finished run and its progress (progress.py).
@@ -30,9 +34,11 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from rd_train.errors import ParamsError
 from rd_train.training.stopping import ask_to_stop, stop_requested
@@ -73,6 +79,45 @@ def plan_workers(jobs: int, cores: int | None = None) -> WorkerPlan:
     cores = available_cores() if cores is None else cores
     workers = max(1, min(jobs, cores))
     return WorkerPlan(cores, workers, max(1, cores // workers))
+
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def _init_worker(threads: int, stop_on_signals_too: bool) -> None:
+    set_threads(threads)
+    if stop_on_signals_too:
+        stop_on_signals()
+
+
+@contextlib.contextmanager
+def worker_pool(plan: WorkerPlan, stop_on_signals: bool = False) -> Iterator[ProcessPoolExecutor]:
+    """The project's one process pool: ``plan.workers`` spawned workers of ``plan.threads`` threads each.
+    ``stop_on_signals``: the workers stop at a step boundary on SIGTERM/SIGINT and when this process
+    dies (a sweep's workers; this process then also follows its own parent)."""
+    import multiprocessing
+
+    if stop_on_signals:
+        stop_with_parent()  # killed with its dvc repro or shell, the caller goes, and its workers after it
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(plan.workers, mp_context=context, initializer=_init_worker,
+                             initargs=(plan.threads, stop_on_signals)) as pool:
+        yield pool
+
+
+def map_in_workers(function: Callable[[Item], Result], items: Sequence[Item], jobs: int) -> Iterator[Result]:
+    """``function`` over ``items``, yielded in order as each is ready (so a caller can save and report
+    each result at once): in a `worker_pool` of `plan_workers(jobs)` when that has more than one worker
+    and there is more than one item, else in this process, which is then set to the plan's threads too."""
+    plan = plan_workers(jobs)
+    if plan.workers > 1 and len(items) > 1:
+        with worker_pool(plan) as pool:
+            yield from pool.map(function, items)
+        return
+    set_threads(plan.threads)
+    for item in items:
+        yield function(item)
 
 
 _RUNNING = threading.Event()  # a pool worker is inside a run

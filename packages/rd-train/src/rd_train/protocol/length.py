@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from rd_train.analysis import positive_ci
 from rd_train.analysis.trends import format_relative_effect
 from rd_train.protocol.paired import paired_log_ratio
 
@@ -44,12 +45,8 @@ class LengthRow:
         c, t = [self.control[s] for s in seeds], [self.treated[s] for s in seeds]
         e = paired_log_ratio(t, c)
         return (f"| {self.rate} | {label} | {self.source} | {self.steps} | {len(seeds)} | "
-                f"{_geometric_mean(c):.3f} | {_geometric_mean(t):.3f} (λ = {self.lam:g}) | "
+                f"{positive_ci(c).mean:.3f} | {positive_ci(t).mean:.3f} (λ = {self.lam:g}) | "
                 f"{format_relative_effect(e.effect, e.low, e.high)} |")
-
-
-def _geometric_mean(values: list[float]) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
 def _by_seed(records: Iterable[dict[str, Any]]) -> dict[int, float]:

@@ -25,26 +25,27 @@ import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rd_theory.atomic import atomic_write_text
 
-from rd_train.analysis.stationarity import WindowRule
 from rd_train.errors import MissingDataError
-from rd_train.pipeline.sweep import family_label, load_params
 from rd_train.protocol import claims as claims_module
 from rd_train.protocol import control, diagnostics, figures, length
 from rd_train.protocol.records import read
 from rd_train.protocol.summary import verdict
 
+if TYPE_CHECKING:
+    from rd_train.params import Params
+
 RUN_COLUMNS = ("path", "architecture", "sweep", "family", "lam", "beta", "target", "seed", "steps", "kl",
                "anisotropy", "psnr", "pixel_sse", "final_beta", "tracking_error")
 
 
-def labels_of(params: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, str]:
+def labels_of(params: Params, records: list[dict[str, Any]]) -> dict[str, str]:
     """Each family key of the records -> what a table calls it (its loss, never the params key)."""
     families = {r["identity"]["family"] for r in records}
-    return {f: family_label(params, f) for f in sorted(families) if f == "pixel" or f in params["losses"]}
+    return {f: params.label(f) for f in sorted(families) if f == "pixel" or f in params.families}
 
 
 def run_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -141,22 +142,21 @@ def read_pilot(path: str | Path | None) -> dict[str, Any] | None:
                                f"pilot's results ({length.PILOT}) or leave the option out") from error
 
 
-def write_report(params_path: str | Path, records_dir: str | Path, out: str | Path,
+def write_report(params: Params, records_dir: str | Path, out: str | Path,
                  length_pilot: str | Path | None = None) -> str:
-    """Everything the module doc lists, from ``params_path`` (the rules), the records and, when given, the
+    """Everything the module doc lists, from ``params`` (the rules), the records and, when given, the
     length pilot's results (shown beside the sweep's lengths); one line back."""
     pilot = read_pilot(length_pilot)
-    params = load_params(params_path)
     records = read(records_dir)
     labels = labels_of(params, records)
-    alpha = float(params["rules"]["alpha"])
+    alpha = params.rules.alpha
     out = Path(out)
     result = claims_module.compute(records, labels)
     extra = length.section(records, labels, pilot) + control.section(records, alpha, labels)
     atomic_write_text(out / "tables" / "claims.md",
-                      claims_module.document(result, alpha, params.get("preregistered_in"), labels, extra))
+                      claims_module.document(result, alpha, params.preregistered_in, labels, extra))
     atomic_write_text(out / "tables" / "convergence.md",
-                      diagnostics.document(records, WindowRule.from_params(params)))
+                      diagnostics.document(records, params.window))
     atomic_write_text(out / "tables" / "sweeps.md", sweeps(records, labels))
     atomic_write_text(out / "tables" / "runs.csv", runs_csv(records))
     for name, values in headline_metrics(result, alpha).items():

@@ -1,13 +1,25 @@
-r"""Latent metrics, written as JSON per run.
+r"""The posterior statistics of the project, in one place: what a run's evaluation writes into
+``metrics.json`` (`LatentStatistics`, streamed over batches) and what `rd-train inspect` and the
+diffusability study measure on a set of images (`posterior_statistics`, one pass in float64). Both use
+the same per-sample quantities below, so the three readers cannot drift apart.
 
-Per-sample posterior anisotropy (spec eq. 7 / Definition 38): for a diagonal posterior with
-log-variances ℓ_j over all latent coordinates j (vector or spatial latents alike),
+For a diagonal posterior N(μ_b, diag σ_b²) of image b over latent coordinates j (vector latents: one
+coordinate per dimension; spatial latents: j = (channel c, position p)), with ℓ = log σ²:
 
-    A(x) = (1/N) Σ_j (ℓ_j - mean_j ℓ)²,
+* KL_b = ½ Σ_j (μ² + σ² − 1 − ℓ) nats (`kl_per_sample`), and its variance part ½ Σ_j (σ² − 1 − ℓ);
+* the anisotropy (spec eq. 7 / Definition 38): A_b = (1/N) Σ_j (ℓ_j − mean_j ℓ)², the population variance
+  of ℓ over all coordinates, averaged over images; for spatial latents also Var_c ℓ_bcp, averaged over
+  images and positions;
+* active units: coordinates whose posterior mean varies over the images by more than 0.01 (Burda et al.);
+* the sorted mean posterior-std profile; PSNR of images in [−1, 1];
+* the aggregate posterior: `LatentStatistics` gives the eigenvalues of the covariance of μ over the data;
+  `posterior_statistics` draws one z = μ + σ ε per image (fixed seed) and gives per-channel mean and std
+  (a diffusion model's ``latents_mean`` / ``latents_std``), LDM's single ``scale_by_std`` factor
+  1 / std(z), the channel covariance's eigenvalues (positions pooled) and their participation ratio
+  (Σλ)² / Σλ², and its KL to N(0, I) under a Gaussian fit of the channel covariance:
+  ½ (tr Σ + |m|² − C − log det Σ) per position, times the positions.
 
-averaged over the dataset. Also: the mean per-sample KL (nats) and its variance part, the sorted
-mean posterior-std profile, active units (coordinates whose posterior mean varies over the data by
-more than 0.01, Burda et al.) and the eigenvalues of the aggregated posterior's covariance.
+Inputs keep float64 when given it; any other dtype (fp32, bf16) is computed in fp32.
 """
 
 from __future__ import annotations
@@ -23,18 +35,27 @@ from rd_theory.atomic import atomic_write_text
 ACTIVE_UNIT_THRESHOLD = 0.01
 
 
+def _real(t: torch.Tensor) -> torch.Tensor:
+    return t if t.dtype == torch.float64 else t.float()
+
+
 def anisotropy(logvar: torch.Tensor) -> torch.Tensor:
     """Per-sample population variance of log σ² over all non-batch dimensions."""
-    return logvar.float().flatten(1).var(dim=1, unbiased=False)
+    return _real(logvar).flatten(1).var(dim=1, unbiased=False)
+
+
+def kl_elements(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """The KL to N(0, 1) of each latent coordinate, in the inputs' shape."""
+    mu, logvar = _real(mu), _real(logvar)
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
 
 
 def kl_per_sample(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    mu, logvar = mu.float().flatten(1), logvar.float().flatten(1)
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+    return kl_elements(mu.flatten(1), logvar.flatten(1)).sum(1)
 
 
 def variance_kl_per_sample(logvar: torch.Tensor) -> torch.Tensor:
-    lv = logvar.float().flatten(1)
+    lv = _real(logvar).flatten(1)
     return 0.5 * (lv.exp() - 1 - lv).sum(1)
 
 
@@ -91,6 +112,72 @@ class LatentStatistics:
             "aggregate_covariance_spectrum": spectrum.tolist(),
             "samples": self.n,
         }
+
+
+def as_spatial(t: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) for spatial latents; (B, D, 1, 1) for vector ones."""
+    return t if t.dim() == 4 else t.reshape(t.shape[0], -1, 1, 1)
+
+
+def posterior_statistics(mu: torch.Tensor, logvar: torch.Tensor, image_pixels: int,
+                         seed: int = 0) -> dict[str, Any]:
+    """Every statistic of the module doc for one set of images, in float64 (JSON-ready)."""
+    mu, logvar = as_spatial(mu).double(), as_spatial(logvar).double()
+    b, c, h, w = mu.shape
+    var = logvar.exp()
+    kl_map = kl_elements(mu, logvar)
+    kl_image = kl_map.sum(dim=(1, 2, 3))
+    std = var.sqrt()
+    per_coordinate_std = std.mean(0).flatten()
+    if b > 1:
+        active = mu.flatten(1).var(0, unbiased=False) > ACTIVE_UNIT_THRESHOLD
+    else:
+        active = torch.zeros(c * h * w, dtype=torch.bool)
+
+    g = torch.Generator().manual_seed(seed)
+    z = mu + std * torch.randn(mu.shape, generator=g, dtype=torch.float64)
+    pooled = z.permute(0, 2, 3, 1).reshape(-1, c)  # every position of every image, per channel
+    channel_mean = pooled.mean(0)
+    channel_std = pooled.std(0, unbiased=False)
+    centered = pooled - channel_mean
+    covariance = centered.T @ centered / pooled.shape[0]
+    eigenvalues = torch.linalg.eigvalsh(covariance).flip(0).clamp_min(0)
+    _, logdet = torch.linalg.slogdet(covariance)
+    aggregate_kl = 0.5 * (covariance.trace() + channel_mean.pow(2).sum() - c - logdet) * h * w
+    return {
+        "images": b,
+        "latent_shape": [c, h, w],
+        "kl_nats": float(kl_image.mean()),
+        "kl_nats_per_image": kl_image.tolist(),
+        "kl_bits_per_pixel": float(kl_image.mean()) / (math.log(2) * image_pixels),
+        "kl_per_channel": kl_map.sum(dim=(2, 3)).mean(0).tolist(),
+        "kl_per_position": kl_map.sum(1).mean(0).tolist(),
+        "std_per_channel": std.mean(dim=(0, 2, 3)).tolist(),
+        "std_per_position": std.mean(dim=(0, 1)).tolist(),
+        "std_per_channel_map": std.mean(0).tolist(),  # (C, H, W): the std maps' figure
+        "std_profile_sorted": per_coordinate_std.sort(descending=True).values.tolist(),
+        "anisotropy": float(anisotropy(logvar).mean()),
+        "anisotropy_across_channels": float(logvar.var(1, unbiased=False).mean()),
+        "active_units": int(active.sum()),
+        "latent_coordinates": c * h * w,
+        "aggregate": {
+            "latents_mean": channel_mean.tolist(),
+            "latents_std": channel_std.tolist(),
+            "scaling_factor": float(1.0 / z.flatten().std(unbiased=True)),
+            "channel_covariance_eigenvalues": eigenvalues.tolist(),
+            "participation_ratio": float(eigenvalues.sum() ** 2 / eigenvalues.pow(2).sum().clamp_min(1e-300)),
+            "gaussian_kl_to_standard_normal": float(aggregate_kl),
+        },
+    }
+
+
+def reconstruction_statistics(x: torch.Tensor, x_hat: torch.Tensor, feature_distance: torch.Tensor | None
+                              ) -> dict[str, Any]:
+    """PSNR (dB, images in [-1, 1]) of the decoded posterior means, and the VGG16 (HED) distance."""
+    out: dict[str, Any] = {"psnr_db": float(psnr(x, x_hat).double().mean())}
+    if feature_distance is not None:
+        out["vgg16_hed_distance"] = float(feature_distance.double().mean())
+    return out
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -170,33 +171,62 @@ def check_step_graph(config: TrainConfig) -> None:
 
 
 def evaluate(config: TrainConfig, checkpoint: str | Path) -> dict[str, Any]:
-    module = load_trained(checkpoint, device=training_device(config))
-    return module.evaluate(validation_loader(config))
+    """``rd-train evaluate``: the final evaluation of ``config``'s run from ``checkpoint``."""
+    return load_trained(config.out_dir, checkpoint=checkpoint, evaluated=False,
+                        device=training_device(config)).evaluate()
 
 
-def validation_loader(config: TrainConfig) -> Any:
-    """The run's validation batches (its data module set up)."""
-    data = data_module(config)
-    data.setup("fit")
-    return data.val_dataloader()
+@dataclass
+class TrainedRun:
+    """A run loaded for reading (`load_trained`): its module, its config, its ``metrics.json`` (empty when
+    it has none: a checkpoint given on its own), and its data module, set up once."""
+
+    dir: Path
+    config: TrainConfig
+    metrics: dict[str, Any]
+    module: VAEModule
+    data: ImageDataModule
+
+    def images(self, split: str = "val", count: int | None = None) -> torch.Tensor:
+        """The first ``count`` (default: all) images of the run's ``"train"`` or ``"val"`` split, in the
+        split's fixed order, as one (N, 3, H, W) tensor in [-1, 1]."""
+        dataset = {"train": self.data.train_set, "val": self.data.val_set}[split]
+        assert dataset is not None
+        n = len(dataset) if count is None else min(count, len(dataset))  # type: ignore[arg-type]
+        return torch.stack([dataset[i] for i in range(n)])
+
+    def evaluate(self) -> dict[str, Any]:
+        """The run's final evaluation (module.py) on its validation split."""
+        return self.module.evaluate(self.data.val_dataloader())
 
 
-def load_trained(checkpoint: str | Path, expected_config: dict[str, Any] | None = None,
-                 device: torch.device | str | None = None) -> VAEModule:
-    """A run's module from its checkpoint (``weights_only=True``; ``expected_config`` checked against the
-    checkpoint's), on ``device``, with the state outside nn.Modules (GECO, balancer, the weight average)
-    restored and its calibration images set: what `evaluate`, the analyses and inspection start from.
-    `VAEModule.use_evaluated_weights` then gives the evaluated autoencoder as ``module.model``."""
-    state = read_checkpoint(checkpoint, expected_config)
-    config = state["hyper_parameters"]["config"]
-    module = VAEModule(config)
+def load_trained(run_dir: str | Path, device: torch.device | str | None = None, evaluated: bool = True,
+                 checkpoint: str | Path | None = None) -> TrainedRun:
+    """The one loader of a trained run, which evaluation, the analyses, inspection and diffusability share.
+
+    Reads ``checkpoint`` (default ``<run_dir>/checkpoints/last.ckpt``) with ``weights_only=True``,
+    checked against the config in ``<run_dir>/metrics.json`` when there is one; restores the state
+    outside nn.Modules (GECO, balancer, the weight average); builds the run's data module once, whose
+    first training images recalibrate BatchNorm. ``evaluated`` (the default) then makes ``module.model``
+    the evaluated autoencoder (`VAEModule.use_evaluated_weights`: the average's weights, BatchNorm
+    recalibrated, eval mode), what the run's metrics were measured on; ``evaluated=False`` leaves the
+    trained weights and the average as they were saved, for `TrainedRun.evaluate` or for the losses."""
+    run_dir = Path(run_dir)
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    state = read_checkpoint(checkpoint or run_dir / "checkpoints" / "last.ckpt", metrics.get("config"))
+    module = VAEModule(state["hyper_parameters"]["config"])
     module.load_state_dict(state["state_dict"])
     module.on_load_checkpoint(state)
     if device is not None:
         module.to(device)
-    run_config = module.config
-    module.calibration_images = calibration_images(data_module(run_config), run_config.bn_calibration_images)
-    return module
+    config = module.config
+    data = data_module(config)
+    module.calibration_images = calibration_images(data, config.bn_calibration_images)
+    data.setup("fit")
+    if evaluated:
+        module.use_evaluated_weights()
+    return TrainedRun(run_dir, config, metrics, module, data)
 
 
 def calibration_images(data: ImageDataModule, count: int) -> torch.Tensor | None:
