@@ -1,7 +1,8 @@
 """`dvc repro` on a miniature profile: every declared output appears, and a second repro does nothing.
 
 Runs the real dvc.yaml (copied with the packages' sources into a scratch git repo) with
-tests/data/miniature_params.yaml: 8-step runs, one λ, two β, one rate target, two seeds, two jobs.
+tests/data/miniature_params.yaml: 8-step runs, one λ, two β, one rate target, two seeds, one job (the
+worker pool has its own tests in packages/rd-train/tests/test_sweep_workers.py).
 """
 
 import json
@@ -137,7 +138,7 @@ def test_the_spatial_sweep_trains_autoencoderkl_runs_and_reports_them(pipeline):
 def test_the_sweeps_print_one_line_per_run_and_no_framework_banners(pipeline):
     _, first, *_ = pipeline
     lines = [line for line in first.splitlines() if line.startswith("[fixed/perceptual]")]
-    header = "[fixed/perceptual] 4 runs, 2 worker(s) x 1 thread(s) on 2 core(s)"
+    header = "[fixed/perceptual] 4 runs, 1 worker(s) x 2 thread(s) on 2 core(s)"
     start = lines.index(header)
     lines = lines[start:start + 6]
     assert len(lines) == 6 and "4/4" in lines[-2] and "stage done" in lines[-2], lines
@@ -146,7 +147,7 @@ def test_the_sweeps_print_one_line_per_run_and_no_framework_banners(pipeline):
     # The spatial stage names each block it trains (stdout; the sweep's own lines go to stderr).
     printed = first.splitlines()
     assert "[spatial] geco/perceptual: AutoencoderKL runs -> runs/spatial/geco/perceptual" in printed
-    assert "[geco/perceptual] 1 runs, 2 worker(s) x 1 thread(s) on 2 core(s)" in printed  # spatial: one seed
+    assert "[geco/perceptual] 1 runs, 1 worker(s) x 2 thread(s) on 2 core(s)" in printed  # spatial: one seed
 
 
 def test_the_theory_stage_verifies_every_claim_and_reproduces_table_3(pipeline):

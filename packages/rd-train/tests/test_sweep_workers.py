@@ -15,7 +15,7 @@ import yaml
 from rd_train import from_dict
 from rd_train.errors import ParamsError
 from rd_train.pipeline.progress import SweepProgress
-from rd_train.pipeline.workers import available_cores, plan_workers
+from rd_train.pipeline.workers import available_cores, map_in_workers, plan_workers
 from rd_train.training.precision import resolve
 
 
@@ -25,6 +25,24 @@ def test_threads_times_workers_never_exceed_the_cores(jobs, cores, workers, thre
     plan = plan_workers(jobs, cores)
     assert (plan.workers, plan.threads) == (workers, threads)
     assert plan.workers * plan.threads <= cores
+
+
+def test_the_one_pool_maps_in_order_in_spawned_workers_of_their_share_of_the_cores(monkeypatch):
+    """`map_in_workers`, what the analyses and diffusability scoring use: results in the items' order,
+    computed in other processes with cores / workers threads each; one worker runs in this process."""
+    monkeypatch.setenv("RD_TRAIN_CORES", "2")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # what a worker would inherit: the pool must set its own
+    probe = "(__import__('os').getpid(), __import__('torch').get_num_threads(), {})"
+    items = [probe.format(i) for i in range(4)]  # eval: a builtin, so a spawned worker can unpickle it
+    pooled = list(map_in_workers(eval, items, jobs=2))
+    assert [index for _, _, index in pooled] == [0, 1, 2, 3]
+    assert all(pid != os.getpid() and threads == 1 for pid, threads, _ in pooled)
+    before = torch.get_num_threads()
+    try:
+        serial = list(map_in_workers(eval, items[:2], jobs=1))
+        assert [(pid, threads) for pid, threads, _ in serial] == [(os.getpid(), 2)] * 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_the_cores_come_from_the_affinity_or_rd_train_cores_never_omp(monkeypatch):
@@ -166,7 +184,7 @@ def test_a_terminated_sweep_stops_its_workers_and_a_rerun_resumes_exactly(tmp_pa
     stopped, whole = tmp_path / "stopped", tmp_path / "whole"
     for folder in (stopped, whole):
         folder.mkdir()
-        command = _miniature_sweep(folder, steps=2400)
+        command = _miniature_sweep(folder, steps=1200)  # seconds of training left when it is stopped
     sweep = subprocess.Popen(command, cwd=stopped, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
     runs = [stopped / "runs" / "fixed" / "pixel" / f"pixel_lam0_beta0.1_seed{seed}" for seed in (0, 1)]
