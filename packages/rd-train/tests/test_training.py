@@ -345,6 +345,31 @@ def test_the_graphed_step_computes_what_the_eager_step_does(tiny, tmp_path, monk
         assert graphed[key] == eager[key], key
 
 
+def test_a_step_graph_needs_only_its_four_callables():
+    """Issue 31 §1: the step graph is built from callables, not from the training module's insides. From
+    four plain functions and no module, it runs the body on its static inputs (the step's draws and β)
+    after the warm-up runs, and puts back the state those runs changed."""
+    from rd_train.training.step_graph import WARMUP_RUNS, StepFunctions, StepGraph
+
+    counter, calls = torch.zeros(()), []
+
+    def body(batch, flip, eps, beta, disc_active):
+        counter.add_(1)  # state a run of the body changes
+        calls.append((batch.clone(), eps.clone(), float(beta)))
+        return "result"
+
+    graph = StepGraph(StepFunctions(draw_noise=lambda batch, step: (None, torch.full_like(batch, step)),
+                                    beta=lambda step: 0.5 * step, body=body, mutable_state=lambda: [counter]))
+    x = torch.ones(2, 3)
+    assert graph.run(x, 4, False, []) == "result"
+    assert len(calls) == WARMUP_RUNS + 1 and counter.item() == 1  # the warm-up runs left no trace
+    batch, eps, beta = calls[-1]
+    assert torch.equal(batch, x) and torch.equal(eps, torch.full_like(x, 4)) and beta == 2.0
+    graph.run(2 * x, 5, False, [])  # the same capture, new static inputs
+    assert len(calls) == WARMUP_RUNS + 2 and counter.item() == 2
+    assert torch.equal(calls[-1][0], 2 * x) and calls[-1][2] == 2.5
+
+
 def test_the_graphed_step_is_switched_by_the_environment_and_refuses_what_it_cannot_run(tiny, monkeypatch):
     from rd_train.config import ConfigError
     from rd_train.training.step_graph import requested

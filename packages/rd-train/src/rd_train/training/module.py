@@ -49,7 +49,7 @@ from rd_train.training.evaluation import EvaluationMixin
 from rd_train.training.losses import build_neural_loss, pixel_sse
 from rd_train.training.models import build_model
 from rd_train.training.rate import build_rate_controller
-from rd_train.training.step_graph import EAGER_STEPS, StepGraph
+from rd_train.training.step_graph import EAGER_STEPS, StepFunctions, StepGraph
 
 # What can go non-finite in a step, in the order the training step records it.
 TERMS = ("pixel", "neural", "kl", "autoencoder gradient", "discriminator")
@@ -105,8 +105,16 @@ class VAEModule(EvaluationMixin, L.LightningModule):
         # CUDA graphs (compile: reduce-overhead) reuse their output memory: a step tells them when the
         # previous step's outputs are dead, at its start (nothing from a step outlives it).
         self._cuda_graphs = c.compile == "reduce-overhead"
-        self._step_graph = StepGraph(self) if step_graph else None  # step_graph.py
+        self._step_graph = StepGraph(StepFunctions(  # step_graph.py: the step as callables, nothing else
+            draw_noise=self.draw_noise, beta=lambda step: self.rate.value(step), body=self.forward_backward,
+            mutable_state=self.step_state)) if step_graph else None
         self.calibration_images: torch.Tensor | None = None  # set by run.py from the training split
+
+    def step_state(self) -> list[torch.Tensor]:
+        """The tensors a training step changes besides gradients and optimiser state: the autoencoder's and
+        the neural loss's buffers (BatchNorm statistics, spectral-norm vectors) and the balancer's EMA."""
+        neural = self.neural.buffers() if self.neural is not None else ()
+        return [*self.model.buffers(), *neural, *self.balancer.device_state()]
 
     def use_channels_last(self) -> None:
         """A frozen perceptual feature network's weights in NHWC (channels-last) memory format: oneDNN's

@@ -15,7 +15,11 @@ once per phase (before and after the discriminator starts), as CUDA graphs requi
 `WARMUP_RUNS` times on a side stream (which also does the eager steps' work after a resume), then once
 under capture on that stream (under bf16-mixed with autocast's weight cache off: `_uncached_autocast`).
 The warm-up runs change state (the balancer's EMA, BatchNorm statistics, spectral-norm vectors), so
-that state is saved before them and restored after: training continues as if they never ran. Without
+that state is saved before them and restored after: training continues as if they never ran.
+
+The graph knows the step only through `StepFunctions`, the four callables the training module hands it
+(its noise draws, β at a step, the step's body and the state a run of the body changes), never the
+module's attributes: either side can change its insides without the other. Without
 CUDA the body runs eagerly on the same static inputs at every step, warm-up and restore included: what
 the CPU tests check (the capture itself is checked on a GPU, test_gpu_training.py).
 """
@@ -31,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from rd_train.training.module import StepResult, VAEModule
+    from rd_train.training.module import StepResult
 
 ENV_VAR = "RD_TRAIN_STEP_GRAPH"
 EAGER_STEPS = 3  # steps run eagerly before the first capture
@@ -41,6 +45,18 @@ WARMUP_RUNS = 3  # runs of the body on a side stream before a capture
 def requested(step_graph: bool | None) -> bool:
     """``step_graph`` if given, else whether ``RD_TRAIN_STEP_GRAPH=1``."""
     return step_graph if step_graph is not None else os.environ.get(ENV_VAR, "0") == "1"
+
+
+@dataclass(frozen=True)
+class StepFunctions:
+    """What a step graph needs of the training step, as callables."""
+
+    # (batch, step) -> (flip mask or None, ε): the eager step's random draws for that step, in its order
+    draw_noise: Callable[[torch.Tensor, int], tuple[torch.Tensor | None, torch.Tensor]]
+    beta: Callable[[int], torch.Tensor | float]  # step -> β
+    # (batch, flip, ε, β, discriminator active) -> the step's forward and backward, gradients in .grad
+    body: Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor, bool], StepResult]
+    mutable_state: Callable[[], list[torch.Tensor]]  # what a run of the body changes besides gradients
 
 
 @dataclass
@@ -62,8 +78,8 @@ class Captured:
 
 
 class StepGraph:
-    def __init__(self, module: VAEModule) -> None:
-        self.module = module
+    def __init__(self, step: StepFunctions) -> None:
+        self.step = step
         self.captured: dict[bool, Captured] = {}
 
     def run(self, batch: torch.Tensor, step: int, disc_active: bool, optimizers: Sequence[Any]) -> StepResult:
@@ -80,12 +96,12 @@ class StepGraph:
         return captured.result
 
     def _fill(self, inputs: StaticInputs, batch: torch.Tensor, step: int) -> None:
-        flip, eps = self.module.draw_noise(batch, step)  # the eager step's draws, in its order
+        flip, eps = self.step.draw_noise(batch, step)  # the eager step's draws, in its order
         inputs.batch.copy_(batch)
         if inputs.flip is not None and flip is not None:
             inputs.flip.copy_(flip)
         inputs.eps.copy_(eps)
-        beta = self.module.rate.value(step)
+        beta = self.step.beta(step)
         if isinstance(beta, torch.Tensor):
             inputs.beta.copy_(beta)
         else:
@@ -93,14 +109,14 @@ class StepGraph:
 
     def _capture(self, batch: torch.Tensor, step: int, disc_active: bool,
                  optimizers: Sequence[Any]) -> Captured:
-        flip, eps = self.module.draw_noise(batch, step)
+        flip, eps = self.step.draw_noise(batch, step)
         inputs = StaticInputs(batch.clone(), None if flip is None else flip.clone(), eps.clone(),
                               torch.zeros((), dtype=torch.float32, device=batch.device))
         self._fill(inputs, batch, step)
 
         def body() -> StepResult:
-            module, i = self.module, inputs
-            return module.forward_backward(i.batch, i.flip, i.eps, i.beta, disc_active)
+            i = inputs
+            return self.step.body(i.batch, i.flip, i.eps, i.beta, disc_active)
 
         cuda = batch.device.type == "cuda"
         side = torch.cuda.Stream(batch.device) if cuda else None
@@ -126,9 +142,7 @@ class StepGraph:
     @contextmanager
     def _state_restored(self) -> Iterator[None]:
         """Save what a run of the body changes besides gradients, and put it back afterwards."""
-        module = self.module
-        tensors = [*module.model.buffers(), *(module.neural.buffers() if module.neural is not None else ()),
-                   *module.balancer.device_state()]
+        tensors = self.step.mutable_state()
         saved = [t.detach().clone() for t in tensors]
         try:
             yield
