@@ -100,7 +100,7 @@ def transfer_run(base_dir: Path, lam_dir: Path, images: int) -> dict[str, Any]:
     with torch.enable_grad():
         c_pixel, c_neural = (gauss_newton_weights(base.model.decode, residuals[name], x, mu)
                              .detach().double().cpu().numpy() for name in ("pixel", "neural"))
-    neural_loss = loss_owner._neural_generator_loss  # the term the balancer weighs, as a batch mean
+    neural_loss = loss_owner.neural_generator_loss  # the term the balancer weighs, as a batch mean
     m_pixel = per_sample_gradient_norm(pixel_sse, x, x_hat)
     m_neural = per_sample_gradient_norm(neural_loss, x, x_hat)
     lam = float(lam_metrics["config"]["loss"]["lam"])

@@ -178,7 +178,7 @@ class VAEModule(EvaluationMixin, L.LightningModule):
         x_hat, kl, stats = self._core(x, eps)
         losses = {"pixel": pixel_sse(x, x_hat)}
         if neural_term:
-            losses["neural"] = self._neural_generator_loss(x, x_hat)
+            losses["neural"] = self.neural_generator_loss(x, x_hat)
         gradient = self.balancer.gradient(losses, x_hat)
         combined_norm = gradient.float().flatten(1).norm(dim=1).mean()
         if self.config.loss.norm_match:
@@ -267,7 +267,9 @@ class VAEModule(EvaluationMixin, L.LightningModule):
         d_loss = d_loss.detach()
         return StepResult(out, kl_mean, generator_bad, d_loss, ~torch.isfinite(d_loss))
 
-    def _neural_generator_loss(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    def neural_generator_loss(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """The neural term the balancer weighs, as a batch mean (a PatchGAN's generator loss, or the
+        feature distance): what the transfer analysis differentiates too."""
         assert self.neural is not None
         if self.adversarial:
             return self.neural.generator_loss(x, x_hat)

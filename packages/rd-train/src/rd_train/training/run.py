@@ -88,24 +88,25 @@ def _train(config: TrainConfig, neural_loss: nn.Module | None, callbacks: Sequen
            graphed: bool) -> dict[str, Any]:
     """`fit`'s work, under the run's lock."""
     out = Path(config.out_dir)
+    spec = config.to_dict()  # the config as every file of the run holds it (validated once, by from_dict)
     metrics_path = out / "metrics.json"
     config_path = out / "config.json"
-    if config_path.is_file() and json.loads(config_path.read_text()) != config.to_dict():
+    if config_path.is_file() and json.loads(config_path.read_text()) != spec:
         raise RunConflictError(f"{out} holds a run with another config ({config_path}): choose another "
                                "out_dir, or delete that directory to train this config there")
-    write_json(config_path, config.to_dict())
+    write_json(config_path, spec)
 
     checkpoints = out / "checkpoints"
     if checkpoints.is_dir():
         remove_partial_writes(checkpoints)
     last = checkpoints / "last.ckpt"
     if last.is_file():  # fail now, naming the file, rather than inside Lightning's restore
-        read_checkpoint(last, config.to_dict())
+        read_checkpoint(last, spec)
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     precision = resolve_precision(config.precision, training_device(config))
     data = data_module(config)
-    module = VAEModule(config.to_dict(), neural_loss, step_graph=graphed)
+    module = VAEModule(spec, neural_loss, step_graph=graphed)
     module.calibration_images = calibration_images(data, config.bn_calibration_images)
     if precision.precision == "bf16-mixed" and training_device(config).type == "cpu":
         module.use_channels_last()
@@ -140,7 +141,7 @@ def _train(config: TrainConfig, neural_loss: nn.Module | None, callbacks: Sequen
         return {}
     module.to(trainer.strategy.root_device)  # Lightning returns the module on the CPU after fit
     metrics = module.evaluate(data.val_dataloader())
-    metrics["config"] = config.to_dict()
+    metrics["config"] = spec
     metrics["identity"] = dict(config.identity)
     metrics["precision"], metrics["precision_reason"] = precision.precision, precision.reason
     metrics["threads"] = torch.get_num_threads()  # intra-op threads that trained it (workers.py)
