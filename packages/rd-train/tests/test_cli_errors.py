@@ -7,18 +7,17 @@ calls), with its exit status and what it writes to stderr; a fresh process only 
 script itself). A process per case cost about 8 s of imports each (issue 31: the suite's time).
 """
 
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from cli_in_process import Done, rd_train
 from rd_train.cli import main
 
 TINY = [
@@ -35,26 +34,6 @@ TINY = [
     "--set",
     "model.channels=[8,16]",
 ]
-
-
-@dataclass
-class Done:
-    returncode: int
-    stderr: str
-
-
-def rd_train(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Done:
-    """``rd-train ARGS`` in this process: its exit status and its stderr (the environment and working
-    directory given for the call only)."""
-    stderr = io.StringIO()
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in (env or {}).items():
-            patch.setenv(name, value)
-        if cwd is not None:
-            patch.chdir(cwd)
-        patch.setattr(sys, "stderr", stderr)
-        code = main(list(args))
-    return Done(code, stderr.getvalue())
 
 
 def test_the_console_script_is_main_with_its_exit_status(tmp_path):

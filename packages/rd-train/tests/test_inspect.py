@@ -1,16 +1,15 @@
 """`rd-train inspect` on a tiny AutoencoderKL saved with save_pretrained and a handful of images: its
 numbers are the model's `encode(...).latent_dist` computed directly; two autoencoders in one call; a run
-directory of this project; every user mistake is one line and exit 2."""
+directory of this project; every user mistake is one line and exit 2. The command runs through its entry
+point, `rd_train.cli.main`, in this process (cli_in_process.py)."""
 
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from cli_in_process import rd_train
 from PIL import Image
 
 SIZE = 16
@@ -39,12 +38,6 @@ def workspace(tmp_path_factory):
         Image.fromarray(pixels).save(images / f"img{i}.png")
     (root / "images" / "notes.txt").write_text("not an image")
     return root
-
-
-def rd_train(*args, cwd):
-    code = "import sys; from rd_train.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
 
 
 def direct_images(folder):
