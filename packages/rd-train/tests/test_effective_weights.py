@@ -153,7 +153,6 @@ def test_the_mechanism_agreement_counts_every_matched_rate_run_not_only_the_conv
 def _study(passed: list[bool]):
     from types import SimpleNamespace
 
-    from rd_train.analysis import Rules
     from rd_train.mechanism.study import Run, Study
 
     runs = [Run("geco", "pixel", 0.0, 0.016, 5.0, seed, __import__("pathlib").Path(f"r{seed}"), {},
@@ -167,7 +166,7 @@ def _study(passed: list[bool]):
     raw["sweep"]["rate_targets"] = [5.0]
     params = from_mapping(raw, "miniature_params.yaml")
     assert params.label("perceptual") == "VGG16 (HED) features"
-    return Study(params, Rules(), runs)
+    return Study(params, runs)
 
 
 def test_the_weight_analyses_group_every_run_whatever_its_window_rule_verdict():

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 def load_study(params: Params, runs: str | Path) -> Study:
     window = params.window if params.rules.method == "window" else None
-    return Study(params, params.rules, load_runs(runs, params.rules, window))
+    return Study(params, load_runs(runs, params.rules, window))
 
 
 def analyze(params: Params, runs: str | Path, paper: str | Path, output: str | Path, jobs: int = 1) -> None:

@@ -86,8 +86,11 @@ def load_runs(runs: str | Path, rules: Rules, window_rule: Any = None) -> list[R
 @dataclass
 class Study:
     params: Params
-    rules: Rules
     runs: list[Run]
+
+    @property
+    def rules(self) -> Rules:
+        return self.params.rules
 
     @property
     def families(self) -> list[str]:

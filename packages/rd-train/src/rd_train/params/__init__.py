@@ -78,14 +78,21 @@ class Params:
     def sweeps(self) -> list[str]:
         """The sweeps this file trains with the vector model (or with its own model, when derived)."""
         if self.raw["model"].get("kind") == "spatial":
-            return spatial_sweeps(dict(self.raw))
+            return spatial_sweeps(self.raw)
         return [name for name, section in VECTOR_SWEEPS
                 if section is None or isinstance(self.raw["sweep"].get(section), dict)]
+
+    @property
+    def blocks(self) -> list[tuple[str, str]]:
+        """Every (sweep, family) this file trains, in dvc.yaml's order: each sweep's pixel SSE arm first
+        (the balancer control has none: it rescales the neural term), then the neural families."""
+        return [(sweep, family) for sweep in self.sweeps
+                for family in (["pixel"] if sweep != "control" else []) + self.families]
 
     def run_configs(self, sweep: str, family: str, out: str | Path) -> list[TrainConfig]:
         """Every run of (sweep, family), its outputs under ``out`` (`rd_train.pipeline.sweep.run_configs`)."""
         try:
-            return run_configs(dict(self.raw), sweep, family, out)
+            return run_configs(self.raw, sweep, family, out)
         except (ConfigError, ParamsError) as error:
             raise ParamsError(f"{self.source}: {error}") from None
 
@@ -95,7 +102,7 @@ class Params:
         if self.spatial is None:
             raise ParamsError(f"{self.source} has no `spatial` section (the AutoencoderKL sweep); see "
                               "params.yaml")
-        return from_mapping(spatial_params(dict(self.raw), self.spatial), f"{self.source} (spatial)")
+        return from_mapping(spatial_params(self.raw, self.spatial), f"{self.source} (spatial)")
 
 
 def load_params(path: str | Path) -> Params:
@@ -125,10 +132,8 @@ def from_mapping(raw: dict[str, Any], source: str) -> Params:
         )
     except (ConfigError, ParamsError) as error:
         raise ParamsError(f"{source}: {error}") from None
-    for sweep in params.sweeps:  # every run any training stage of this file trains, checked now
-        for family in ["pixel", *params.families]:
-            if sweep != "control" or family != "pixel":
-                params.run_configs(sweep, family, "runs")
+    for sweep, family in params.blocks:  # every run any training stage of this file trains, checked now
+        params.run_configs(sweep, family, "runs")
     if params.spatial is not None:
         params.spatial_params()
     return params

@@ -6,6 +6,7 @@ once per file; a parser's `ParamsError` names ``<section>.<key>``, and `rd_train
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -33,7 +34,6 @@ class FlowConfig:
                 raise ValueError(f"diffusability.flow.{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0 or not 0 <= self.ema_decay < 1:
             raise ValueError("diffusability.flow: lr > 0 and ema_decay in [0, 1)")
-
 
 
 # The endpoints a verdict is drawn on, each "lower is better": the sampler's distance to the held-out
@@ -184,14 +184,15 @@ class SpatialGrid:
         )
 
 
-def spatial_sweeps(derived: dict[str, Any]) -> list[str]:
+def spatial_sweeps(derived: Mapping[str, Any]) -> list[str]:
     """The sweeps the spatial grid runs, in order: the fixed-β sweep only when it has a β."""
     return [sweep for sweep in ("fixed", "geco") if sweep != "fixed" or derived["sweep"]["betas"]]
 
 
-def spatial_params(params: dict[str, Any], grid: SpatialGrid) -> dict[str, Any]:
-    """The params of the spatial sweep: ``params`` with its model and grid replaced by ``grid``'s."""
-    derived = copy.deepcopy(params)
+def spatial_params(params: Mapping[str, Any], grid: SpatialGrid) -> dict[str, Any]:
+    """The params of the spatial sweep: ``params`` with its model and grid replaced by ``grid``'s (a new
+    mapping; ``params`` is not changed)."""
+    derived = copy.deepcopy(dict(params))
     derived.pop("spatial")
     derived["profile"] = f"{params.get('profile', 'default')}, spatial (AutoencoderKL)"
     # The commit that fixed this grid before its first run (claims.md names it), not the vector sweep's.

@@ -38,6 +38,7 @@ from rd_train.errors import ParamsError
 if TYPE_CHECKING:
     from rd_train.params import Params
 
+
 @dataclass(frozen=True)
 class Block:
     """The runs one stage trains together: one (sweep, family), in submission order."""
@@ -83,14 +84,9 @@ def planned_blocks(params: Params) -> list[Block]:
     stages = [(params, "runs", "vector")]
     if params.spatial is not None:
         stages.append((params.spatial_params(), "runs/spatial", "spatial"))
-    blocks = []
-    for source, out, model in stages:
-        for sweep in source.sweeps:
-            for family in (["pixel"] if sweep != "control" else []) + source.families:
-                configs = source.run_configs(sweep, family, out)
-                blocks.append(Block("spatial" if model == "spatial" else sweep, sweep, family, model,
-                                    tuple(configs)))
-    return blocks
+    return [Block("spatial" if model == "spatial" else sweep, sweep, family, model,
+                  tuple(source.run_configs(sweep, family, out)))
+            for source, out, model in stages for sweep, family in source.blocks]
 
 
 def list_schedule(durations: Sequence[float], workers: int) -> float:

@@ -22,11 +22,11 @@ from rd_train.pipeline.sweep import run_sweep
 if TYPE_CHECKING:
     from rd_train.params import Params
 
+
 def run_spatial_sweep(params: Params, out: str | Path, jobs: int = 1) -> None:
     """Train the spatial grid: the fixed-β sweep, then GECO; in each, pixel SSE and then each family."""
     derived = params.spatial_params()  # every run config of the grid checked before any run starts
-    for sweep in derived.sweeps:
-        for family in ["pixel", *derived.families]:
-            where = Path(out) / sweep / family
-            print(f"[spatial] {sweep}/{family}: AutoencoderKL runs -> {where}", flush=True)
-            run_sweep(derived, sweep, family, where, jobs)
+    for sweep, family in derived.blocks:
+        where = Path(out) / sweep / family
+        print(f"[spatial] {sweep}/{family}: AutoencoderKL runs -> {where}", flush=True)
+        run_sweep(derived, sweep, family, where, jobs)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 SWEEPS = ("fixed", "geco", "length", "control")
 
 
-def length_replicate(params: dict[str, Any]) -> tuple[list[float], int]:
+def length_replicate(params: Mapping[str, Any]) -> tuple[list[float], int]:
     """(targets, steps factor) of ``sweep.length_replicate``."""
     section = params["sweep"].get("length_replicate")
     if not isinstance(section, dict) or set(section) != {"targets", "steps_factor"}:
@@ -54,7 +55,7 @@ def length_replicate(params: dict[str, Any]) -> tuple[list[float], int]:
     return [float(t) for t in targets], factor
 
 
-def run_configs(params: dict[str, Any], sweep: str, family: str, out: str | Path) -> list[TrainConfig]:
+def run_configs(params: Mapping[str, Any], sweep: str, family: str, out: str | Path) -> list[TrainConfig]:
     if sweep not in SWEEPS:
         raise ParamsError(f"sweep must be one of {list(SWEEPS)}, got {sweep!r}")
     if family != "pixel" and family not in params["losses"]:

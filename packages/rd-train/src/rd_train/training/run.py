@@ -189,12 +189,8 @@ class TrainedRun:
     data: ImageDataModule
 
     def images(self, split: str = "val", count: int | None = None) -> torch.Tensor:
-        """The first ``count`` (default: all) images of the run's ``"train"`` or ``"val"`` split, in the
-        split's fixed order, as one (N, 3, H, W) tensor in [-1, 1]."""
-        dataset = {"train": self.data.train_set, "val": self.data.val_set}[split]
-        assert dataset is not None
-        n = len(dataset) if count is None else min(count, len(dataset))  # type: ignore[arg-type]
-        return torch.stack([dataset[i] for i in range(n)])
+        """The run's `first_images` of ``split``."""
+        return first_images(self.data, split, count)
 
     def evaluate(self) -> dict[str, Any]:
         """The run's final evaluation (module.py) on its validation split."""
@@ -232,12 +228,17 @@ def load_trained(run_dir: str | Path, device: torch.device | str | None = None, 
 
 def calibration_images(data: ImageDataModule, count: int) -> torch.Tensor | None:
     """The first ``count`` training images (a fixed set: the split's order is fixed), for BatchNorm."""
-    if count == 0:
-        return None
+    return first_images(data, "train", count) if count else None
+
+
+def first_images(data: ImageDataModule, split: str, count: int | None = None) -> torch.Tensor:
+    """The first ``count`` (default: all) images of ``data``'s ``"train"`` or ``"val"`` split, in the
+    split's fixed order, as one (N, 3, H, W) tensor in [-1, 1]."""
     data.setup("fit")
-    assert data.train_set is not None
-    n = min(count, len(data.train_set))  # type: ignore[arg-type]
-    return torch.stack([data.train_set[i] for i in range(n)])
+    dataset = {"train": data.train_set, "val": data.val_set}[split]
+    assert dataset is not None
+    n = len(dataset) if count is None else min(count, len(dataset))  # type: ignore[arg-type]
+    return torch.stack([dataset[i] for i in range(n)])
 
 
 def data_module(config: TrainConfig) -> ImageDataModule:
