@@ -2,18 +2,19 @@
 family's step sits against its fp32 roofline (issue 29: keep Lightning or replace the inner loop?).
 
 For each family of the default sweep (pixel SSE, VGG16 (HED) λ = 5, PatchGAN λ = 5; GECO at 10 nats, the
-profile's model, data and batch), in this one process with one thread and nothing else running:
+profile's model, data and batch), each trained as a CPU sweep trains it (the VGG16 (HED) run reads its
+targets' features from the sweep's shared table, built once before any timing), in this one process with
+one thread and nothing else running:
 
-* ``lightning``: `rd_train.training.run.fit` of ``--steps`` steps with validations off (so only the
-  training loop
-  is timed), minus the same fit at ``--steps`` / 4 (set-up and the final evaluation cancel): ms a step;
+* ``lightning``: `rd_train.training.run.fit` of ``--steps`` steps with validations off (so only the training
+  loop is timed), minus the same fit at ``--steps`` / 4 (set-up and the final evaluation cancel): ms a step;
 * ``bare``: the same `VAEModule`'s step (draw the noise, `forward_backward`, the fused Adam step with the
-  non-finite skip, the EMA, the schedulers, the rate update, the training averages; what a step must do)
-  in a plain Python loop over the same data loader: ms a step after a warm-up;
-* the roofline: the step's convolution and matmul FLOPs counted by ``torch.utils.flop_counter`` over one
-  bare step, divided by the fp32 conv peak this process measures (a 64→64 3×3 convolution at 16 px,
-  batch 32, the VGG16 (HED) block's shape; and a 1024³ GEMM for reference), before and after the fits,
-  the better of the two.
+  non-finite skip, the EMA, the schedulers, the rate update, the training averages; what a step must do) in
+  a plain Python loop over the same data loader: ms a step after a warm-up;
+* the roofline: the convolution and matmul FLOPs the step runs, counted by ``torch.utils.flop_counter`` over
+  one bare step (with the table, no forward pass of the targets), divided by the fp32 conv peak this process
+  measures (a 64→64 3×3 convolution at 16 px, batch 32, the VGG16 (HED) block's shape; and a 1024³ GEMM for
+  reference), before and after the fits, the better of the two.
 
 Writes JSON (``--out``) and prints a table: ms per step both ways, the share Lightning adds, the FLOPs,
 the roofline time and the step's multiple of it.
@@ -62,7 +63,16 @@ def _timed(call: Any) -> float:
     return time.perf_counter() - start
 
 
-def lightning_ms(config: Any, steps: int, scratch: Path) -> float:
+def sweep_neural_loss(config: Any, tables: Path) -> torch.nn.Module | None:
+    """The neural loss a CPU sweep trains ``config`` with (`rd_train.pipeline.sweep.fit_quietly`): a VGG16
+    (HED) run reads its target features from the sweep's shared table (built under ``tables`` on first
+    use, before any timing here); every other run builds its own loss (None)."""
+    from rd_train.training.feature_table import table_problems, target_tabled_loss
+
+    return None if table_problems(config) else target_tabled_loss(config, directory=tables)
+
+
+def lightning_ms(config: Any, steps: int, scratch: Path, neural_loss: torch.nn.Module | None = None) -> float:
     """ms per step of `fit` with validations off: the difference of two lengths."""
     from rd_train.config import from_dict
     from rd_train.pipeline.workers import output_to
@@ -75,18 +85,20 @@ def lightning_ms(config: Any, steps: int, scratch: Path) -> float:
                          "optim": {**base["optim"], "max_steps": n}})
         start = time.perf_counter()
         with output_to(scratch / f"lightning-{n}.log"):
-            fit(run)
+            fit(run, neural_loss)
         seconds.append(time.perf_counter() - start)
     return (seconds[1] - seconds[0]) / (steps - steps // 4) * 1e3
 
 
-def bare_loop(config: Any, steps: int, warmup: int = 20) -> tuple[float, float]:
-    """(ms per step of the bare loop, FLOPs of one step counted by torch's flop counter)."""
+def bare_loop(config: Any, steps: int, warmup: int = 20,
+              neural_loss: torch.nn.Module | None = None) -> tuple[float, float]:
+    """(ms per step of the bare loop, FLOPs of one step counted by torch's flop counter): the FLOPs the
+    step runs, so a VGG16 (HED) step given the tabled loss counts no forward pass of its targets."""
     from rd_train.training.module import VAEModule, _skip_if
     from rd_train.training.run import data_module
     from torch.utils.flop_counter import FlopCounterMode
 
-    module = VAEModule(config.to_dict())
+    module = VAEModule(config.to_dict(), neural_loss=neural_loss)
     module.manual_backward = lambda loss: loss.backward()  # type: ignore[method-assign]
     data = data_module(config)
     data.setup("fit")
@@ -147,10 +159,12 @@ def main() -> None:
         for family, lam in FAMILIES.items():
             config = next(c for c in run_configs(params, "geco", family, scratch)
                           if c.loss.lam == lam and c.rate.target == 10.0 and c.seed == 0)
-            lightning = lightning_ms(config, args.steps, Path(scratch) / family)
-            bare, flops = bare_loop(config, args.steps)
+            loss = sweep_neural_loss(config, Path(scratch) / "feature-tables")
+            lightning = lightning_ms(config, args.steps, Path(scratch) / family, loss)
+            bare, flops = bare_loop(config, args.steps, neural_loss=loss)
             results[family] = {"lightning_ms": lightning, "bare_ms": bare, "gflop_per_step": flops / 1e9,
-                               "lightning_share": (lightning - bare) / lightning}
+                               "lightning_share": (lightning - bare) / lightning,
+                               "shared_target_table": loss is not None}
     # The peak before and after the fits, the better of the two: on a shared VM a measurement can be low.
     last = peak_gflops()
     peak = {name: max(first[name], last[name]) for name in first}

@@ -11,9 +11,11 @@ nothing else running; ``--repeats`` interleaves them again.
 
 Per tree and family: run-steps per second (wall time of the sweep command: process start, data, training,
 validations, checkpoints, final evaluation), the ratio of this tree to 8b4a8ec, and the step's time as a
-multiple of its fp32 roofline: one worker's seconds per step (two workers share two cores) against the
-step's FLOPs (``torch.utils.flop_counter`` over one step of this tree, `loop_overhead.bare_loop`) at the
-conv peak this process measures (`loop_overhead.peak_gflops`, before and after, the better). Writes JSON.
+multiple of its fp32 roofline: one worker's seconds per step (two workers share two cores) against the FLOPs
+the step runs (``torch.utils.flop_counter`` over one step of this tree as its sweep trains it,
+`loop_overhead.bare_loop`: a VGG16 (HED) step with the shared table runs no forward pass of its targets, so
+none is counted; the count without the table is reported beside it) at the conv peak this process measures
+(`loop_overhead.peak_gflops`, before and after, the better). Writes JSON.
 
 This tree's VGG16 (HED) runs read one target-feature table that a sweep builds once and every VGG16 (HED)
 run of the pipeline then shares (78 runs of the default profile, every stage). Its one-time build is timed
@@ -133,14 +135,18 @@ def cpu_description() -> dict:
     return {"model": model, "cores": len(os.sched_getaffinity(0)), "bf16_flags": sorted(flags & set(wanted))}
 
 
-def step_flops(params: dict, family: str) -> float:
-    """FLOPs of one training step of ``family``'s benchmarked run in this tree (loop_overhead.bare_loop)."""
-    from loop_overhead import bare_loop
+def step_flops(params: dict, family: str, tables: Path | None) -> float:
+    """FLOPs of one training step of ``family``'s benchmarked run as this tree's sweep trains it
+    (loop_overhead.bare_loop): a VGG16 (HED) step reads its targets' features from the shared table in
+    ``tables``, so its targets' forward pass, which it does not run, is not counted. ``tables=None``:
+    the step without the table, for comparison."""
+    from loop_overhead import bare_loop, sweep_neural_loss
     from rd_train.pipeline.sweep import run_configs
 
     with tempfile.TemporaryDirectory(prefix="sweep-throughput-flops-") as scratch:
         config = run_configs(params, "fixed", family, scratch)[0]
-        return bare_loop(config, steps=1, warmup=2)[1]
+        loss = sweep_neural_loss(config, tables) if tables is not None else None
+        return bare_loop(config, steps=1, warmup=2, neural_loss=loss)[1]
 
 
 def main() -> int:
@@ -178,7 +184,8 @@ def main() -> int:
             for name, (source, params) in trees.items():
                 results[name].append(run_configuration(f"{name}-{repeat}", source, params, "2", work,
                                                        extra.get(name)))
-        flops = {family: step_flops(trees["current"][1], family) for family in FAMILIES}
+        flops = {family: step_flops(trees["current"][1], family, tables) for family in FAMILIES}
+        untabled = {family: step_flops(trees["current"][1], family, None) for family in FAMILIES}
         last = peak_gflops()
     peak = max(first["conv"], last["conv"])
 
@@ -196,6 +203,7 @@ def main() -> int:
         per_family[family] = {"current_run_steps_per_s": current, "baseline_run_steps_per_s": old,
                               "ratio": current / old, "ratio_with_table_build": with_build / old,
                               "gflop_per_step": flops[family] / 1e9,
+                              "gflop_per_step_without_table": untabled[family] / 1e9,
                               "step_ms": step_s * 1e3, "roofline_ms": roofline_s * 1e3,
                               "x_roofline": step_s / roofline_s}
     total = {name: sum(min(r[f]["wall_s"] for r in results[name]) for f in FAMILIES) for name in trees}
