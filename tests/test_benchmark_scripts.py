@@ -106,3 +106,25 @@ def test_target_table_benchmark_runs_all_three_ways_bit_identically(tmp_path):
     result = json.loads(out.read_text())
     assert set(result["seconds"]) == {"without", "with table", "shared table"}
     assert result["metrics_bit_identical"] is True
+
+
+def test_design_flops_counts_every_run_of_the_design_and_its_floors(tmp_path):
+    """Every run of the default design is counted once (the vector sweeps and the AutoencoderKL's), the
+    VGG16 (HED) steps counted as the sweep trains them (shared table), and each floor is the sum of its
+    blocks."""
+    from rd_train.params import load_params
+
+    out = tmp_path / "design.json"
+    run([str(ROOT / "benchmarks" / "design_flops.py"), "--steps", "2", "--out", str(out)], tmp_path)
+    report = json.loads(out.read_text())
+    params = load_params(ROOT / "params.yaml")
+    expected = sum(len(p.run_configs(sweep, family, tmp_path)) for p in (params, params.spatial_params())
+                   for sweep, family in p.blocks)
+    blocks = report["blocks"]
+    assert report["total"]["runs"] == sum(b["runs"] for b in blocks.values()) == expected
+    assert {name: b["shared_target_table"] for name, b in blocks.items()} == {
+        "vector/pixel": False, "vector/perceptual": True, "vector/adversarial": False,
+        "AutoencoderKL/pixel": False, "AutoencoderKL/perceptual": True}
+    for key in ("tflop", "roofline_min", "step_alone_min"):
+        assert report["total"][key] == pytest.approx(sum(b[key] for b in blocks.values()))
+    assert 0 < report["total"]["roofline_min"] < report["total"]["step_alone_min"]
