@@ -8,9 +8,10 @@ one thread and nothing else running:
 
 * ``lightning``: `rd_train.training.run.fit` of ``--steps`` steps with validations off (so only the training
   loop is timed), minus the same fit at ``--steps`` / 4 (set-up and the final evaluation cancel): ms a step;
-* ``bare``: the same `VAEModule`'s step (draw the noise, `forward_backward`, the fused Adam step with the
-  non-finite skip, the EMA, the schedulers, the rate update, the training averages; what a step must do) in
-  a plain Python loop over the same data loader: ms a step after a warm-up;
+* ``bare``: the same step, `VAEModule.train_step` (the one Lightning's ``training_step`` calls: draw the
+  noise, `forward_backward`, the fused Adam step with the non-finite skip, the EMA, the schedulers, the
+  rate update, the training averages; what a step must do), in a plain Python loop over the same data
+  loader, without Lightning's logging: ms a step after a warm-up;
 * the roofline: the convolution and matmul FLOPs the step runs, counted by ``torch.utils.flop_counter`` over
   one bare step (with the table, no forward pass of the targets), divided by the fp32 conv peak this process
   measures (a 64→64 3×3 convolution at 16 px, batch 32, the VGG16 (HED) block's shape; and a 1024³ GEMM for
@@ -94,7 +95,7 @@ def bare_loop(config: Any, steps: int, warmup: int = 20,
               neural_loss: torch.nn.Module | None = None) -> tuple[float, float]:
     """(ms per step of the bare loop, FLOPs of one step counted by torch's flop counter): the FLOPs the
     step runs, so a VGG16 (HED) step given the tabled loss counts no forward pass of its targets."""
-    from rd_train.training.module import VAEModule, _skip_if
+    from rd_train.training.module import VAEModule
     from rd_train.training.run import data_module
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -106,31 +107,14 @@ def bare_loop(config: Any, steps: int, warmup: int = 20,
     loader = data.train_dataloader()
     batches = iter(loader)
 
-    def step(index: int) -> None:
+    def step(index: int) -> None:  # index: the loop's count; the module counts its own steps
         nonlocal batches
         try:
             batch = next(batches)
         except StopIteration:
             batches = iter(loader)
             batch = next(batches)
-        disc = module._disc_active(index)
-        active = optimizers if disc else optimizers[:1]
-        for optimizer in active:
-            optimizer.zero_grad()
-        flip, eps = module.draw_noise(batch, index)
-        result = module.forward_backward(batch, flip, eps, module.rate.value(index), disc)
-        bad = result.generator_bad.any()
-        _skip_if(optimizers[0], bad)
-        optimizers[0].step()
-        if module.ema is not None:
-            module.ema.update()
-        for scheduler in schedulers:
-            scheduler.step()
-        module.rate.update(index, result.kl_mean, ~bad)
-        module._training_averages.add(index, "combined_gradient_norm", result.objective.combined_norm)
-        if disc:
-            _skip_if(optimizers[1], result.discriminator_bad)
-            optimizers[1].step()
+        module.train_step(batch, optimizers, schedulers)
 
     for i in range(warmup):
         step(i)

@@ -140,3 +140,32 @@ def test_training_steps_read_nothing_back_except_when_logging(tiny, family):
         if step not in logging_steps:
             assert reads == [], (step, reads)
     assert any(watch.reads[s] for s in logging_steps)  # the check can see reads where there are some
+
+
+def test_a_plain_loop_over_train_step_trains_what_fit_trains(tiny):
+    """`VAEModule.train_step` is the whole step Lightning's `training_step` takes, so the bare loop that
+    benchmarks/loop_overhead.py times against Lightning is the same step: driven by a plain loop from
+    the same seed, it ends with `fit`'s weights bit for bit (PatchGAN: both optimisers and schedules)."""
+    import lightning as L
+    from rd_train import from_dict
+    from rd_train.training.run import data_module, fit
+
+    steps = 6
+    loss = {"neural": "patchgan", "lam": 1.0, "disc_channels": 8, "disc_layers": 1}
+    config = from_dict({**tiny(optim={"max_steps": steps}, loss=loss), "precision": "32-true"})
+    fit(config)
+    fitted = torch.load(Path(config.out_dir) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+    L.seed_everything(config.seed, workers=True, verbose=False)  # as fit seeds before it builds anything
+    data = data_module(config)
+    module = VAEModule(config.to_dict())
+    module.manual_backward = lambda loss: loss.backward()
+    data.setup("fit")
+    optimizers, schedulers = module.configure_optimizers()
+    for batch, _ in zip(data.train_dataloader(), range(steps), strict=False):
+        module.train_step(batch, optimizers, schedulers)
+    assert module.step_count == steps
+    parameters = dict(module.named_parameters())
+    assert any(name.startswith("neural.") for name in parameters)  # the discriminator is compared too
+    for name, value in parameters.items():
+        assert torch.equal(value.detach(), fitted[name]), name

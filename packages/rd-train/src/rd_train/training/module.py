@@ -34,6 +34,7 @@ to the balancer's total norm, what pixel SSE alone gets (training_averages.py sa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import lightning as L
@@ -196,36 +197,11 @@ class VAEModule(EvaluationMixin, L.LightningModule):
         return self.neural is not None and (not self.adversarial or disc_active)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        step = self.step_count
         optimizers = self.optimizers()
-        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
-        disc_active = self._disc_active(step)
-        active = optimizers if disc_active else optimizers[:1]
-        if self._step_graph is not None and step >= EAGER_STEPS:
-            result = self._step_graph.run(batch, step, disc_active, active)
-        else:
-            for optimizer in active:
-                optimizer.zero_grad()
-            flip, eps = self.draw_noise(batch, step)
-            result = self.forward_backward(batch, flip, eps, self.rate.value(step), disc_active)
-        out, kl_mean = result.objective, result.kl_mean
-        generator_bad = result.generator_bad.any()
-        _skip_if(optimizers[0], generator_bad)
-        optimizers[0].step()
-        if self.ema is not None:
-            self.ema.update()
         schedulers = self.lr_schedulers()
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
-            scheduler.step()  # type: ignore[union-attr]
-        self.rate.update(step, kl_mean, ~generator_bad)
-        self._training_averages.add(step, "combined_gradient_norm", out.combined_norm)
-        if disc_active:
-            _skip_if(optimizers[1], result.discriminator_bad)
-            optimizers[1].step()
-            self._training_averages.add(step, "discriminator_hinge", result.discriminator_loss)
-        self._record_non_finite(step, torch.cat([result.generator_bad, result.discriminator_bad.view(1)]))
-
-        self.step_count += 1
+        result = self.train_step(batch, optimizers if isinstance(optimizers, list) else [optimizers],
+                                 schedulers if isinstance(schedulers, list) else [schedulers])
+        out, kl_mean = result.objective, result.kl_mean
         last = self.step_count >= self.config.optim.max_steps
         if last or self.step_count % self.config.log_every_n_steps == 0:  # when Lightning writes logs
             self.raise_if_non_finite()
@@ -244,6 +220,41 @@ class VAEModule(EvaluationMixin, L.LightningModule):
                            for k, v in values.items()})
         if last:
             self.trainer.should_stop = True
+
+    def train_step(self, batch: torch.Tensor, optimizers: Sequence[Any],
+                   schedulers: Sequence[Any]) -> StepResult:
+        """One training step, whichever loop drives it (Lightning's `training_step`, or the bare loop
+        benchmarks/loop_overhead.py times against it): the forward and backward pass (graphed or eager),
+        the optimiser steps with their non-finite skips, the EMA, the schedulers, the rate update and the
+        running averages. Advances `step_count`; logging and stopping stay with the loop. ``optimizers``:
+        the autoencoder's, then the discriminator's (torch optimisers, or Lightning's wrappers of them),
+        as `configure_optimizers` makes them; ``schedulers`` likewise."""
+        step = self.step_count
+        disc_active = self._disc_active(step)
+        active = optimizers if disc_active else optimizers[:1]
+        if self._step_graph is not None and step >= EAGER_STEPS:
+            result = self._step_graph.run(batch, step, disc_active, active)
+        else:
+            for optimizer in active:
+                optimizer.zero_grad()
+            flip, eps = self.draw_noise(batch, step)
+            result = self.forward_backward(batch, flip, eps, self.rate.value(step), disc_active)
+        generator_bad = result.generator_bad.any()
+        _skip_if(optimizers[0], generator_bad)
+        optimizers[0].step()
+        if self.ema is not None:
+            self.ema.update()
+        for scheduler in schedulers:
+            scheduler.step()
+        self.rate.update(step, result.kl_mean, ~generator_bad)
+        self._training_averages.add(step, "combined_gradient_norm", result.objective.combined_norm)
+        if disc_active:
+            _skip_if(optimizers[1], result.discriminator_bad)
+            optimizers[1].step()
+            self._training_averages.add(step, "discriminator_hinge", result.discriminator_loss)
+        self._record_non_finite(step, torch.cat([result.generator_bad, result.discriminator_bad.view(1)]))
+        self.step_count += 1
+        return result
 
     def forward_backward(self, batch: torch.Tensor, flip: torch.Tensor | None, eps: torch.Tensor,
                          beta: torch.Tensor | float, disc_active: bool) -> StepResult:
