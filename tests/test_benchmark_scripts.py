@@ -94,6 +94,9 @@ def test_loop_overhead_benchmark_times_both_loops_and_the_roofline(tmp_path):
         "pixel": False, "perceptual": True, "adversarial": False}
     for family in result["results"].values():
         assert family["bare_ms"] > 0 and family["roofline_ms"] > 0 and family["gflop_per_step"] > 0
+        # Set against the conv's sustained (median) rate too, from the same process's measurements.
+        assert family["lightning_over_sustained_conv"] == pytest.approx(
+            family["lightning_ms"] * result["sustained_conv_gflops"] / (family["gflop_per_step"] * 1e3))
     # VGG16 (HED) runs the feature network forward and backward on its reconstructions: by far the most
     # FLOPs a step.
     flops = {name: family["gflop_per_step"] for name, family in result["results"].items()}
