@@ -42,18 +42,37 @@ ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = {"pixel": 0.0, "perceptual": 5.0, "adversarial": 5.0}
 
 
+# The roofline's reference: a 64→64 3×3 convolution at 16 px, batch 32 (the VGG16 (HED) block's shape).
+CONV_FLOPS = 2 * 64 * 64 * 9 * 16 * 16 * 32
+
+
+def vgg_block_conv() -> Any:
+    """The reference convolution as a call, with fresh weights and input for each measurement."""
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1)
+    x = torch.randn(32, 64, 16, 16)
+
+    def call() -> torch.Tensor:
+        with torch.no_grad():
+            return conv(x)
+
+    return call
+
+
+def _warmed(call: Any, calls: int = 5) -> Any:
+    """``call`` after ``calls`` untimed calls: oneDNN picks and builds its kernel in the first ones."""
+    for _ in range(calls):
+        call()
+    return call
+
+
 def peak_gflops(repeats: int = 20) -> dict[str, float]:
     """fp32 GFLOP/s of a VGG-block-shaped convolution and of a 1024³ GEMM, best of ``repeats`` after a
     warm-up."""
-    conv = torch.nn.Conv2d(64, 64, 3, padding=1)
-    x = torch.randn(32, 64, 16, 16)
     a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
     out = {}
-    for name, flops, call in (("conv", 2 * 64 * 64 * 9 * 16 * 16 * 32, lambda: conv(x)),
-                              ("gemm", 2 * 1024**3, lambda: a @ b)):
+    for name, flops, call in (("conv", CONV_FLOPS, vgg_block_conv()), ("gemm", 2 * 1024**3, lambda: a @ b)):
         with torch.no_grad():
-            for _ in range(5):  # oneDNN picks and builds its kernel in the first calls
-                call()
+            _warmed(call)
             best = min(_timed(call) for _ in range(repeats))
         out[name] = flops / best / 1e9
     return out
@@ -63,13 +82,8 @@ def conv_median_gflops(calls: int = 200) -> float:
     """fp32 GFLOP/s of the same convolution at the median of ``calls`` calls after a warm-up: the rate it
     sustains. Here the best of 20 calls (`peak_gflops`) has read 55-88 GFLOP/s from one measurement to
     the next while the GEMM held steady (docs/performance.md), so each step is set against both."""
-    conv = torch.nn.Conv2d(64, 64, 3, padding=1)
-    x = torch.randn(32, 64, 16, 16)
-    with torch.no_grad():
-        for _ in range(5):
-            conv(x)
-        median = statistics.median(_timed(lambda: conv(x)) for _ in range(calls))
-    return 2 * 64 * 64 * 9 * 16 * 16 * 32 / median / 1e9
+    call = _warmed(vgg_block_conv())
+    return CONV_FLOPS / statistics.median(_timed(call) for _ in range(calls)) / 1e9
 
 
 def _timed(call: Any) -> float:
