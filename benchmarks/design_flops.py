@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 from bench_params import benchmark_params
-from loop_overhead import bare_loop, peak_gflops, sweep_neural_loss
+from loop_overhead import bare_loop, peak_gflops
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     from rd_train.params import from_mapping
+    from rd_train.pipeline.sweep import sweep_neural_loss
     from rd_train.pipeline.workers import set_threads
     from rd_train.training.precision import cpu_bf16_flags
 

@@ -92,15 +92,6 @@ def _timed(call: Any) -> float:
     return time.perf_counter() - start
 
 
-def sweep_neural_loss(config: Any, tables: Path) -> torch.nn.Module | None:
-    """The neural loss a CPU sweep trains ``config`` with (`rd_train.pipeline.sweep.fit_quietly`): a VGG16
-    (HED) run reads its target features from the sweep's shared table (built under ``tables`` on first
-    use, before any timing here); every other run builds its own loss (None)."""
-    from rd_train.training.feature_table import table_problems, target_tabled_loss
-
-    return None if table_problems(config) else target_tabled_loss(config, directory=tables)
-
-
 def lightning_ms(config: Any, steps: int, scratch: Path, neural_loss: torch.nn.Module | None = None) -> float:
     """ms per step of `fit` with validations off: the difference of two lengths."""
     from rd_train.config import from_dict
@@ -159,7 +150,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    from rd_train.pipeline.sweep import run_configs
+    from rd_train.pipeline.sweep import run_configs, sweep_neural_loss
     from rd_train.pipeline.workers import set_threads
     from rd_train.training.precision import cpu_bf16_flags
 

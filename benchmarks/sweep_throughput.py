@@ -77,13 +77,12 @@ def reduced_params(steps: int, data_root: Path, baseline: bool) -> dict:
 def build_shared_table(params: dict, directory: Path) -> float:
     """Seconds to build this tree's shared target-feature table for ``params``' VGG16 (HED) runs, into
     ``directory`` (where the timed sweeps then find it: `rd_train.pipeline.sweep.feature_table_directory`)."""
-    from rd_train.pipeline.sweep import run_configs
-    from rd_train.training.feature_table import target_tabled_loss
+    from rd_train.pipeline.sweep import run_configs, sweep_neural_loss
 
     with tempfile.TemporaryDirectory(prefix="sweep-throughput-table-") as scratch:
         config = run_configs(params, "fixed", "perceptual", scratch)[0]
         start = time.perf_counter()
-        target_tabled_loss(config, directory=directory)
+        sweep_neural_loss(config, directory)
         return time.perf_counter() - start
 
 
@@ -140,8 +139,8 @@ def step_flops(params: dict, family: str, tables: Path | None) -> float:
     (loop_overhead.bare_loop): a VGG16 (HED) step reads its targets' features from the shared table in
     ``tables``, so its targets' forward pass, which it does not run, is not counted. ``tables=None``:
     the step without the table, for comparison."""
-    from loop_overhead import bare_loop, sweep_neural_loss
-    from rd_train.pipeline.sweep import run_configs
+    from loop_overhead import bare_loop
+    from rd_train.pipeline.sweep import run_configs, sweep_neural_loss
 
     with tempfile.TemporaryDirectory(prefix="sweep-throughput-flops-") as scratch:
         config = run_configs(params, "fixed", family, scratch)[0]

@@ -165,3 +165,22 @@ def test_a_fit_with_the_shared_table_has_the_metrics_of_one_without_it(tiny, tmp
             metrics.pop(key)
     assert json.dumps(plain, sort_keys=True) == json.dumps(results[0], sort_keys=True) == json.dumps(
         results[1], sort_keys=True)
+
+
+def test_a_sweep_gives_the_shared_table_to_its_vgg16_runs_only(tiny, tmp_path, monkeypatch):
+    """`sweep_neural_loss` is the sweep's rule (fit_quietly, and the benchmarks that train as it does):
+    a VGG16 (HED) run gets the loss with the shared table, under the sweep's table directory unless told
+    another; a pixel or PatchGAN run builds its own loss (None)."""
+    from rd_train.pipeline.sweep import TABLES_ENV, sweep_neural_loss
+
+    monkeypatch.setenv(TABLES_ENV, str(tmp_path / "sweep-tables"))
+    config = tiny(loss={"neural": "vgg16_hed", "lam": 1.0})
+    config["data"]["n_train"] = 64
+    loss = sweep_neural_loss(from_dict(config))
+    assert isinstance(loss, VGG16FeatureLoss) and isinstance(loss.features, TabledFeatures)
+    assert len(list((tmp_path / "sweep-tables").glob("*.pt"))) == 1
+    assert isinstance(sweep_neural_loss(from_dict(config), tmp_path / "given").features, TabledFeatures)
+    assert len(list((tmp_path / "given").glob("*.pt"))) == 1
+    for loss_section in ({}, {"neural": "patchgan", "lam": 1.0}):
+        assert sweep_neural_loss(from_dict(tiny(loss=loss_section)), tmp_path / "never") is None
+    assert not (tmp_path / "never").exists()

@@ -36,6 +36,8 @@ from rd_train.config import TrainConfig, from_dict
 from rd_train.errors import ParamsError
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from rd_train.params import Params
 
 SWEEPS = ("fixed", "geco", "length", "control")
@@ -169,12 +171,22 @@ def feature_table_directory() -> Path:
     return Path(os.environ.get(TABLES_ENV) or Path(".cache") / "feature-tables")
 
 
+def sweep_neural_loss(config: TrainConfig, tables: Path | None = None) -> nn.Module | None:
+    """The neural loss a CPU sweep trains ``config`` with: a VGG16 (HED) run reads its targets' features
+    from the sweep's shared table (under ``tables``, by default `feature_table_directory`; built on first
+    use); every other run builds its own loss in `fit` (None)."""
+    from rd_train.training.feature_table import table_problems, target_tabled_loss
+
+    if table_problems(config):
+        return None
+    return target_tabled_loss(config, directory=tables if tables is not None else feature_table_directory())
+
+
 def fit_quietly(config: TrainConfig) -> tuple[str, dict[str, Any], float, bool]:
     """Fit one run with its output in ``<run>/train.log``: (name, headline metrics, seconds, reused)."""
     import time
 
     from rd_train.pipeline.workers import output_to, running
-    from rd_train.training.feature_table import table_problems, target_tabled_loss
     from rd_train.training.run import fit, is_finished
 
     out = Path(config.out_dir)
@@ -184,8 +196,6 @@ def fit_quietly(config: TrainConfig) -> tuple[str, dict[str, Any], float, bool]:
         metrics = fit(config)
     else:
         with running(), output_to(out / "train.log"):
-            shared = not table_problems(config)
-            loss = target_tabled_loss(config, directory=feature_table_directory()) if shared else None
-            metrics = fit(config, loss)
+            metrics = fit(config, sweep_neural_loss(config))
     keys = ("kl", "anisotropy", "psnr", "beta", "precision")
     return out.name, {k: metrics.get(k) for k in keys}, time.perf_counter() - start, reused
