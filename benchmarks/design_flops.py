@@ -1,10 +1,11 @@
 """The default design's training work in FLOPs, and the floor it puts under the main job on this CPU.
 
 For every (architecture, family) the default params train (the vector VAE's sweeps and the AutoencoderKL's,
-`rd_train.params.Params.blocks`): the runs and their steps, the convolution and matmul FLOPs one step runs
-as a CPU sweep trains it (``torch.utils.flop_counter`` over one step of `loop_overhead.bare_loop`; a VGG16
-(HED) step reads its targets' features from the shared table, so their forward pass is not counted), and
-that step's time in the bare loop (``--steps`` steps after a warm-up, one thread, nothing else running).
+`rd_train.pipeline.plan.planned_blocks`, as `rd-train plan` lists them): the runs and their steps, the
+convolution and matmul FLOPs one step runs as a CPU sweep trains it (``torch.utils.flop_counter`` over one
+step of `loop_overhead.bare_loop`; a VGG16 (HED) step reads its targets' features from the shared table, so
+their forward pass is not counted), and that step's time in the bare loop (``--steps`` steps after a
+warm-up, one thread, nothing else running).
 
 Two floors for the training stages on ``--cores`` cores, one run per core:
 
@@ -33,17 +34,19 @@ from loop_overhead import bare_loop, peak_gflops
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def design_blocks(params: Any, scratch: Path) -> dict[str, dict[str, Any]]:
-    """Per architecture/family: its runs, their steps in all, and one run's config to time (its first
-    sweep's last run: the largest λ, whose step the discriminator and the neural loss both run)."""
+def design_blocks(params: Any) -> dict[str, dict[str, Any]]:
+    """Per architecture/family (`rd_train.pipeline.plan.planned_blocks`, grouped as `rd-train plan` groups
+    its costs): its runs, their steps in all, and one run's config to time (its first block's last run:
+    the largest λ, whose step the discriminator and the neural loss both run)."""
+    from rd_train.pipeline.plan import planned_blocks
+
     blocks: dict[str, dict[str, Any]] = {}
-    for architecture, arch_params in (("vector", params), ("AutoencoderKL", params.spatial_params())):
-        for sweep, family in arch_params.blocks:
-            configs = arch_params.run_configs(sweep, family, scratch / architecture / sweep)
-            block = blocks.setdefault(f"{architecture}/{family}",
-                                      {"runs": 0, "steps": 0, "config": configs[-1]})
-            block["runs"] += len(configs)
-            block["steps"] += sum(c.optim.max_steps for c in configs)
+    for block in planned_blocks(params):
+        model, family = block.cost_key
+        name = f"{'AutoencoderKL' if model == 'spatial' else model}/{family}"
+        entry = blocks.setdefault(name, {"runs": 0, "steps": 0, "config": block.configs[-1]})
+        entry["runs"] += len(block.configs)
+        entry["steps"] += sum(c.optim.max_steps for c in block.configs)
     return blocks
 
 
@@ -63,7 +66,7 @@ def main() -> None:
     params = from_mapping(benchmark_params("design_flops", args.params), str(args.params))
     first = peak_gflops()
     with tempfile.TemporaryDirectory(prefix="rd-design-flops-") as scratch:
-        blocks = design_blocks(params, Path(scratch))
+        blocks = design_blocks(params)
         for name, block in blocks.items():
             config = block.pop("config")
             loss = sweep_neural_loss(config, Path(scratch) / "feature-tables")
