@@ -208,3 +208,29 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_one_and_the_run_res
     assert metrics["steps"] == 24
     for key in ("kl", "anisotropy", "psnr"):
         assert metrics[key] == pytest.approx(reference[key], rel=1e-6), key
+
+
+def test_a_run_written_before_a_key_existed_is_reused_with_its_default_and_not_otherwise(tmp_path):
+    """A finished run whose stored config lacks a key added since (here rate.geco_proportional_limit,
+    removed from its metrics.json and config.json) is the same run as today's config with that key's
+    default: reused, not retrained. With the key set otherwise it is another config. It fails if the
+    stored config is compared as written."""
+    from rd_train import from_dict
+    from rd_train.training.run import is_finished
+
+    finished_run = tmp_path / "run"
+    done = rd_train("fit", "--set", f"out_dir={finished_run}", "--set", "optim.max_steps=8", *TINY)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for name in ("metrics.json", "config.json"):
+        path = finished_run / name
+        data = json.loads(path.read_text())
+        config = data.get("config", data)
+        config["rate"].pop("geco_proportional_limit")
+        path.write_text(json.dumps(data))
+    stored = json.loads((finished_run / "metrics.json").read_text())["config"]
+    written = (finished_run / "metrics.json").stat().st_mtime_ns
+    assert is_finished(from_dict({**stored, "rate": {**stored["rate"]}}))
+    assert not is_finished(from_dict({**stored, "rate": {**stored["rate"], "geco_proportional_limit": 0.5}}))
+    again = rd_train("fit", "--set", f"out_dir={finished_run}", "--set", "optim.max_steps=8", *TINY)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (finished_run / "metrics.json").stat().st_mtime_ns == written  # reused, not retrained

@@ -210,3 +210,27 @@ def test_the_window_rule_decides_when_params_choose_it():
     assert not check(drifting, Rules(method="window"), WindowRule()).passed
     with pytest.raises(ValueError, match="WindowRule"):
         check(metrics, Rules(method="window"))
+
+
+@pytest.mark.parametrize("limit", [None, 0.5])
+def test_the_proportional_part_acts_on_the_violation_bounded_by_its_limit(limit):
+    """A bounded PI GECO: after the hold, with the training KL three times the target, log β moves by the
+    integral's η ν plus κ_p × min(ν, L); unbounded (None), by κ_p × ν. It fails if the bound also
+    clips the integral part, or is ignored."""
+    geco = GECO(RateConfig(mode="geco", beta=0.032, target=10.0, warmup_steps=1, geco_step_size=0.05,
+                           geco_ema_decay=0.95, geco_proportional=2.0, geco_proportional_limit=limit))
+    finite = torch.tensor(True)
+    geco.update(0, torch.tensor(30.0), finite)  # the hold: only the EMA moves
+    geco.update(1, torch.tensor(30.0), finite)
+    violation = 2.0  # (30 - 10) / 10
+    acting = violation if limit is None else limit
+    integral = float(geco.state_dict()["integral"])
+    assert integral == pytest.approx(0.032 * math.exp(0.05 * violation), rel=1e-12)
+    assert float(geco.beta) == pytest.approx(0.032 * math.exp(0.05 * violation + 2.0 * acting), rel=1e-12)
+
+
+def test_a_proportional_limit_must_be_positive():
+    from rd_train.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="geco_proportional_limit must be > 0"):
+        from_dict({"rate": {"mode": "geco", "target": 5.0, "beta": 0.1, "geco_proportional_limit": 0.0}})

@@ -3,6 +3,10 @@
 A run is one `TrainConfig`, loaded from YAML (or a dict, e.g. a `params.yaml` section). Unknown keys,
 wrong types and out-of-range values stop the run with an error naming the dotted key, before any
 data is touched. Defaults describe a small CPU run on the embedded dataset.
+
+A key added to a section defaults to the behaviour before it existed: a finished run written before the
+key is then the same run as today's config with the default (`rd_train.training.run.same_config`), and
+is reused rather than retrained.
 """
 
 from __future__ import annotations
@@ -123,6 +127,9 @@ class RateConfig:
     geco_ema_decay: float = 0.99
     # PI form (rate.py): log β gets κ_p × the relative violation on top of its integral; 0 = integral only.
     geco_proportional: float = 0.0
+    # The bound on |relative violation| the proportional part acts on (rate.py): log β moves by at most
+    # κ_p × this at once. None = unbounded (the behaviour before this key).
+    geco_proportional_limit: float | None = None
     # Offset correction (rate.py): from geco_outer_start (a fraction of training) on, each validation
     # measures the ratio of the training KL's EMA to the evaluated model's KL (EMA weights, held-out
     # images: what the tables report), smooths it with weight geco_outer_gain, and GECO steers the
@@ -146,6 +153,10 @@ class RateConfig:
                 raise ConfigError(f"{prefix}.geco_ema_decay must be in (0, 1)")
             if self.geco_proportional < 0:
                 raise ConfigError(f"{prefix}.geco_proportional must be >= 0, got {self.geco_proportional}")
+            limit = self.geco_proportional_limit
+            if limit is not None and not limit > 0:
+                raise ConfigError(f"{prefix}.geco_proportional_limit must be > 0 (or null: unbounded), "
+                                  f"got {limit}")
             if not 0 <= self.geco_outer_gain <= 1:
                 raise ConfigError(f"{prefix}.geco_outer_gain must be in [0, 1], got {self.geco_outer_gain}")
             if not 0 <= self.geco_outer_start <= 1:

@@ -20,7 +20,9 @@ first-order lag, the damping ratio grows with 1 + K κ_p, K the sensitivity of �
 part, clamped to [β_min, β_max] so it cannot wind up, removes the steady-state error. The proportional part
 acts on the unbounded relative violation: when the hold ends with the KL far above the target it
 multiplies β by e^{κ_p ν} at once (measured, benchmarks/geco_pilot.py: κ_p = 3 and 10 collapsed the
-posteriors of pixel-SSE runs at 5 nats), which is why the default profile keeps κ_p = 0.
+posteriors of pixel-SSE runs at 5 nats), which is why the default profile keeps κ_p = 0. A bound L
+(``geco_proportional_limit``) makes the proportional part act on clamp(ν, -L, L): it then moves β by at
+most e^{κ_p L} at once, while the integral part still sees the whole violation.
 
 Offset correction (``geco_outer_gain`` g > 0). GECO steers the KL of the training batches under the
 trained weights; the tables report the KL of the evaluated model (the weights' EMA, ema.py) on held-out
@@ -92,6 +94,7 @@ class GECO:
         self.beta_min, self.beta_max = config.beta_min, config.beta_max
         self.warmup = config.warmup_steps
         self.proportional = config.geco_proportional
+        self.proportional_limit = config.geco_proportional_limit
         # β, Σ ρ^{t-s} K_s, Σ ρ^{t-s}, the integral I: moved to the KL's device at the first update.
         self._state = torch.tensor([config.beta, 0.0, 0.0, config.beta], dtype=torch.float64)
 
@@ -120,7 +123,10 @@ class GECO:
                 self.beta_min, self.beta_max)
             new_beta = new_integral
             if self.proportional:
-                new_beta = (new_integral * torch.exp(self.proportional * violation)).clamp(
+                acting = violation
+                if self.proportional_limit is not None:
+                    acting = violation.clamp(-self.proportional_limit, self.proportional_limit)
+                new_beta = (new_integral * torch.exp(self.proportional * acting)).clamp(
                     self.beta_min, self.beta_max)
         self._state = torch.where(finite, torch.stack([new_beta, new_sum, new_weight, new_integral]),
                                   self._state)

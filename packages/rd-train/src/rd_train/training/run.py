@@ -33,7 +33,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import nn
 
-from rd_train.config import TrainConfig
+from rd_train.config import TrainConfig, from_dict
 from rd_train.errors import ConfigError, RunConflictError, StoppedError
 from rd_train.training.checkpoints import AtomicCheckpointIO, SaveLast, read_checkpoint, remove_partial_writes
 from rd_train.training.data import ImageDataModule
@@ -91,7 +91,7 @@ def _train(config: TrainConfig, neural_loss: nn.Module | None, callbacks: Sequen
     spec = config.to_dict()  # the config as every file of the run holds it (validated once, by from_dict)
     metrics_path = out / "metrics.json"
     config_path = out / "config.json"
-    if config_path.is_file() and json.loads(config_path.read_text()) != spec:
+    if config_path.is_file() and not same_config(json.loads(config_path.read_text()), config):
         raise RunConflictError(f"{out} holds a run with another config ({config_path}): choose another "
                                "out_dir, or delete that directory to train this config there")
     write_json(config_path, spec)
@@ -155,7 +155,23 @@ def is_finished(config: TrainConfig) -> bool:
     path = Path(config.out_dir) / "metrics.json"
     if not path.is_file():
         return False
-    return json.loads(path.read_text()).get("config") == config.to_dict()
+    return same_config(json.loads(path.read_text()).get("config"), config)
+
+
+def same_config(stored: Any, config: TrainConfig) -> bool:
+    """Whether a run's stored config is ``config``, read by today's schema: a key added since the run
+    was written takes its default. A new key's default is the behaviour before the key existed (the
+    rule for every new key, config.py), so such a run computed what ``config`` computes and is reused;
+    a run whose stored config today's schema rejects is not."""
+    spec = config.to_dict()
+    if stored == spec:
+        return True
+    if not isinstance(stored, dict):
+        return False
+    try:
+        return from_dict(stored).to_dict() == spec
+    except ConfigError:
+        return False
 
 
 def check_step_graph(config: TrainConfig) -> None:

@@ -1,0 +1,129 @@
+"""Pilot: a bounded proportional part for GECO, against the runs that end off their rate target.
+
+Protocol v3 asks every GECO run to end with the evaluated model's KL (EMA weights, held-out images: what
+the tables report) within 3 % of its target. The committed sweep has 138 of 150 there. The vector runs that
+miss are all PatchGAN at λ = 5 (up to +24 %): their training KL swings by ±30 % over a few hundred steps
+while the integral-only GECO (κ_p = 0, rd_train/training/rate.py) chases it, and the offset correction,
+which reads the evaluated KL against the training KL's EMA, follows the swing into its clamp. The six
+AutoencoderKL runs that miss end 3.1-5.1 % off. A proportional part damps such a loop; unbounded, it
+collapsed pixel-SSE posteriors at 5 nats (benchmarks/results/cpu-geco-pilot.json), because at the end of the
+hold it multiplied β by e^{κ_p ν} with ν, the relative violation, far above 1. Here it acts on ν
+clamped to ±0.5 (``rate.geco_proportional_limit``), so it moves β by at most e^{κ_p / 2} at once.
+
+Candidates, the same in every family and architecture: κ_p = 0 (today's GECO), 1 and 3, each with the
+bound 0.5; everything else as params.yaml has it (offset correction, learning-rate floor, EMA evaluation).
+
+Runs per candidate, at the params file's default scale (1000 steps), seeds 98 and 99 (no sweep seed):
+the vector VAE's GECO runs of pixel SSE and of each loss family at its largest λ, at the sweep's lowest and
+highest rate target; and the AutoencoderKL's GECO runs of its family at its largest λ, at its target.
+
+The rule, fixed in the commit before the pilot ran: the sweep takes the smallest κ_p whose every pilot run
+ends within 3 % of its target (|final evaluated KL / target - 1|); if none does, the candidate with the
+smallest worst final error. It reads the KL only, never the anisotropy or a λ effect. Writes JSON
+(``--out``) and prints a table; the runs are resumable (``--work``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from bench_params import benchmark_params
+
+ROOT = Path(__file__).resolve().parents[1]
+CANDIDATES = (0.0, 1.0, 3.0)
+LIMIT = 0.5
+TOLERANCE = 0.03
+SEEDS = [98, 99]
+
+
+def choose(errors: dict[float, list[float]]) -> float:
+    """The rule above, on the final relative errors of each candidate's runs."""
+    passing = [gain for gain in sorted(errors) if max(abs(e) for e in errors[gain]) <= TOLERANCE]
+    if passing:
+        return passing[0]
+    return min(sorted(errors), key=lambda gain: max(abs(e) for e in errors[gain]))
+
+
+def pilot_params(base: dict[str, Any], gain: float) -> dict[str, Any]:
+    """The params file narrowed to the pilot's runs, with the candidate's proportional part."""
+    params = json.loads(json.dumps(base))
+    params["rate"].update(geco_proportional=gain, geco_proportional_limit=LIMIT)
+    targets = sorted(float(t) for t in params["sweep"]["rate_targets"])
+    params["sweep"].update(lams=[max(float(v) for v in params["sweep"]["lams"])],
+                           rate_targets=[targets[0], targets[-1]], seeds=SEEDS)
+    spatial = params["spatial"]
+    spatial.update(lams=[max(float(v) for v in spatial["lams"])], seeds=SEEDS, betas=[])
+    return params
+
+
+def rows_of(folder: Path, architecture: str) -> list[dict[str, Any]]:
+    rows = []
+    for path in sorted(folder.glob("*/metrics.json")):
+        m = json.loads(path.read_text())
+        rows.append({"architecture": architecture, "run": path.parent.name,
+                     "family": m["identity"]["family"], "seed": m["identity"]["seed"],
+                     "target": m["config"]["rate"]["target"], "kl": m["kl"],
+                     "error": m["geco_tracking_error"], "training_target": m["geco_training_target"],
+                     "beta": m["beta"], "active_units": m.get("active_units"),
+                     "train_seconds": m.get("train_seconds_this_process")})
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default=str(ROOT / "params.yaml"))
+    parser.add_argument("--work", default="runs/geco-pi-pilot", help="the pilot's runs (resumable)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cpu-geco-pi-pilot.json"))
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    from rd_train.params import load_params
+    from rd_train.pipeline.sweep import run_sweep
+
+    base = benchmark_params("geco_pi_pilot", args.params)
+    work = Path(args.work).resolve()
+    results: dict[str, list[dict[str, Any]]] = {}
+    start = time.perf_counter()
+    for gain in CANDIDATES:
+        folder = work / f"kp{gain:g}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "params.yaml").write_text(yaml.safe_dump(pilot_params(base, gain), sort_keys=False))
+        params = load_params(folder / "params.yaml")
+        rows = []
+        for family in ["pixel", *params.raw["losses"]]:
+            run_sweep(params, "geco", family, folder / "vector" / family, args.jobs)
+            rows += rows_of(folder / "vector" / family, "vector")
+        spatial = params.spatial_params()
+        for sweep, family in spatial.blocks:
+            if sweep == "geco" and family != "pixel":
+                run_sweep(spatial, sweep, family, folder / "spatial" / family, args.jobs)
+                rows += rows_of(folder / "spatial" / family, "AutoencoderKL")
+        results[f"{gain:g}"] = rows
+    errors = {float(g): [r["error"] for r in rows] for g, rows in results.items()}
+    chosen = choose(errors)
+    print("| κ_p | architecture | run | target | evaluated KL | error | training target | active units |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|")
+    for g, rows in results.items():
+        for r in rows:
+            print(f"| {g} | {r['architecture']} | {r['run']} | {r['target']:g} | {r['kl']:.3f} | "
+                  f"{r['error']:+.2%} | {r['training_target']:.3f} | {r['active_units']} |")
+    for g in results:
+        worst = max(abs(e) for e in errors[float(g)])
+        within = sum(abs(e) <= TOLERANCE for e in errors[float(g)])
+        total = len(errors[float(g)])
+        print(f"κ_p = {g}: {within} of {total} runs within {TOLERANCE:.0%}, worst {worst:.2%}")
+    print(f"\nchosen κ_p: {chosen:g} (bound {LIMIT}; rule: smallest with every |error| <= {TOLERANCE:.0%})")
+    out = {"rule": __doc__, "candidates": list(CANDIDATES), "limit": LIMIT, "tolerance": TOLERANCE,
+           "seeds": SEEDS, "results": results, "chosen": chosen, "seconds": time.perf_counter() - start,
+           "params_steps": base["optim"]["max_steps"]}
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
