@@ -181,8 +181,14 @@ def fit_variant(family: str, variant: str, common: dict, steps: int, out: str, c
 
 
 def run_current(family: str, variant: str, common: dict, steps: int, start: int, scratch: str) -> dict:
+    from rd_train.errors import ConfigError
+
     timer = StepTimer(start)  # noqa: F821  # defined by exec(TIMER)
-    fit_variant(family, variant, common, steps, f"{scratch}/{family}-{variant}", timer)
+    try:
+        fit_variant(family, variant, common, steps, f"{scratch}/{family}-{variant}", timer)
+    except ConfigError as error:  # a variant rd-train refuses here (step_graph on CUDA, for now)
+        print(family, variant, "refused:", error, flush=True)
+        return {"error": str(error)}
     ms, breakdown = timer.ms_per_step(), timer.breakdown()
     print(family, variant, f"{ms:.2f} ms/step", breakdown, flush=True)
     return {"ms_per_step": ms, "steps_per_s": 1e3 / ms, "timed_steps": timer.seen - start, **breakdown}
@@ -191,8 +197,13 @@ def run_current(family: str, variant: str, common: dict, steps: int, start: int,
 def run_profile(family: str, variant: str, common: dict, steps: int, start: int, window: int,
                 scratch: str) -> dict:
     # inside the third epoch (32 steps each): no validation or checkpoint in the window
+    from rd_train.errors import ConfigError
+
     profiler = ProfileWindow(start + 2, window)
-    fit_variant(family, variant, common, steps, f"{scratch}/{family}-{variant}-profile", profiler)
+    try:
+        fit_variant(family, variant, common, steps, f"{scratch}/{family}-{variant}-profile", profiler)
+    except ConfigError as error:
+        return {"error": str(error)}
     scalars = {k: v for k, v in profiler.summary.items() if not isinstance(v, dict)}
     print(family, variant, "profile", scalars, flush=True)
     return profiler.summary

@@ -11,10 +11,17 @@ import math
 import pytest
 import torch
 from rd_train import from_dict
+from rd_train.errors import ConfigError
+from rd_train.training import metrics as metrics_lib
 from rd_train.training import module as module_lib
 from rd_train.training.run import fit
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+# On an H100 the graphed step's 24-step runs ended at 2.5x the eager runs' KL (below), so fit refuses
+# step_graph on CUDA (run.check_step_graph). These tests say what a mended step_graph must do again:
+# drop the refusal and this mark together.
+REFUSED_ON_CUDA = pytest.mark.xfail(raises=ConfigError, strict=True,
+                                    reason="step_graph is refused on CUDA until its replays train as eager")
 
 PATCHGAN = {"neural": "patchgan", "lam": 1.0, "disc_channels": 8, "disc_layers": 1}
 
@@ -23,7 +30,8 @@ def gpu(tiny, **sections):
     return from_dict({**tiny(**sections), "accelerator": "gpu", "devices": 1, "log_every_n_steps": 50})
 
 
-@pytest.mark.parametrize("step_graph", [False, True], ids=["eager", "graphed"])
+@pytest.mark.parametrize("step_graph", [False, pytest.param(True, marks=REFUSED_ON_CUDA)],
+                         ids=["eager", "graphed"])
 @pytest.mark.parametrize("loss", [{}, PATCHGAN], ids=["pixel", "patchgan"])
 def test_a_step_that_does_not_log_never_waits_for_the_gpu(tiny, monkeypatch, loss, step_graph):
     from rd_train.training.step_graph import EAGER_STEPS
@@ -69,13 +77,13 @@ def test_batches_reach_the_step_from_page_locked_memory(tiny, monkeypatch):
 
 def test_evaluation_runs_on_the_training_device(tiny, monkeypatch):
     devices = []
-    original = module_lib.LatentStatistics.update
+    original = metrics_lib.LatentStatistics.update
 
     def recording(self, mu, *args):
         devices.append(mu.device.type)
         return original(self, mu, *args)
 
-    monkeypatch.setattr(module_lib.LatentStatistics, "update", recording)
+    monkeypatch.setattr(metrics_lib.LatentStatistics, "update", recording)
     fit(gpu(tiny, optim={"max_steps": 4}))
     assert devices and set(devices) == {"cuda"}
 
@@ -100,6 +108,7 @@ def test_compiled_training_matches_eager_and_keeps_its_cuda_graphs(tiny, tmp_pat
         assert compiled[key] == pytest.approx(eager[key], rel=1e-2), key
 
 
+@REFUSED_ON_CUDA
 @pytest.mark.parametrize(("loss", "precision"), [({}, "32-true"), ({}, "bf16-mixed"),
                                                 ({**PATCHGAN, "disc_start_step": 6}, "32-true")],
                          ids=["pixel", "pixel-bf16", "patchgan"])

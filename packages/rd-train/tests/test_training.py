@@ -381,3 +381,14 @@ def test_the_graphed_step_is_switched_by_the_environment_and_refuses_what_it_can
         fit(from_dict({**tiny(), "devices": 2, "compile": True}))
     monkeypatch.delenv("RD_TRAIN_STEP_GRAPH")
     assert not requested(None)
+
+
+def test_the_graphed_step_is_refused_on_cuda_until_its_replays_train_as_the_eager_step(tiny):
+    """On an H100 the graphed step's runs ended far from the eager ones (test_gpu_training.py): a run
+    asking for it on CUDA stops with the reason before training; on the CPU it still runs (above)."""
+    from rd_train.config import ConfigError
+    from rd_train.training.run import check_step_graph
+
+    with pytest.raises(ConfigError, match=r"step_graph does not yet train as the eager step does on CUDA"):
+        check_step_graph(from_dict({**tiny(), "accelerator": "gpu"}))
+    check_step_graph(from_dict(tiny()))
