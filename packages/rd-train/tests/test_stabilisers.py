@@ -234,3 +234,37 @@ def test_a_proportional_limit_must_be_positive():
 
     with pytest.raises(ConfigError, match="geco_proportional_limit must be > 0"):
         from_dict({"rate": {"mode": "geco", "target": 5.0, "beta": 0.1, "geco_proportional_limit": 0.0}})
+
+
+def test_geco_steers_the_weight_averages_kl_when_asked(tiny):
+    """rate.geco_tracks: averaged feeds GECO the weight average's KL on the step's batch (its encoder,
+    BatchNorm on the batch's statistics), not the trained model's. It fails if the trained model's KL
+    is passed, or the average's is taken before the step's average update."""
+    config = tiny(rate={"mode": "geco", "target": 5.0, "beta": 0.1, "geco_tracks": "averaged"},
+                  optim={"ema_decay": 0.9, "max_steps": 4})
+    module = VAEModule(from_dict(config).to_dict())
+    module.manual_backward = lambda loss: loss.backward()
+    optimizers, schedulers = module.configure_optimizers()
+    seen = []
+    original = module.rate.update
+    module.rate.update = lambda step, kl, finite: seen.append(kl.clone()) or original(step, kl, finite)
+    torch.manual_seed(3)
+    batch = torch.rand(32, 3, 16, 16)
+    for _ in range(2):
+        result = module.train_step(batch, optimizers, schedulers)
+    from rd_train.training.metrics import kl_per_sample
+
+    average = module.ema.averaged_model().train()
+    with torch.no_grad():
+        expected = kl_per_sample(*average.encode(batch)).mean()
+        trained = kl_per_sample(*module.model.train().encode(batch)).mean()
+    assert float(seen[-1]) == pytest.approx(float(expected), rel=1e-6)
+    assert abs(float(seen[-1]) - float(result.kl_mean)) > 1e-3 * float(result.kl_mean)
+    assert abs(float(expected) - float(trained)) > 1e-3 * float(trained)
+
+
+def test_steering_the_average_needs_one():
+    from rd_train.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"rate\.geco_tracks=averaged steers the weight average's KL"):
+        from_dict({"rate": {"mode": "geco", "target": 5.0, "beta": 0.1, "geco_tracks": "averaged"}})

@@ -84,7 +84,8 @@ def run_configs(params: Mapping[str, Any], sweep: str, family: str, out: str | P
         rate = dict(params["rate"])
         if sweep in ("fixed", "control"):
             rate.update(mode="fixed", beta=float(control))
-            for key in ("geco_step_size", "geco_ema_decay", "geco_proportional", "geco_proportional_limit"):
+            for key in ("geco_step_size", "geco_ema_decay", "geco_proportional", "geco_proportional_limit",
+                        "geco_tracks"):
                 rate.pop(key, None)
             tag = f"beta{control:g}"
             if sweep == "control":

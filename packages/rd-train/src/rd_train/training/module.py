@@ -48,6 +48,7 @@ from rd_train.training.averages import TrainingAverages
 from rd_train.training.ema import WeightAverage
 from rd_train.training.evaluation import EvaluationMixin
 from rd_train.training.losses import build_neural_loss, pixel_sse
+from rd_train.training.metrics import kl_per_sample
 from rd_train.training.models import build_model
 from rd_train.training.rate import build_rate_controller
 from rd_train.training.step_graph import EAGER_STEPS, StepFunctions, StepGraph
@@ -91,6 +92,7 @@ class VAEModule(EvaluationMixin, L.LightningModule):
         weights = {"pixel": 1.0, **({"neural": c.loss.lam} if self.neural is not None else {})}
         self.balancer = Balancer(weights, ema_decay=c.loss.balancer_ema_decay)
         self.rate = build_rate_controller(c.rate)
+        self._rate_tracks_average = c.rate.mode == "geco" and c.rate.geco_tracks == "averaged"
         self.adversarial = self.neural is not None and c.loss.neural == "patchgan"
         # The evaluated weights' average (ema.py): not a submodule, not in the state_dict; checkpointed below.
         self.ema = WeightAverage(self.model, c.optim.ema_decay) if c.optim.ema_decay > 0 else None
@@ -246,7 +248,8 @@ class VAEModule(EvaluationMixin, L.LightningModule):
             self.ema.update()
         for scheduler in schedulers:
             scheduler.step()
-        self.rate.update(step, result.kl_mean, ~generator_bad)
+        self.rate.update(step, self.averaged_kl(batch) if self._rate_tracks_average else result.kl_mean,
+                         ~generator_bad)
         self._training_averages.add(step, "combined_gradient_norm", result.objective.combined_norm)
         if disc_active:
             _skip_if(optimizers[1], result.discriminator_bad)
@@ -255,6 +258,20 @@ class VAEModule(EvaluationMixin, L.LightningModule):
         self._record_non_finite(step, torch.cat([result.generator_bad, result.discriminator_bad.view(1)]))
         self.step_count += 1
         return result
+
+    @torch.no_grad()
+    def averaged_kl(self, x: torch.Tensor) -> torch.Tensor:
+        """The weight average's mean KL on the batch ``x`` (over the global batch), what GECO steers with
+        ``rate.geco_tracks: averaged``: its encoder in training mode, so BatchNorm normalises with the
+        batch's statistics, as the trained model's step does (the running statistics it updates are
+        recomputed before every evaluation)."""
+        assert self.ema is not None
+        model = self.ema.averaged_model()
+        was_training = model.training
+        model.train()
+        mu, logvar = model.encode(x)
+        model.train(was_training)
+        return _global_mean(kl_per_sample(mu.float(), logvar.float()).mean())
 
     def forward_backward(self, batch: torch.Tensor, flip: torch.Tensor | None, eps: torch.Tensor,
                          beta: torch.Tensor | float, disc_active: bool) -> StepResult:

@@ -42,6 +42,11 @@ cpu-geco-offset-pilot.json): pixel SSE and VGG16 (HED) end within 2 % of 5 and 2
 (+4 % and +14 %): its training KL itself still rises late and leaves the inner loop behind, which neither a
 learning-rate floor nor an offset averaged like the weights (cpu-geco-offset-lag-pilot.json) mended.
 
+Whose KL (``geco_tracks``). K_t is the trained weights' KL on the step's batch by default. With
+``averaged`` it is the weight average's (ema.py: the model every evaluation reads) on the same batch, so
+the offset the correction above removes is only the one between training and held-out images. The price
+is a lag inside the loop: the average trails the trained weights by about 1 / (1 - ρ_ema) steps.
+
 During the first T steps β is held at its initial value and only the EMA is tracked, so GECO does
 not react to the warm-up transient.
 
