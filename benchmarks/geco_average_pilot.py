@@ -36,8 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from bench_params import benchmark_params
+from geco_tracking_runs import SEEDS, TOLERANCE, narrowed, print_table, train, worst
 
 ROOT = Path(__file__).resolve().parents[1]
 # (label, rate.geco_tracks, rate.geco_step_size); the first is the first pilot's chosen candidate
@@ -45,44 +45,25 @@ CANDIDATES = (("trained", "trained", 0.05), ("averaged", "averaged", 0.05),
               ("averaged-0.02", "averaged", 0.02))
 GAIN, LIMIT = 3.0, 0.5  # the first pilot's choice
 FIRST_PILOT_RUNS = "runs/geco-pi-pilot/kp3"  # its κ_p = 3 runs: the first candidate, reused
-TOLERANCE = 0.03
-SEEDS = [98, 99]
 
 
 def choose(errors: dict[str, list[float]]) -> str:
     """The rule above, on the final relative errors of each candidate's runs (in the candidates' order)."""
     order = [label for label, _, _ in CANDIDATES if label in errors]
-    passing = [label for label in order if max(abs(e) for e in errors[label]) <= TOLERANCE]
+    passing = [label for label in order if worst(errors[label]) <= TOLERANCE]
     if passing:
         return passing[0]
-    return min(order, key=lambda label: max(abs(e) for e in errors[label]))
+    return min(order, key=lambda label: worst(errors[label]))
 
 
-def pilot_params(base: dict[str, Any], tracks: str, step_size: float) -> dict[str, Any]:
-    """The params file narrowed to the pilot's runs, with the candidate's GECO."""
-    params = json.loads(json.dumps(base))
-    params["rate"].update(geco_proportional=GAIN, geco_proportional_limit=LIMIT, geco_step_size=step_size)
-    if tracks != "trained":  # the first pilot's runs have no such key: they stay the same configs
-        params["rate"]["geco_tracks"] = tracks
-    targets = sorted(float(t) for t in params["sweep"]["rate_targets"])
-    params["sweep"].update(lams=[max(float(v) for v in params["sweep"]["lams"])],
-                           rate_targets=[targets[0], targets[-1]], seeds=SEEDS)
-    spatial = params["spatial"]
-    spatial.update(lams=[max(float(v) for v in spatial["lams"])], seeds=SEEDS, betas=[])
-    return params
-
-
-def rows_of(folder: Path, architecture: str) -> list[dict[str, Any]]:
-    rows = []
-    for path in sorted(folder.glob("*/metrics.json")):
-        m = json.loads(path.read_text())
-        rows.append({"architecture": architecture, "run": path.parent.name,
-                     "family": m["identity"]["family"], "seed": m["identity"]["seed"],
-                     "target": m["config"]["rate"]["target"], "kl": m["kl"],
-                     "error": m["geco_tracking_error"], "training_target": m["geco_training_target"],
-                     "beta": m["beta"], "active_units": m.get("active_units"),
-                     "train_seconds": m.get("train_seconds_this_process")})
-    return rows
+def candidate_rate(tracks: str, step_size: float) -> dict[str, Any]:
+    """The candidate's GECO keys (the first pilot's runs have no geco_tracks key: they stay the same
+    configs)."""
+    rate: dict[str, Any] = {"geco_proportional": GAIN, "geco_proportional_limit": LIMIT,
+                            "geco_step_size": step_size}
+    if tracks != "trained":
+        rate["geco_tracks"] = tracks
+    return rate
 
 
 def main() -> int:
@@ -95,8 +76,6 @@ def main() -> int:
                         default=str(ROOT / "benchmarks" / "results" / "cpu-geco-average-pilot.json"))
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
-    from rd_train.params import load_params
-    from rd_train.pipeline.sweep import run_sweep
 
     base = benchmark_params("geco_average_pilot", args.params)
     work = Path(args.work).resolve()
@@ -105,32 +84,10 @@ def main() -> int:
     for label, tracks, step_size in CANDIDATES:
         # The first candidate is the first pilot's κ_p = 3: its finished runs are reused where they are.
         folder = Path(args.first).resolve() if label == "trained" else work / label
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "params.yaml").write_text(
-            yaml.safe_dump(pilot_params(base, tracks, step_size), sort_keys=False))
-        params = load_params(folder / "params.yaml")
-        rows = []
-        for family in ["pixel", *params.raw["losses"]]:
-            run_sweep(params, "geco", family, folder / "vector" / family, args.jobs)
-            rows += rows_of(folder / "vector" / family, "vector")
-        spatial = params.spatial_params()
-        for sweep, family in spatial.blocks:
-            if sweep == "geco" and family != "pixel":
-                run_sweep(spatial, sweep, family, folder / "spatial" / family, args.jobs)
-                rows += rows_of(folder / "spatial" / family, "AutoencoderKL")
-        results[label] = rows
+        results[label] = train(narrowed(base, candidate_rate(tracks, step_size)), folder, args.jobs)
     errors = {g: [r["error"] for r in rows] for g, rows in results.items()}
     chosen = choose(errors)
-    print("| GECO | architecture | run | target | evaluated KL | error | training target | active units |")
-    print("|---:|---|---|---:|---:|---:|---:|---:|")
-    for g, rows in results.items():
-        for r in rows:
-            print(f"| {g} | {r['architecture']} | {r['run']} | {r['target']:g} | {r['kl']:.3f} | "
-                  f"{r['error']:+.2%} | {r['training_target']:.3f} | {r['active_units']} |")
-    for g in results:
-        worst = max(abs(e) for e in errors[g])
-        within = sum(abs(e) <= TOLERANCE for e in errors[g])
-        print(f"{g}: {within} of {len(errors[g])} runs within {TOLERANCE:.0%}, worst {worst:.2%}")
+    print_table("GECO", results)
     print(f"\nchosen: {chosen} (κ_p = {GAIN:g}, bound {LIMIT}; rule: the first with every |error| <= "
           f"{TOLERANCE:.0%}, else the smallest worst error)")
     out = {"rule": __doc__, "candidates": [list(c) for c in CANDIDATES], "gain": GAIN, "limit": LIMIT,

@@ -31,47 +31,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from bench_params import benchmark_params
+from geco_tracking_runs import SEEDS, TOLERANCE, narrowed, print_table, train, worst
 
 ROOT = Path(__file__).resolve().parents[1]
 CANDIDATES = (0.0, 1.0, 3.0)
 LIMIT = 0.5
-TOLERANCE = 0.03
-SEEDS = [98, 99]
 
 
 def choose(errors: dict[float, list[float]]) -> float:
     """The rule above, on the final relative errors of each candidate's runs."""
-    passing = [gain for gain in sorted(errors) if max(abs(e) for e in errors[gain]) <= TOLERANCE]
+    passing = [gain for gain in sorted(errors) if worst(errors[gain]) <= TOLERANCE]
     if passing:
         return passing[0]
-    return min(sorted(errors), key=lambda gain: max(abs(e) for e in errors[gain]))
-
-
-def pilot_params(base: dict[str, Any], gain: float) -> dict[str, Any]:
-    """The params file narrowed to the pilot's runs, with the candidate's proportional part."""
-    params = json.loads(json.dumps(base))
-    params["rate"].update(geco_proportional=gain, geco_proportional_limit=LIMIT)
-    targets = sorted(float(t) for t in params["sweep"]["rate_targets"])
-    params["sweep"].update(lams=[max(float(v) for v in params["sweep"]["lams"])],
-                           rate_targets=[targets[0], targets[-1]], seeds=SEEDS)
-    spatial = params["spatial"]
-    spatial.update(lams=[max(float(v) for v in spatial["lams"])], seeds=SEEDS, betas=[])
-    return params
-
-
-def rows_of(folder: Path, architecture: str) -> list[dict[str, Any]]:
-    rows = []
-    for path in sorted(folder.glob("*/metrics.json")):
-        m = json.loads(path.read_text())
-        rows.append({"architecture": architecture, "run": path.parent.name,
-                     "family": m["identity"]["family"], "seed": m["identity"]["seed"],
-                     "target": m["config"]["rate"]["target"], "kl": m["kl"],
-                     "error": m["geco_tracking_error"], "training_target": m["geco_training_target"],
-                     "beta": m["beta"], "active_units": m.get("active_units"),
-                     "train_seconds": m.get("train_seconds_this_process")})
-    return rows
+    return min(sorted(errors), key=lambda gain: worst(errors[gain]))
 
 
 def main() -> int:
@@ -82,41 +55,17 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cpu-geco-pi-pilot.json"))
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
-    from rd_train.params import load_params
-    from rd_train.pipeline.sweep import run_sweep
 
     base = benchmark_params("geco_pi_pilot", args.params)
     work = Path(args.work).resolve()
     results: dict[str, list[dict[str, Any]]] = {}
     start = time.perf_counter()
     for gain in CANDIDATES:
-        folder = work / f"kp{gain:g}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "params.yaml").write_text(yaml.safe_dump(pilot_params(base, gain), sort_keys=False))
-        params = load_params(folder / "params.yaml")
-        rows = []
-        for family in ["pixel", *params.raw["losses"]]:
-            run_sweep(params, "geco", family, folder / "vector" / family, args.jobs)
-            rows += rows_of(folder / "vector" / family, "vector")
-        spatial = params.spatial_params()
-        for sweep, family in spatial.blocks:
-            if sweep == "geco" and family != "pixel":
-                run_sweep(spatial, sweep, family, folder / "spatial" / family, args.jobs)
-                rows += rows_of(folder / "spatial" / family, "AutoencoderKL")
-        results[f"{gain:g}"] = rows
+        rate = {"geco_proportional": gain, "geco_proportional_limit": LIMIT}
+        results[f"{gain:g}"] = train(narrowed(base, rate), work / f"kp{gain:g}", args.jobs)
     errors = {float(g): [r["error"] for r in rows] for g, rows in results.items()}
     chosen = choose(errors)
-    print("| κ_p | architecture | run | target | evaluated KL | error | training target | active units |")
-    print("|---:|---|---|---:|---:|---:|---:|---:|")
-    for g, rows in results.items():
-        for r in rows:
-            print(f"| {g} | {r['architecture']} | {r['run']} | {r['target']:g} | {r['kl']:.3f} | "
-                  f"{r['error']:+.2%} | {r['training_target']:.3f} | {r['active_units']} |")
-    for g in results:
-        worst = max(abs(e) for e in errors[float(g)])
-        within = sum(abs(e) <= TOLERANCE for e in errors[float(g)])
-        total = len(errors[float(g)])
-        print(f"κ_p = {g}: {within} of {total} runs within {TOLERANCE:.0%}, worst {worst:.2%}")
+    print_table("κ_p", results)
     print(f"\nchosen κ_p: {chosen:g} (bound {LIMIT}; rule: smallest with every |error| <= {TOLERANCE:.0%})")
     out = {"rule": __doc__, "candidates": list(CANDIDATES), "limit": LIMIT, "tolerance": TOLERANCE,
            "seeds": SEEDS, "results": results, "chosen": chosen, "seconds": time.perf_counter() - start,

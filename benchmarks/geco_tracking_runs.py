@@ -1,0 +1,80 @@
+"""What the GECO tracking pilots (geco_pi_pilot.py, geco_average_pilot.py) share: the params narrowed to
+the runs that end off their target in the committed sweep, training a candidate's runs, reading their final
+tracking errors, and the table. Each pilot keeps its own candidates and rule."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TOLERANCE = 0.03  # protocol v3: every GECO run ends within 3 % of its target
+SEEDS = [98, 99]  # no sweep seed
+
+
+def narrowed(base: dict[str, Any], rate: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``rate`` set, reduced to the pilots' runs: the vector VAE's GECO runs of pixel SSE and
+    of each loss family at the largest λ, at the lowest and highest target; the AutoencoderKL's at its
+    largest λ and its target; seeds `SEEDS`."""
+    params = json.loads(json.dumps(base))
+    params["rate"].update(rate)
+    targets = sorted(float(t) for t in params["sweep"]["rate_targets"])
+    params["sweep"].update(lams=[max(float(v) for v in params["sweep"]["lams"])],
+                           rate_targets=[targets[0], targets[-1]], seeds=SEEDS)
+    spatial = params["spatial"]
+    spatial.update(lams=[max(float(v) for v in spatial["lams"])], seeds=SEEDS, betas=[])
+    return params
+
+
+def train(params: dict[str, Any], folder: Path, jobs: int) -> list[dict[str, Any]]:
+    """Train (or reuse) ``params``' pilot runs under ``folder``; one row per run."""
+    from rd_train.params import load_params
+    from rd_train.pipeline.sweep import run_sweep
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    loaded = load_params(folder / "params.yaml")
+    rows = []
+    for family in ["pixel", *loaded.raw["losses"]]:
+        run_sweep(loaded, "geco", family, folder / "vector" / family, jobs)
+        rows += rows_of(folder / "vector" / family, "vector")
+    spatial = loaded.spatial_params()
+    for sweep, family in spatial.blocks:
+        if sweep == "geco" and family != "pixel":
+            run_sweep(spatial, sweep, family, folder / "spatial" / family, jobs)
+            rows += rows_of(folder / "spatial" / family, "AutoencoderKL")
+    return rows
+
+
+def rows_of(folder: Path, architecture: str) -> list[dict[str, Any]]:
+    rows = []
+    for path in sorted(folder.glob("*/metrics.json")):
+        m = json.loads(path.read_text())
+        rows.append({"architecture": architecture, "run": path.parent.name,
+                     "family": m["identity"]["family"], "seed": m["identity"]["seed"],
+                     "target": m["config"]["rate"]["target"], "kl": m["kl"],
+                     "error": m["geco_tracking_error"], "training_target": m["geco_training_target"],
+                     "beta": m["beta"], "active_units": m.get("active_units"),
+                     "train_seconds": m.get("train_seconds_this_process")})
+    return rows
+
+
+def worst(errors: list[float]) -> float:
+    return max(abs(e) for e in errors)
+
+
+def print_table(heading: str, results: dict[str, list[dict[str, Any]]]) -> None:
+    print(f"| {heading} | architecture | run | target | evaluated KL | error | training target "
+          "| active units |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|")
+    for label, rows in results.items():
+        for r in rows:
+            print(f"| {label} | {r['architecture']} | {r['run']} | {r['target']:g} | {r['kl']:.3f} | "
+                  f"{r['error']:+.2%} | {r['training_target']:.3f} | {r['active_units']} |")
+    for label, rows in results.items():
+        errors = [r["error"] for r in rows]
+        within = sum(abs(e) <= TOLERANCE for e in errors)
+        print(f"{heading} {label}: {within} of {len(errors)} runs within {TOLERANCE:.0%}, "
+              f"worst {worst(errors):.2%}")

@@ -1,0 +1,49 @@
+"""The GECO tracking pilots' rules (benchmarks/geco_pi_pilot.py, geco_average_pilot.py), as written in their
+docstrings before they ran, and the runs they narrow the params to."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import geco_average_pilot  # noqa: E402
+import geco_pi_pilot  # noqa: E402
+from bench_params import benchmark_params  # noqa: E402
+from geco_tracking_runs import narrowed  # noqa: E402
+
+
+def test_the_gain_pilot_takes_the_smallest_passing_gain_else_the_smallest_worst_error():
+    assert geco_pi_pilot.choose({0.0: [0.01, 0.2], 1.0: [0.02, -0.025], 3.0: [0.0, 0.01]}) == 1.0
+    assert geco_pi_pilot.choose({0.0: [0.21, 0.01], 1.0: [-0.19], 3.0: [0.166]}) == 3.0
+
+
+def test_the_average_pilot_takes_the_first_passing_candidate_in_its_order_else_the_smallest_worst_error():
+    assert geco_average_pilot.choose({"trained": [0.029], "averaged": [0.001], "averaged-0.02": [0.0]}) \
+        == "trained"
+    assert geco_average_pilot.choose({"trained": [0.2], "averaged": [-0.05], "averaged-0.02": [0.02]}) \
+        == "averaged-0.02"
+    assert geco_average_pilot.choose({"trained": [0.2], "averaged": [0.05], "averaged-0.02": [-0.05]}) \
+        == "averaged"  # a tie goes to the earlier
+
+
+def test_the_average_pilots_first_candidate_is_the_first_pilots_runs():
+    """Its first candidate must be the same configs as the gain pilot's κ_p = 3 runs, which it reuses:
+    no geco_tracks key, the same gain, bound and step size."""
+    base = benchmark_params("test", ROOT / "params.yaml")
+    first = narrowed(base, geco_average_pilot.candidate_rate("trained", 0.05))
+    gain = narrowed(base, {"geco_proportional": 3.0, "geco_proportional_limit": geco_pi_pilot.LIMIT})
+    assert first == gain and "geco_tracks" not in first["rate"]
+    averaged = narrowed(base, geco_average_pilot.candidate_rate("averaged", 0.02))
+    assert averaged["rate"]["geco_tracks"] == "averaged" and averaged["rate"]["geco_step_size"] == 0.02
+
+
+def test_the_pilots_run_the_largest_lambda_at_the_extreme_targets_on_seeds_outside_the_sweep():
+    base = benchmark_params("test", ROOT / "params.yaml")
+    params = narrowed(base, {})
+    sweep, spatial = params["sweep"], params["spatial"]
+    assert sweep["lams"] == [max(base["sweep"]["lams"])]
+    assert sweep["rate_targets"] == [min(base["sweep"]["rate_targets"]), max(base["sweep"]["rate_targets"])]
+    assert spatial["lams"] == [max(base["spatial"]["lams"])] and spatial["betas"] == []
+    assert not set(sweep["seeds"]) & set(base["sweep"]["seeds"])
+    assert not set(spatial["seeds"]) & set(base["spatial"]["seeds"])
