@@ -47,3 +47,14 @@ def test_the_pilots_run_the_largest_lambda_at_the_extreme_targets_on_seeds_outsi
     assert spatial["lams"] == [max(base["spatial"]["lams"])] and spatial["betas"] == []
     assert not set(sweep["seeds"]) & set(base["sweep"]["seeds"])
     assert not set(spatial["seeds"]) & set(base["spatial"]["seeds"])
+
+
+def test_the_held_out_pilot_compares_the_second_pilots_choice_with_the_same_gecos_held_out_loop():
+    import geco_heldout_pilot
+
+    (first, kept), (second, held_out) = geco_heldout_pilot.candidates({"chosen": "averaged-0.02"})
+    assert first == "averaged-0.02" and kept == geco_average_pilot.candidate_rate("averaged", 0.02)
+    assert second == "heldout" and held_out == {**kept, "geco_tracks": "heldout"}
+    order = ["averaged-0.02", "heldout"]
+    assert geco_heldout_pilot.choose({"averaged-0.02": [0.02], "heldout": [0.01]}, order) == "averaged-0.02"
+    assert geco_heldout_pilot.choose({"averaged-0.02": [0.08], "heldout": [-0.04]}, order) == "heldout"

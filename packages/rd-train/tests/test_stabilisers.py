@@ -268,3 +268,40 @@ def test_steering_the_average_needs_one():
 
     with pytest.raises(ConfigError, match=r"rate\.geco_tracks=averaged steers the weight average's KL"):
         from_dict({"rate": {"mode": "geco", "target": 5.0, "beta": 0.1, "geco_tracks": "averaged"}})
+
+
+def test_geco_steers_the_averages_kl_on_the_held_out_batch_of_the_step(tiny):
+    """rate.geco_tracks: heldout feeds GECO the weight average's KL on the step's batch of the held-out
+    images, cycled in order. It fails if the training batch, or another slice, is read."""
+    config = tiny(rate={"mode": "geco", "target": 5.0, "beta": 0.1, "geco_tracks": "heldout"},
+                  optim={"ema_decay": 0.9, "max_steps": 8})
+    module = VAEModule(from_dict(config).to_dict())
+    module.manual_backward = lambda loss: loss.backward()
+    optimizers, schedulers = module.configure_optimizers()
+    torch.manual_seed(5)
+    module.tracking_images = torch.rand(70, 3, 16, 16) * 2 - 1  # two whole batches of 32, and 6 left over
+    seen = []
+    original = module.rate.update
+    module.rate.update = lambda step, kl, finite: seen.append(kl.clone()) or original(step, kl, finite)
+    batch = torch.rand(32, 3, 16, 16)
+    from rd_train.training.metrics import kl_per_sample
+
+    for step in range(3):
+        module.train_step(batch, optimizers, schedulers)
+        held_out = module.tracking_images[(step % 2) * 32:(step % 2 + 1) * 32]
+        with torch.no_grad():
+            expected = kl_per_sample(*module.ema.averaged_model().train().encode(held_out)).mean()
+        assert float(seen[-1]) == pytest.approx(float(expected), rel=1e-6), step
+
+
+def test_the_held_out_images_gecos_reads_are_the_validation_split_shuffled_by_the_seed(tiny):
+    from rd_train.training.run import data_module, first_images, tracking_images
+
+    config = from_dict(tiny(rate={"mode": "geco", "target": 5.0, "beta": 0.1, "geco_tracks": "heldout"},
+                            optim={"ema_decay": 0.9}))
+    data = data_module(config)
+    images, val = tracking_images(data, config), first_images(data, "val")
+    assert images.shape == val.shape and not torch.equal(images, val)
+    assert torch.equal(images.sum((1, 2, 3)).sort().values, val.sum((1, 2, 3)).sort().values)
+    assert torch.equal(images, tracking_images(data, config))  # the same order every time
+    assert tracking_images(data, from_dict(tiny())) is None

@@ -131,9 +131,10 @@ class RateConfig:
     # κ_p × this at once. None = unbounded (the behaviour before this key).
     geco_proportional_limit: float | None = None
     # Whose KL GECO steers (rate.py): the trained weights' on each training batch ("trained", the behaviour
-    # before this key), or the weight average's, the model every evaluation reads ("averaged": one more
-    # encoder pass per step, under no_grad; needs optim.ema_decay > 0).
-    geco_tracks: Literal["trained", "averaged"] = "trained"
+    # before this key); the weight average's, the model every evaluation reads, on the training batch
+    # ("averaged"), or on a batch of the held-out images the tables are measured on ("heldout"). The last
+    # two cost one more encoder pass per step, under no_grad, and need optim.ema_decay > 0.
+    geco_tracks: Literal["trained", "averaged", "heldout"] = "trained"
     # Offset correction (rate.py): from geco_outer_start (a fraction of training) on, each validation
     # measures the ratio of the training KL's EMA to the evaluated model's KL (EMA weights, held-out
     # images: what the tables report), smooths it with weight geco_outer_gain, and GECO steers the
@@ -232,8 +233,9 @@ class TrainConfig:
         if self.val_every_n_steps < 0:
             raise ConfigError(f"val_every_n_steps must be >= 0 (0: every epoch), got "
                               f"{self.val_every_n_steps}")
-        if self.rate.mode == "geco" and self.rate.geco_tracks == "averaged" and self.optim.ema_decay <= 0:
-            raise ConfigError(f"{prefix}rate.geco_tracks=averaged steers the weight average's KL: set "
+        tracks = self.rate.geco_tracks
+        if self.rate.mode == "geco" and tracks != "trained" and self.optim.ema_decay <= 0:
+            raise ConfigError(f"{prefix}rate.geco_tracks={tracks} steers the weight average's KL: set "
                               "optim.ema_decay > 0, or rate.geco_tracks: trained")
         halvings = (len(self.model.channels) if self.model.kind == "vector"
                     else len(self.model.block_out_channels) - 1)

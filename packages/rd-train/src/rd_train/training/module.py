@@ -92,7 +92,9 @@ class VAEModule(EvaluationMixin, L.LightningModule):
         weights = {"pixel": 1.0, **({"neural": c.loss.lam} if self.neural is not None else {})}
         self.balancer = Balancer(weights, ema_decay=c.loss.balancer_ema_decay)
         self.rate = build_rate_controller(c.rate)
-        self._rate_tracks_average = c.rate.mode == "geco" and c.rate.geco_tracks == "averaged"
+        self._rate_tracks = c.rate.geco_tracks if c.rate.mode == "geco" else "trained"
+        # rate.geco_tracks: heldout: the validation images in a fixed shuffled order (set by run.py)
+        self.tracking_images: torch.Tensor | None = None
         self.adversarial = self.neural is not None and c.loss.neural == "patchgan"
         # The evaluated weights' average (ema.py): not a submodule, not in the state_dict; checkpointed below.
         self.ema = WeightAverage(self.model, c.optim.ema_decay) if c.optim.ema_decay > 0 else None
@@ -248,8 +250,7 @@ class VAEModule(EvaluationMixin, L.LightningModule):
             self.ema.update()
         for scheduler in schedulers:
             scheduler.step()
-        self.rate.update(step, self.averaged_kl(batch) if self._rate_tracks_average else result.kl_mean,
-                         ~generator_bad)
+        self.rate.update(step, self.tracked_kl(step, batch, result.kl_mean), ~generator_bad)
         self._training_averages.add(step, "combined_gradient_norm", result.objective.combined_norm)
         if disc_active:
             _skip_if(optimizers[1], result.discriminator_bad)
@@ -259,12 +260,27 @@ class VAEModule(EvaluationMixin, L.LightningModule):
         self.step_count += 1
         return result
 
+    def tracked_kl(self, step: int, batch: torch.Tensor, trained_kl: torch.Tensor) -> torch.Tensor:
+        """The KL GECO steers at ``step`` (``rate.geco_tracks``): the trained model's on the batch, or the
+        weight average's on the batch, or on the step's batch of the held-out images (cycled in order)."""
+        if self._rate_tracks == "averaged":
+            return self.averaged_kl(batch)
+        if self._rate_tracks == "heldout":
+            if self.tracking_images is None:
+                raise RuntimeError("rate.geco_tracks=heldout: set VAEModule.tracking_images (run.py does)")
+            if self.tracking_images.device != batch.device:  # one copy, kept on the device
+                self.tracking_images = self.tracking_images.to(batch.device)
+            size = batch.shape[0]
+            index = step % max(1, self.tracking_images.shape[0] // size)
+            return self.averaged_kl(self.tracking_images[index * size:(index + 1) * size])
+        return trained_kl
+
     @torch.no_grad()
     def averaged_kl(self, x: torch.Tensor) -> torch.Tensor:
-        """The weight average's mean KL on the batch ``x`` (over the global batch), what GECO steers with
-        ``rate.geco_tracks: averaged``: its encoder in training mode, so BatchNorm normalises with the
-        batch's statistics, as the trained model's step does (the running statistics it updates are
-        recomputed before every evaluation)."""
+        """The weight average's mean KL on the batch ``x`` (over the global batch): its encoder in training
+        mode, so BatchNorm normalises with the batch's statistics, as the trained model's step does (the
+        running statistics it updates are recomputed before every evaluation). Over shuffled batches that
+        came within 0-2.6 % of the recalibrated model's KL, in four PatchGAN and VGG16 (HED) runs."""
         assert self.ema is not None
         model = self.ema.averaged_model()
         was_training = model.training

@@ -108,6 +108,7 @@ def _train(config: TrainConfig, neural_loss: nn.Module | None, callbacks: Sequen
     data = data_module(config)
     module = VAEModule(spec, neural_loss, step_graph=graphed)
     module.calibration_images = calibration_images(data, config.bn_calibration_images)
+    module.tracking_images = tracking_images(data, config)
     if precision.precision == "bf16-mixed" and training_device(config).type == "cpu":
         module.use_channels_last()
     trainer = L.Trainer(
@@ -248,6 +249,17 @@ def load_trained(run_dir: str | Path, device: torch.device | str | None = None, 
     if evaluated:
         module.use_evaluated_weights()
     return TrainedRun(run_dir, config, metrics, module, data)
+
+
+def tracking_images(data: ImageDataModule, config: TrainConfig) -> torch.Tensor | None:
+    """For ``rate.geco_tracks: heldout``: the validation images in an order shuffled once by the run's
+    seed, so that each batch GECO reads is a sample of the split (its order groups similar images, and
+    BatchNorm on one such batch would not measure the split), else None."""
+    if config.rate.mode != "geco" or config.rate.geco_tracks != "heldout":
+        return None
+    images = first_images(data, "val")
+    order = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(config.seed))
+    return images[order]
 
 
 def calibration_images(data: ImageDataModule, count: int) -> torch.Tensor | None:

@@ -1,0 +1,90 @@
+"""Pilot: GECO steering the weight average's KL on held-out images, against the runs that end off target.
+
+The second pilot (geco_average_pilot.py, benchmarks/results/cpu-geco-average-pilot.json) steered the weight
+average's KL on the training batches. It still left PatchGAN at λ = 5 off its targets, and a look at its
+finished runs says why: the weight average's KL differs between the training and the held-out images by
+an amount that varies by run and by sign (PatchGAN λ = 5, κ_p = 3: 25.4 against 22.8 nats at a 20-nat
+target, 4.3 against 5.3 at 5 nats; VGG16 (HED): 20.7 against 20.0), while BatchNorm on a shuffled batch's
+statistics moves it by 0-2.6 %. The tables report the held-out KL, so a loop on the training images meets
+a moving offset that the feedforward correction only follows late.
+
+Candidates, in order: the second pilot's chosen candidate (its runs reused), then the same GECO steering
+the weight average's KL on a batch of the held-out images at each step (``rate.geco_tracks: heldout``: the
+validation split in an order shuffled once by the run's seed, one batch per step, cycled). Everything else
+as the chosen candidate has it, the same in every family and architecture; the runs as in the first two
+pilots (seeds 98 and 99; the vector VAE's pixel SSE and each family at its largest λ, at the lowest and
+highest target; the AutoencoderKL at its largest λ and its target; 1000 steps).
+
+The rule, fixed in the commit before the pilot ran: the sweep takes the first candidate, in the order
+above, whose every pilot run ends within 3 % of its target (|final evaluated KL / target - 1|); if none
+does, the candidate with the smallest worst final error (ties: the earlier). It reads the KL only.
+Writes JSON (``--out``) and prints a table; the runs are resumable (``--work``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from bench_params import benchmark_params
+from geco_average_pilot import CANDIDATES as SECOND_PILOT_CANDIDATES
+from geco_average_pilot import candidate_rate
+from geco_tracking_runs import SEEDS, TOLERANCE, narrowed, print_table, train, worst
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def choose(errors: dict[str, list[float]], order: list[str]) -> str:
+    """The rule above: the first of ``order`` whose every error is within tolerance, else the smallest
+    worst error."""
+    passing = [label for label in order if worst(errors[label]) <= TOLERANCE]
+    if passing:
+        return passing[0]
+    return min(order, key=lambda label: worst(errors[label]))
+
+
+def candidates(second_pilot: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, the rate keys) of the two candidates, from the second pilot's chosen one."""
+    chosen = second_pilot["chosen"]
+    _, tracks, step_size = next(c for c in SECOND_PILOT_CANDIDATES if c[0] == chosen)
+    rate = candidate_rate(tracks, step_size)
+    return [(chosen, rate), ("heldout", {**rate, "geco_tracks": "heldout"})]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default=str(ROOT / "params.yaml"))
+    parser.add_argument("--second", default=str(RESULTS / "cpu-geco-average-pilot.json"))
+    parser.add_argument("--second-runs", required=True,
+                        help="the folder holding the second pilot's chosen candidate's runs (reused)")
+    parser.add_argument("--work", default="runs/geco-heldout-pilot", help="the pilot's runs (resumable)")
+    parser.add_argument("--out", default=str(RESULTS / "cpu-geco-heldout-pilot.json"))
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+
+    base = benchmark_params("geco_heldout_pilot", args.params)
+    pairs = candidates(json.loads(Path(args.second).read_text()))
+    results: dict[str, list[dict[str, Any]]] = {}
+    start = time.perf_counter()
+    for i, (label, rate) in enumerate(pairs):
+        folder = Path(args.second_runs).resolve() if i == 0 else Path(args.work).resolve() / label
+        results[label] = train(narrowed(base, rate), folder, args.jobs)
+    errors = {g: [r["error"] for r in rows] for g, rows in results.items()}
+    chosen = choose(errors, [label for label, _ in pairs])
+    print_table("GECO", results)
+    print(f"\nchosen: {chosen} (rule: the first with every |error| <= {TOLERANCE:.0%}, else the smallest "
+          "worst error)")
+    out = {"rule": __doc__, "candidates": [[label, rate] for label, rate in pairs], "tolerance": TOLERANCE,
+           "seeds": SEEDS, "results": results, "chosen": chosen, "seconds": time.perf_counter() - start,
+           "params_steps": base["optim"]["max_steps"]}
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
