@@ -272,7 +272,9 @@ def test_steering_the_average_needs_one():
 
 def test_geco_steers_the_averages_kl_on_the_held_out_batch_of_the_step(tiny):
     """rate.geco_tracks: heldout feeds GECO the weight average's KL on the step's batch of the held-out
-    images, cycled in order. It fails if the training batch, or another slice, is read."""
+    images, cycled in order, encoded in eval mode with BatchNorm statistics just moved by the training
+    batch (what an evaluation does after recalibrating). It fails if the training batch, another slice,
+    or the held-out batch's own statistics are read."""
     config = tiny(rate={"mode": "geco", "target": 5.0, "beta": 0.1, "geco_tracks": "heldout"},
                   optim={"ema_decay": 0.9, "max_steps": 8})
     module = VAEModule(from_dict(config).to_dict())
@@ -290,8 +292,11 @@ def test_geco_steers_the_averages_kl_on_the_held_out_batch_of_the_step(tiny):
         module.train_step(batch, optimizers, schedulers)
         held_out = module.tracking_images[(step % 2) * 32:(step % 2 + 1) * 32]
         with torch.no_grad():
-            expected = kl_per_sample(*module.ema.averaged_model().train().encode(held_out)).mean()
+            average = module.ema.averaged_model()
+            expected = kl_per_sample(*average.eval().encode(held_out)).mean()  # the step's statistics
+            own_statistics = kl_per_sample(*average.train().encode(held_out)).mean()
         assert float(seen[-1]) == pytest.approx(float(expected), rel=1e-6), step
+        assert float(seen[-1]) != pytest.approx(float(own_statistics), rel=1e-3), step
 
 
 def test_the_held_out_images_gecos_reads_are_the_validation_split_shuffled_by_the_seed(tiny):

@@ -9,8 +9,10 @@ a run's numbers do not depend on the phase at which an oscillating run (a GAN's,
 The average lives in its own copy of the autoencoder, never in the trained model: an evaluation never
 swaps weights in and out of the model being trained, so no checkpoint can catch the swap. Only
 parameters are averaged; the copy's BatchNorm statistics are recomputed at θ̄ before every evaluation
-(module.py). One fused device op per step (``torch._foreach_lerp_``), no host synchronisation; the
-average is part of the checkpoint, so a resumed run continues the same average bit for bit.
+(module.py). Between evaluations GECO's held-out loop moves them (``rate.geco_tracks: heldout``), so the
+checkpoint holds them too. One fused device op per step (``torch._foreach_lerp_``), no host
+synchronisation; the average is part of the checkpoint, so a resumed run continues the same average bit
+for bit.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ class WeightAverage:
         return self.module
 
     def state_dict(self) -> dict[str, object]:
-        return {"decay": self.decay, "average": [p.detach().cpu().clone() for p in self.module.parameters()]}
+        return {"decay": self.decay, "average": [p.detach().cpu().clone() for p in self.module.parameters()],
+                "buffers": [b.detach().cpu().clone() for b in self.module.buffers()]}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         average = state["average"]
@@ -58,6 +61,13 @@ class WeightAverage:
         if not isinstance(average, list) or len(average) != len(params) or any(
                 a.shape != p.shape for a, p in zip(average, params, strict=True)):
             raise ValueError("the checkpoint's weight average does not match the model's parameters")
+        buffers = state.get("buffers")  # absent from checkpoints written before the held-out loop
+        own = list(self.module.buffers())
+        if buffers is not None and (not isinstance(buffers, list) or len(buffers) != len(own) or any(
+                b.shape != o.shape for b, o in zip(buffers, own, strict=True))):
+            raise ValueError("the checkpoint's weight-average buffers do not match the model's")
         with torch.no_grad():
             for p, a in zip(params, average, strict=True):
                 p.copy_(a)
+            for o, b in zip(own, buffers or [], strict=False):
+                o.copy_(b)
