@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_params import benchmark_params
-from geco_tracking_runs import SEEDS, TOLERANCE, narrowed, print_table, train, worst
+from geco_tracking_runs import SEEDS, TOLERANCE, choose_in_order, narrowed, print_table, train
 
 ROOT = Path(__file__).resolve().parents[1]
 # (label, rate.geco_tracks, rate.geco_step_size); the first is the first pilot's chosen candidate
@@ -49,11 +49,7 @@ FIRST_PILOT_RUNS = "runs/geco-pi-pilot/kp3"  # its κ_p = 3 runs: the first cand
 
 def choose(errors: dict[str, list[float]]) -> str:
     """The rule above, on the final relative errors of each candidate's runs (in the candidates' order)."""
-    order = [label for label, _, _ in CANDIDATES if label in errors]
-    passing = [label for label in order if worst(errors[label]) <= TOLERANCE]
-    if passing:
-        return passing[0]
-    return min(order, key=lambda label: worst(errors[label]))
+    return choose_in_order(errors, [label for label, _, _ in CANDIDATES if label in errors])
 
 
 def candidate_rate(tracks: str, step_size: float) -> dict[str, Any]:

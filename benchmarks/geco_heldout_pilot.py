@@ -32,26 +32,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 from bench_params import benchmark_params
 from geco_average_pilot import CANDIDATES as SECOND_PILOT_CANDIDATES
 from geco_average_pilot import candidate_rate
-from geco_tracking_runs import SEEDS, TOLERANCE, narrowed, print_table, train, worst
+from geco_tracking_runs import choose_in_order, compare_in_order
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def choose(errors: dict[str, list[float]], order: list[str]) -> str:
-    """The rule above: the first of ``order`` whose every error is within tolerance, else the smallest
-    worst error."""
-    passing = [label for label in order if worst(errors[label]) <= TOLERANCE]
-    if passing:
-        return passing[0]
-    return min(order, key=lambda label: worst(errors[label]))
+choose = choose_in_order  # the rule above
 
 
 def candidates(second_pilot: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -76,20 +69,7 @@ def main() -> int:
 
     base = benchmark_params("geco_heldout_pilot", args.params)
     pairs = candidates(json.loads(Path(args.second).read_text()))
-    results: dict[str, list[dict[str, Any]]] = {}
-    start = time.perf_counter()
-    for i, (label, rate) in enumerate(pairs):
-        folder = Path(args.second_runs).resolve() if i == 0 else Path(args.work).resolve() / label
-        results[label] = train(narrowed(base, rate), folder, args.jobs)
-    errors = {g: [r["error"] for r in rows] for g, rows in results.items()}
-    chosen = choose(errors, [label for label, _ in pairs])
-    print_table("GECO", results)
-    print(f"\nchosen: {chosen} (rule: the first with every |error| <= {TOLERANCE:.0%}, else the smallest "
-          "worst error)")
-    out = {"rule": __doc__, "candidates": [[label, rate] for label, rate in pairs], "tolerance": TOLERANCE,
-           "seeds": SEEDS, "results": results, "chosen": chosen, "seconds": time.perf_counter() - start,
-           "params_steps": base["optim"]["max_steps"]}
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    compare_in_order(base, pairs, Path(args.second_runs), Path(args.work), args.jobs, Path(args.out), __doc__)
     return 0
 
 

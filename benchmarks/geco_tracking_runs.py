@@ -5,6 +5,7 @@ tracking errors, and the table. Each pilot keeps its own candidates and rule."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,33 @@ def print_table(heading: str, results: dict[str, list[dict[str, Any]]]) -> None:
         within = sum(abs(e) <= TOLERANCE for e in errors)
         print(f"{heading} {label}: {within} of {len(errors)} runs within {TOLERANCE:.0%}, "
               f"worst {worst(errors):.2%}")
+
+
+def choose_in_order(errors: dict[str, list[float]], order: list[str]) -> str:
+    """The first of ``order`` whose every error is within `TOLERANCE`, else the smallest worst error
+    (ties: the earlier)."""
+    passing = [label for label in order if worst(errors[label]) <= TOLERANCE]
+    if passing:
+        return passing[0]
+    return min(order, key=lambda label: worst(errors[label]))
+
+
+def compare_in_order(base: dict[str, Any], pairs: list[tuple[str, dict[str, Any]]], first_runs: Path,
+                     work: Path, jobs: int, out: Path, rule: str | None) -> str:
+    """Train (or reuse) each candidate's runs, the first's in ``first_runs`` (an earlier pilot's), the
+    others' under ``work``; apply `choose_in_order`; print the table and write ``out``. The chosen label."""
+    start = time.perf_counter()
+    results: dict[str, list[dict[str, Any]]] = {}
+    for i, (label, rate) in enumerate(pairs):
+        folder = first_runs.resolve() if i == 0 else work.resolve() / label
+        results[label] = train(narrowed(base, rate), folder, jobs)
+    errors = {g: [r["error"] for r in rows] for g, rows in results.items()}
+    chosen = choose_in_order(errors, [label for label, _ in pairs])
+    print_table("GECO", results)
+    print(f"\nchosen: {chosen} (rule: the first with every |error| <= {TOLERANCE:.0%}, else the smallest "
+          "worst error)")
+    report = {"rule": rule, "candidates": [[label, rate] for label, rate in pairs], "tolerance": TOLERANCE,
+              "seeds": SEEDS, "results": results, "chosen": chosen, "seconds": time.perf_counter() - start,
+              "params_steps": base["optim"]["max_steps"]}
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    return chosen

@@ -58,3 +58,13 @@ def test_the_held_out_pilot_compares_the_second_pilots_choice_with_the_same_geco
     order = ["averaged-0.02", "heldout"]
     assert geco_heldout_pilot.choose({"averaged-0.02": [0.02], "heldout": [0.01]}, order) == "averaged-0.02"
     assert geco_heldout_pilot.choose({"averaged-0.02": [0.08], "heldout": [-0.04]}, order) == "heldout"
+
+
+def test_the_gain_pilot_for_the_held_out_loop_starts_from_the_held_out_pilots_choice():
+    import geco_heldout_gain_pilot
+    import geco_heldout_pilot
+
+    (first, chosen), (second, slower) = geco_heldout_gain_pilot.candidates()
+    held_out = dict(geco_heldout_pilot.candidates({"chosen": "averaged"}))["heldout"]
+    assert (first, chosen) == ("heldout", held_out)
+    assert second == "heldout-0.02" and slower == {**held_out, "geco_step_size": 0.02}
