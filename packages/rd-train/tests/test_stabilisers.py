@@ -310,3 +310,27 @@ def test_the_held_out_images_gecos_reads_are_the_validation_split_shuffled_by_th
     assert torch.equal(images.sum((1, 2, 3)).sort().values, val.sum((1, 2, 3)).sort().values)
     assert torch.equal(images, tracking_images(data, config))  # the same order every time
     assert tracking_images(data, from_dict(tiny())) is None
+
+
+def test_the_held_out_loop_skips_the_statistics_pass_only_where_it_changes_nothing(tiny):
+    """The AutoencoderKL has no BatchNorm: the training-mode pass that moves BatchNorm's statistics would
+    change nothing there, so the held-out loop skips it, and its KL is the one the pass would have given.
+    The vector VAE has BatchNorm and keeps the pass (the held-out test above)."""
+    rate = {"mode": "geco", "target": 5.0, "beta": 0.1, "geco_tracks": "heldout"}
+    spatial = VAEModule(from_dict(tiny(model={"kind": "spatial", "block_out_channels": [8, 16],
+                                              "norm_num_groups": 4, "latent_channels": 2},
+                                       rate=rate, optim={"ema_decay": 0.9})).to_dict())
+    vector = VAEModule(from_dict(tiny(rate=rate, optim={"ema_decay": 0.9})).to_dict())
+    assert not spatial._averaged_has_batch_norm and vector._averaged_has_batch_norm
+    torch.manual_seed(7)
+    batch, held_out = torch.rand(8, 3, 16, 16), torch.rand(8, 3, 16, 16)
+    skipped = spatial.averaged_kl(held_out, statistics=batch)
+    model = spatial.ema.averaged_model()
+    from rd_train.training.metrics import kl_per_sample
+
+    with torch.no_grad():
+        model.train()
+        model.encode(batch)
+        model.eval()
+        with_pass = kl_per_sample(*model.encode(held_out)).mean()
+    assert torch.equal(skipped, with_pass.float())

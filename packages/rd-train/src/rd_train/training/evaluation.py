@@ -57,7 +57,7 @@ class EvaluationMixin:
     def recalibrate_batchnorm(self) -> None:
         """Population BatchNorm statistics of the evaluated model over ``calibration_images`` (module doc)."""
         model = self.evaluated_model()
-        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        norms = batch_norms(model)
         if not norms or self.calibration_images is None:
             return
         was_training = model.training
@@ -159,3 +159,8 @@ class EvaluationMixin:
         if hasattr(self.rate, "correct"):  # GECO's outer loop (rate.py) reads the evaluated KL
             self.rate.correct(self.step_count, kl / count, self.config.optim.max_steps)
         self.log_dict({"val/kl": kl / count, "val/pixel": pixel / count, "val/anisotropy": aniso / count})
+
+
+def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """``model``'s BatchNorm layers: what holds running statistics (GroupNorm, the AutoencoderKL's, none)."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]

@@ -46,7 +46,7 @@ from torch import nn
 from rd_train.config import TrainConfig, from_dict
 from rd_train.training.averages import TrainingAverages
 from rd_train.training.ema import WeightAverage
-from rd_train.training.evaluation import EvaluationMixin
+from rd_train.training.evaluation import EvaluationMixin, batch_norms
 from rd_train.training.losses import build_neural_loss, pixel_sse
 from rd_train.training.metrics import kl_per_sample
 from rd_train.training.models import build_model
@@ -98,6 +98,7 @@ class VAEModule(EvaluationMixin, L.LightningModule):
         self.adversarial = self.neural is not None and c.loss.neural == "patchgan"
         # The evaluated weights' average (ema.py): not a submodule, not in the state_dict; checkpointed below.
         self.ema = WeightAverage(self.model, c.optim.ema_decay) if c.optim.ema_decay > 0 else None
+        self._averaged_has_batch_norm = self.ema is not None and bool(batch_norms(self.ema.averaged_model()))
         self._training_averages = TrainingAverages(c.rate.warmup_steps, c.optim.max_steps)
         self.step_count = 0  # batches trained; checkpointed (global_step counts optimizer steps)
         self.validation_history: list[list[float]] = []  # [step, KL, pixel SSE, anisotropy]; checkpointed
@@ -284,13 +285,15 @@ class VAEModule(EvaluationMixin, L.LightningModule):
         batch), a training-mode pass over it first moves BatchNorm's running statistics, and ``x`` is then
         encoded in eval mode with them: held-out images normalised by the training images' statistics,
         as an evaluation does after recalibrating (held-out batches normalised by their own statistics
-        read some 25 % higher than the evaluation in the third GECO pilot)."""
+        read some 25 % higher than the evaluation in the third GECO pilot). A model without BatchNorm
+        (the AutoencoderKL) has no statistics to move, and skips that pass."""
         assert self.ema is not None
         model = self.ema.averaged_model()
         was_training = model.training
         model.train()
         if statistics is not None:
-            model.encode(statistics)
+            if self._averaged_has_batch_norm:
+                model.encode(statistics)
             model.eval()
         mu, logvar = model.encode(x)
         model.train(was_training)

@@ -44,8 +44,11 @@ learning-rate floor nor an offset averaged like the weights (cpu-geco-offset-lag
 
 Whose KL (``geco_tracks``). K_t is the trained weights' KL on the step's batch by default. With
 ``averaged`` it is the weight average's (ema.py: the model every evaluation reads) on the same batch, so
-the offset the correction above removes is only the one between training and held-out images. The price
-is a lag inside the loop: the average trails the trained weights by about 1 / (1 - ρ_ema) steps.
+the offset the correction above removes is only the one between training and held-out images. With
+``heldout`` it is the weight average's on one batch of the held-out images per step, normalised as an
+evaluation normalises them (module.py, `VAEModule.averaged_kl`), so little offset is left to remove. The
+price of both is a lag inside the loop: the average trails the trained weights by about 1 / (1 - ρ_ema)
+steps.
 
 During the first T steps β is held at its initial value and only the EMA is tracked, so GECO does
 not react to the warm-up transient.
