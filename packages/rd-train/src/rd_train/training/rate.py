@@ -20,9 +20,10 @@ first-order lag, the damping ratio grows with 1 + K κ_p, K the sensitivity of �
 part, clamped to [β_min, β_max] so it cannot wind up, removes the steady-state error. The proportional part
 acts on the unbounded relative violation: when the hold ends with the KL far above the target it
 multiplies β by e^{κ_p ν} at once (measured, benchmarks/geco_pilot.py: κ_p = 3 and 10 collapsed the
-posteriors of pixel-SSE runs at 5 nats), which is why the default profile keeps κ_p = 0. A bound L
+posteriors of pixel-SSE runs at 5 nats). A bound L
 (``geco_proportional_limit``) makes the proportional part act on clamp(ν, -L, L): it then moves β by at
-most e^{κ_p L} at once, while the integral part still sees the whole violation.
+most e^{κ_p L} at once, while the integral part still sees the whole violation. The default profile runs
+κ_p = 3 with L = 0.5 (params.yaml: the pilots that chose it).
 
 Offset correction (``geco_outer_gain`` g > 0). GECO steers the KL of the training batches under the
 trained weights; the tables report the KL of the evaluated model (the weights' EMA, ema.py) on held-out
