@@ -144,6 +144,12 @@ class RateConfig:
     beta_min: float = 1e-4
     beta_max: float = 1e4
 
+    @property
+    def tracked(self) -> Literal["trained", "averaged", "heldout"]:
+        """Whose KL the rate controller reads: ``geco_tracks`` under GECO; a fixed β reads none, which
+        is the trained weights' case (no extra pass, no weight average or held-out batch needed)."""
+        return self.geco_tracks if self.mode == "geco" else "trained"
+
     def validate(self, prefix: str) -> None:
         if self.beta <= 0:
             raise ConfigError(f"{prefix}.beta must be > 0, got {self.beta}")
@@ -233,8 +239,8 @@ class TrainConfig:
         if self.val_every_n_steps < 0:
             raise ConfigError(f"val_every_n_steps must be >= 0 (0: every epoch), got "
                               f"{self.val_every_n_steps}")
-        tracks = self.rate.geco_tracks
-        if self.rate.mode == "geco" and tracks != "trained" and self.optim.ema_decay <= 0:
+        tracks = self.rate.tracked
+        if tracks != "trained" and self.optim.ema_decay <= 0:
             raise ConfigError(f"{prefix}rate.geco_tracks={tracks} steers the weight average's KL: set "
                               "optim.ema_decay > 0, or rate.geco_tracks: trained")
         halvings = (len(self.model.channels) if self.model.kind == "vector"

@@ -92,7 +92,7 @@ class VAEModule(EvaluationMixin, L.LightningModule):
         weights = {"pixel": 1.0, **({"neural": c.loss.lam} if self.neural is not None else {})}
         self.balancer = Balancer(weights, ema_decay=c.loss.balancer_ema_decay)
         self.rate = build_rate_controller(c.rate)
-        self._rate_tracks = c.rate.geco_tracks if c.rate.mode == "geco" else "trained"
+        self._rate_tracks = c.rate.tracked
         # rate.geco_tracks: heldout: the validation images in a fixed shuffled order (set by run.py)
         self.tracking_images: torch.Tensor | None = None
         self.adversarial = self.neural is not None and c.loss.neural == "patchgan"
