@@ -13,6 +13,10 @@ import yaml
 
 TOLERANCE = 0.03  # protocol v3: every GECO run ends within 3 % of its target
 SEEDS = [98, 99]  # no sweep seed
+# The GECO keys the pilots choose. Their base is params.yaml with these keys at the schema's defaults (integral
+# only, unbounded, the trained weights' KL), as it was when the pilots ran, so a pilot re-run after the sweep
+# adopted its choice trains the same configs and reuses its runs.
+CHOSEN_KEYS = ("geco_proportional", "geco_proportional_limit", "geco_tracks")
 
 
 def narrowed(base: dict[str, Any], rate: dict[str, Any]) -> dict[str, Any]:
@@ -20,6 +24,8 @@ def narrowed(base: dict[str, Any], rate: dict[str, Any]) -> dict[str, Any]:
     of each loss family at the largest λ, at the lowest and highest target; the AutoencoderKL's at its
     largest λ and its target; seeds `SEEDS`."""
     params = json.loads(json.dumps(base))
+    for key in CHOSEN_KEYS:
+        params["rate"].pop(key, None)
     params["rate"].update(rate)
     targets = sorted(float(t) for t in params["sweep"]["rate_targets"])
     params["sweep"].update(lams=[max(float(v) for v in params["sweep"]["lams"])],

@@ -77,3 +77,14 @@ def test_the_gain_pilot_for_the_held_out_loop_starts_from_the_held_out_pilots_ch
     held_out = dict(geco_heldout_pilot.candidates({"chosen": "averaged"}))["heldout"]
     assert (first, chosen) == ("heldout", held_out)
     assert second == "heldout-0.02" and slower == {**held_out, "geco_step_size": 0.02}
+
+
+def test_the_pilots_start_from_the_schema_defaults_of_the_keys_they_choose():
+    """params.yaml now runs the chosen GECO; a pilot's candidate must still be its own configuration (κ_p = 0
+    is integral-only GECO on the trained weights' KL), not the adopted keys with one of them changed."""
+    base = project_params()
+    assert base["rate"]["geco_tracks"] == "heldout"  # the adopted choice the pilots must not inherit
+    integral = narrowed(base, {"geco_proportional": 0.0, "geco_proportional_limit": geco_pi_pilot.LIMIT})
+    assert "geco_tracks" not in integral["rate"] and integral["rate"]["geco_proportional"] == 0.0
+    heldout = narrowed(base, geco_average_pilot.candidate_rate("heldout", 0.05))
+    assert heldout["rate"]["geco_tracks"] == "heldout" and heldout["rate"]["geco_proportional"] == 3.0
