@@ -13,9 +13,9 @@ import yaml
 
 TOLERANCE = 0.03  # protocol v3: every GECO run ends within 3 % of its target
 SEEDS = [98, 99]  # no sweep seed
-# The GECO keys the pilots choose. Their base is params.yaml with these keys at the schema's defaults (integral
-# only, unbounded, the trained weights' KL), as it was when the pilots ran, so a pilot re-run after the sweep
-# adopted its choice trains the same configs and reuses its runs.
+# The GECO keys the pilots choose. Their base is params.yaml with these keys at the schema's defaults
+# (integral only, unbounded, the trained weights' KL), as it was when the pilots ran, so a pilot re-run
+# after the sweep adopted its choice trains the same configs and reuses its runs.
 CHOSEN_KEYS = ("geco_proportional", "geco_proportional_limit", "geco_tracks")
 
 
