@@ -57,8 +57,10 @@ def export_tree(ref: str, into: Path) -> Path:
     return into
 
 
-V3_ONLY = {"optim": ("lr_floor",), "rate": ("geco_outer_gain", "geco_outer_start"),
-           "sweep": ("length_replicate",)}  # keys 8b4a8ec's config would refuse
+# Keys 8b4a8ec's config would refuse. The rate keys are GECO's only: the fixed-β runs here never read them.
+V3_ONLY = {"optim": ("lr_floor",),
+           "rate": ("geco_outer_gain", "geco_outer_start", "geco_proportional_limit", "geco_tracks"),
+           "sweep": ("length_replicate",)}
 
 
 def reduced_params(steps: int, data_root: Path, baseline: bool) -> dict:
