@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,22 +97,36 @@ def choose_in_order(errors: dict[str, list[float]], order: list[str]) -> str:
     return min(order, key=lambda label: worst(errors[label]))
 
 
-def compare_in_order(base: dict[str, Any], pairs: list[tuple[str, dict[str, Any]]], first_runs: Path,
-                     work: Path, jobs: int, out: Path, rule: str | None) -> str:
-    """Train (or reuse) each candidate's runs, the first's in ``first_runs`` (an earlier pilot's), the
-    others' under ``work``; apply `choose_in_order`; print the table and write ``out``. The chosen label."""
+def choose_fewest_misses(errors: dict[str, list[float]], order: list[str]) -> str:
+    """The one of ``order`` with the fewest errors beyond `TOLERANCE`; ties: the smaller worst error;
+    then the earlier."""
+    def misses(label: str) -> int:
+        return sum(abs(e) > TOLERANCE for e in errors[label])
+
+    return min(order, key=lambda label: (misses(label), worst(errors[label])))
+
+
+Narrowing = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
+Choice = Callable[[dict[str, list[float]], list[str]], str]
+
+
+def compare_in_order(base: dict[str, Any], pairs: list[tuple[str, dict[str, Any]]], first_runs: Path | None,
+                     work: Path, jobs: int, out: Path, rule: str | None, narrow: Narrowing = narrowed,
+                     choose: Choice = choose_in_order, seeds: list[int] = SEEDS) -> str:
+    """Train (or reuse) each candidate's runs (``narrow`` of ``base`` with the candidate's GECO keys), the
+    first's in ``first_runs`` (an earlier pilot's) if given, the others' under ``work``; apply ``choose``
+    (default `choose_in_order`); print the table and write ``out``. The chosen label."""
     start = time.perf_counter()
     results: dict[str, list[dict[str, Any]]] = {}
     for i, (label, rate) in enumerate(pairs):
-        folder = first_runs.resolve() if i == 0 else work.resolve() / label
-        results[label] = train(narrowed(base, rate), folder, jobs)
+        folder = first_runs.resolve() if i == 0 and first_runs is not None else work.resolve() / label
+        results[label] = train(narrow(base, rate), folder, jobs)
     errors = {g: [r["error"] for r in rows] for g, rows in results.items()}
-    chosen = choose_in_order(errors, [label for label, _ in pairs])
+    chosen = choose(errors, [label for label, _ in pairs])
     print_table("GECO", results)
-    print(f"\nchosen: {chosen} (rule: the first with every |error| <= {TOLERANCE:.0%}, else the smallest "
-          "worst error)")
+    print(f"\nchosen: {chosen} (rule: {(choose.__doc__ or '').split(chr(10))[0].strip()})")
     report = {"rule": rule, "candidates": [[label, rate] for label, rate in pairs], "tolerance": TOLERANCE,
-              "seeds": SEEDS, "results": results, "chosen": chosen, "seconds": time.perf_counter() - start,
+              "seeds": seeds, "results": results, "chosen": chosen, "seconds": time.perf_counter() - start,
               "params_steps": base["optim"]["max_steps"]}
     out.write_text(json.dumps(report, indent=1) + "\n")
     return chosen

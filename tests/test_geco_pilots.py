@@ -9,6 +9,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import geco_average_pilot  # noqa: E402
 import geco_pi_pilot  # noqa: E402
+import geco_trained_heldout_pilot  # noqa: E402
 from geco_tracking_runs import narrowed  # noqa: E402
 
 
@@ -88,3 +89,26 @@ def test_the_pilots_start_from_the_schema_defaults_of_the_keys_they_choose():
     assert "geco_tracks" not in integral["rate"] and integral["rate"]["geco_proportional"] == 0.0
     heldout = narrowed(base, geco_average_pilot.candidate_rate("heldout", 0.05))
     assert heldout["rate"]["geco_tracks"] == "heldout" and heldout["rate"]["geco_proportional"] == 3.0
+
+
+def test_the_trained_heldout_pilot_takes_the_fewest_misses_then_the_smallest_worst_then_the_default():
+    choose = geco_trained_heldout_pilot.choose_fewest_misses
+    order = ["heldout", "trained_heldout"]
+    assert choose({"heldout": [0.01, 0.08], "trained_heldout": [0.029, -0.029]}, order) == "trained_heldout"
+    assert choose({"heldout": [0.04, 0.01], "trained_heldout": [0.05, 0.2]}, order) == "heldout"  # fewer
+    assert choose({"heldout": [0.05, 0.0], "trained_heldout": [0.04, 0.0]}, order) == "trained_heldout"
+    assert choose({"heldout": [0.0, 0.02], "trained_heldout": [0.02, 0.0]}, order) == "heldout"  # a tie
+
+
+def test_the_trained_heldout_pilot_differs_from_the_default_only_in_whose_kl_it_reads():
+    base = project_params()
+    (first, default), (second, trained) = geco_trained_heldout_pilot.candidates(base)
+    assert (first, second) == ("heldout", "trained_heldout")
+    assert {k: v for k, v in trained.items() if k != "geco_tracks"} == \
+        {k: v for k, v in default.items() if k != "geco_tracks"}
+    params = geco_trained_heldout_pilot.narrow(base, default)
+    assert params["rate"] == base["rate"]  # the default candidate is the sweep's GECO
+    assert params["sweep"]["lams"] == [5.0] and params["sweep"]["rate_targets"] == [5.0, 10.0, 20.0]
+    assert params["sweep"]["seeds"] == params["spatial"]["seeds"] == [96, 97, 98, 99]
+    assert params["spatial"]["betas"] == [] and params["spatial"]["lams"] == [5.0]
+    assert geco_trained_heldout_pilot.narrow(base, trained)["rate"]["geco_tracks"] == "trained_heldout"

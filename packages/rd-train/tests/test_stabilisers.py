@@ -321,10 +321,10 @@ def test_the_held_out_loop_skips_the_statistics_pass_only_where_it_changes_nothi
                                               "norm_num_groups": 4, "latent_channels": 2},
                                        rate=rate, optim={"ema_decay": 0.9})).to_dict())
     vector = VAEModule(from_dict(tiny(rate=rate, optim={"ema_decay": 0.9})).to_dict())
-    assert not spatial._averaged_has_batch_norm and vector._averaged_has_batch_norm
+    assert not spatial.tracked_kl._averaged_has_batch_norm and vector.tracked_kl._averaged_has_batch_norm
     torch.manual_seed(7)
     batch, held_out = torch.rand(8, 3, 16, 16), torch.rand(8, 3, 16, 16)
-    skipped = spatial.averaged_kl(held_out, statistics=batch)
+    skipped = spatial.tracked_kl.averaged_kl(held_out, statistics=batch)
     model = spatial.ema.averaged_model()
     from rd_train.training.metrics import kl_per_sample
 
@@ -334,3 +334,56 @@ def test_the_held_out_loop_skips_the_statistics_pass_only_where_it_changes_nothi
         model.eval()
         with_pass = kl_per_sample(*model.encode(held_out)).mean()
     assert torch.equal(skipped, with_pass.float())
+
+
+def test_geco_steers_the_trained_weights_kl_on_the_held_out_batch_of_the_step(tiny):
+    """rate.geco_tracks: trained_heldout feeds GECO the trained weights' KL (after the step's update) on the
+    step's batch of the held-out images, cycled in order, encoded in eval mode with the running BatchNorm
+    statistics the training steps keep; reading it moves no statistics. It fails if the weight average,
+    the training batch, another slice or the held-out batch's own statistics are read, or if the reading
+    changes the model's buffers."""
+    config = tiny(rate={"mode": "geco", "target": 5.0, "beta": 0.1, "geco_tracks": "trained_heldout"},
+                  optim={"ema_decay": 0.9, "max_steps": 8})
+    module = VAEModule(from_dict(config).to_dict())
+    module.manual_backward = lambda loss: loss.backward()
+    optimizers, schedulers = module.configure_optimizers()
+    torch.manual_seed(5)
+    module.tracking_images = torch.rand(70, 3, 16, 16) * 2 - 1  # two whole batches of 32, and 6 left over
+    seen, buffers = [], []
+    original = module.rate.update
+
+    def update(step, kl, finite):
+        seen.append(kl.clone())
+        buffers.append([b.clone() for b in module.model.buffers()])
+        original(step, kl, finite)
+
+    module.rate.update = update
+    batch = torch.rand(32, 3, 16, 16)
+    from rd_train.training.metrics import kl_per_sample
+
+    for step in range(3):
+        before = [b.clone() for b in module.model.buffers()]
+        module.train_step(batch, optimizers, schedulers)
+        assert module.model.training  # the reading puts the mode back
+        after = list(module.model.buffers())
+        assert all(torch.equal(a, b) for a, b in zip(buffers[-1], after, strict=True)), step  # nothing moved
+        assert not all(torch.equal(a, b) for a, b in zip(before, after, strict=True)), step  # the step did
+        held_out = module.tracking_images[(step % 2) * 32:(step % 2 + 1) * 32]
+        with torch.no_grad():
+            expected = kl_per_sample(*module.model.eval().encode(held_out)).mean()
+            own_statistics = kl_per_sample(*module.model.train().encode(held_out)).mean()
+            module.model.load_state_dict({**module.model.state_dict(),
+                                          **dict(zip([n for n, _ in module.model.named_buffers()], after,
+                                                     strict=True))})  # undo the train-mode pass
+            average = kl_per_sample(*module.ema.averaged_model().eval().encode(held_out)).mean()
+            training_batch = kl_per_sample(*module.model.eval().encode(batch)).mean()
+        assert float(seen[-1]) == pytest.approx(float(expected), rel=1e-6), step
+        for other in (own_statistics, average, training_batch):
+            assert float(seen[-1]) != pytest.approx(float(other), rel=1e-3), step
+        module.model.train()
+
+
+def test_steering_the_trained_weights_on_held_out_images_needs_no_weight_average(tiny):
+    config = from_dict(tiny(rate={"mode": "geco", "target": 5.0, "beta": 0.1,
+                                  "geco_tracks": "trained_heldout"}))
+    assert config.optim.ema_decay == 0 and config.rate.tracked == "trained_heldout"

@@ -165,9 +165,12 @@ STABILISED = {  # the default profile's stabilisers: weight average, PI GECO, th
                           ("32-true", STABILISED),
                           # GECO on the average's held-out KL moves the average's BatchNorm statistics
                           ("32-true", {**STABILISED,
-                                       "rate": {**STABILISED["rate"], "geco_tracks": "heldout"}})],
+                                       "rate": {**STABILISED["rate"], "geco_tracks": "heldout"}}),
+                          # GECO on the trained weights' held-out KL reads, and moves, nothing checkpointed
+                          ("32-true", {**STABILISED,
+                                       "rate": {**STABILISED["rate"], "geco_tracks": "trained_heldout"}})],
                          ids=["fp32-pixel", "bf16-vgg16-channels-last", "fp32-patchgan-ema-pi-geco",
-                              "fp32-patchgan-held-out-geco"])
+                              "fp32-patchgan-held-out-geco", "fp32-patchgan-trained-held-out-geco"])
 def test_resume_after_kill_matches_an_uninterrupted_run(tiny, tmp_path, monkeypatch, precision, sections):
     optim = {"max_steps": 24, **sections.get("optim", {})}
     base = {**tiny(**{**sections, "optim": optim}), "precision": precision}

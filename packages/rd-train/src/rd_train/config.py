@@ -117,6 +117,10 @@ class LossConfig:
                 f"{self.vgg_stages}")
 
 
+# Whose KL GECO steers (RateConfig.geco_tracks; training/rate_tracking.py).
+Tracks = Literal["trained", "averaged", "heldout", "trained_heldout"]
+
+
 @dataclass
 class RateConfig:
     mode: Literal["fixed", "geco"] = "fixed"
@@ -130,11 +134,12 @@ class RateConfig:
     # The bound on |relative violation| the proportional part acts on (rate.py): log β moves by at most
     # κ_p × this at once. None = unbounded (the behaviour before this key).
     geco_proportional_limit: float | None = None
-    # Whose KL GECO steers (rate.py): the trained weights' on each training batch ("trained", the behaviour
-    # before this key); the weight average's, the model every evaluation reads, on the training batch
-    # ("averaged"), or on a batch of the held-out images the tables are measured on ("heldout"). The last
-    # two cost one more encoder pass per step, under no_grad, and need optim.ema_decay > 0.
-    geco_tracks: Literal["trained", "averaged", "heldout"] = "trained"
+    # Whose KL GECO steers (rate.py, training/rate_tracking.py): the trained weights' on each training batch
+    # ("trained", the behaviour before this key); the weight average's, the model every evaluation reads,
+    # on the training batch ("averaged") or on a batch of the held-out images the tables are measured on
+    # ("heldout"); or the trained weights' on a held-out batch ("trained_heldout"). The last three cost one
+    # more encoder pass per step, under no_grad; "averaged" and "heldout" need optim.ema_decay > 0.
+    geco_tracks: Tracks = "trained"
     # Offset correction (rate.py): from geco_outer_start (a fraction of training) on, each validation
     # measures the ratio of the training KL's EMA to the evaluated model's KL (EMA weights, held-out
     # images: what the tables report), smooths it with weight geco_outer_gain, and GECO steers the
@@ -145,7 +150,7 @@ class RateConfig:
     beta_max: float = 1e4
 
     @property
-    def tracked(self) -> Literal["trained", "averaged", "heldout"]:
+    def tracked(self) -> Tracks:
         """Whose KL the rate controller reads: ``geco_tracks`` under GECO; a fixed β reads none, which
         is the trained weights' case (no extra pass, no weight average or held-out batch needed)."""
         return self.geco_tracks if self.mode == "geco" else "trained"
@@ -240,9 +245,9 @@ class TrainConfig:
             raise ConfigError(f"val_every_n_steps must be >= 0 (0: every epoch), got "
                               f"{self.val_every_n_steps}")
         tracks = self.rate.tracked
-        if tracks != "trained" and self.optim.ema_decay <= 0:
+        if tracks in ("averaged", "heldout") and self.optim.ema_decay <= 0:
             raise ConfigError(f"{prefix}rate.geco_tracks={tracks} steers the weight average's KL: set "
-                              "optim.ema_decay > 0, or rate.geco_tracks: trained")
+                              "optim.ema_decay > 0, or rate.geco_tracks: trained or trained_heldout")
         halvings = (len(self.model.channels) if self.model.kind == "vector"
                     else len(self.model.block_out_channels) - 1)
         if self.data.image_size % 2**halvings:

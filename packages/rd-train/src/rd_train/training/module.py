@@ -39,18 +39,18 @@ from typing import Any, NamedTuple
 
 import lightning as L
 import torch
-import torch.distributed as dist
 from rd_kernels import Balancer, PosteriorStats, sample_and_kl
 from torch import nn
 
 from rd_train.config import TrainConfig, from_dict
 from rd_train.training.averages import TrainingAverages
+from rd_train.training.distributed import global_mean
 from rd_train.training.ema import WeightAverage
-from rd_train.training.evaluation import EvaluationMixin, batch_norms
+from rd_train.training.evaluation import EvaluationMixin
 from rd_train.training.losses import build_neural_loss, pixel_sse
-from rd_train.training.metrics import kl_per_sample
 from rd_train.training.models import build_model
 from rd_train.training.rate import build_rate_controller
+from rd_train.training.rate_tracking import TrackedKL
 from rd_train.training.step_graph import EAGER_STEPS, StepFunctions, StepGraph
 
 # What can go non-finite in a step, in the order the training step records it.
@@ -92,13 +92,10 @@ class VAEModule(EvaluationMixin, L.LightningModule):
         weights = {"pixel": 1.0, **({"neural": c.loss.lam} if self.neural is not None else {})}
         self.balancer = Balancer(weights, ema_decay=c.loss.balancer_ema_decay)
         self.rate = build_rate_controller(c.rate)
-        self._rate_tracks = c.rate.tracked
-        # rate.geco_tracks: heldout: the validation images in a fixed shuffled order (set by run.py)
-        self.tracking_images: torch.Tensor | None = None
         self.adversarial = self.neural is not None and c.loss.neural == "patchgan"
         # The evaluated weights' average (ema.py): not a submodule, not in the state_dict; checkpointed below.
         self.ema = WeightAverage(self.model, c.optim.ema_decay) if c.optim.ema_decay > 0 else None
-        self._averaged_has_batch_norm = self.ema is not None and bool(batch_norms(self.ema.averaged_model()))
+        self.tracked_kl = TrackedKL(c.rate.tracked, self.model, self.ema)  # rate_tracking.py
         self._training_averages = TrainingAverages(c.rate.warmup_steps, c.optim.max_steps)
         self.step_count = 0  # batches trained; checkpointed (global_step counts optimizer steps)
         self.validation_history: list[list[float]] = []  # [step, KL, pixel SSE, anisotropy]; checkpointed
@@ -115,6 +112,16 @@ class VAEModule(EvaluationMixin, L.LightningModule):
             draw_noise=self.draw_noise, beta=lambda step: self.rate.value(step), body=self.forward_backward,
             mutable_state=self.step_state)) if step_graph else None
         self.calibration_images: torch.Tensor | None = None  # set by run.py from the training split
+
+    @property
+    def tracking_images(self) -> torch.Tensor | None:
+        """The held-out images GECO reads (``rate.geco_tracks``: heldout, trained_heldout; run.py sets them:
+        the validation split in an order shuffled once by the run's seed)."""
+        return self.tracked_kl.images
+
+    @tracking_images.setter
+    def tracking_images(self, images: torch.Tensor | None) -> None:
+        self.tracked_kl.images = images
 
     def step_state(self) -> list[torch.Tensor]:
         """The tensors a training step changes besides gradients and optimiser state: the autoencoder's and
@@ -261,44 +268,6 @@ class VAEModule(EvaluationMixin, L.LightningModule):
         self.step_count += 1
         return result
 
-    def tracked_kl(self, step: int, batch: torch.Tensor, trained_kl: torch.Tensor) -> torch.Tensor:
-        """The KL GECO steers at ``step`` (``rate.geco_tracks``): the trained model's on the batch, or the
-        weight average's on the batch, or on the step's batch of the held-out images (cycled in order)."""
-        if self._rate_tracks == "averaged":
-            return self.averaged_kl(batch)
-        if self._rate_tracks == "heldout":
-            if self.tracking_images is None:
-                raise RuntimeError("rate.geco_tracks=heldout: set VAEModule.tracking_images (run.py does)")
-            if self.tracking_images.device != batch.device:  # one copy, kept on the device
-                self.tracking_images = self.tracking_images.to(batch.device)
-            size = batch.shape[0]
-            index = step % max(1, self.tracking_images.shape[0] // size)
-            return self.averaged_kl(self.tracking_images[index * size:(index + 1) * size], statistics=batch)
-        return trained_kl
-
-    @torch.no_grad()
-    def averaged_kl(self, x: torch.Tensor, statistics: torch.Tensor | None = None) -> torch.Tensor:
-        """The weight average's mean KL on the batch ``x`` (over the global batch). Without ``statistics``,
-        its encoder in training mode: BatchNorm normalises with the batch's own statistics, as the trained
-        model's step does (over shuffled training batches that came within 0-2.6 % of the recalibrated
-        model's KL in four PatchGAN and VGG16 (HED) runs). With ``statistics`` (the step's training
-        batch), a training-mode pass over it first moves BatchNorm's running statistics, and ``x`` is then
-        encoded in eval mode with them: held-out images normalised by the training images' statistics,
-        as an evaluation does after recalibrating (held-out batches normalised by their own statistics
-        read some 25 % higher than the evaluation in the third GECO pilot). A model without BatchNorm
-        (the AutoencoderKL) has no statistics to move, and skips that pass."""
-        assert self.ema is not None
-        model = self.ema.averaged_model()
-        was_training = model.training
-        model.train()
-        if statistics is not None:
-            if self._averaged_has_batch_norm:
-                model.encode(statistics)
-            model.eval()
-        mu, logvar = model.encode(x)
-        model.train(was_training)
-        return _global_mean(kl_per_sample(mu.float(), logvar.float()).mean())
-
     def forward_backward(self, batch: torch.Tensor, flip: torch.Tensor | None, eps: torch.Tensor,
                          beta: torch.Tensor | float, disc_active: bool) -> StepResult:
         """A step's forward and backward, optimisers not stepped: the autoencoder's gradient of the
@@ -309,7 +278,7 @@ class VAEModule(EvaluationMixin, L.LightningModule):
         self.manual_backward(out.surrogate)
         grad_norm = torch.nn.utils.get_total_norm(
             [p.grad for p in self.model.parameters() if p.grad is not None], norm_type=torch.inf)
-        kl_mean = _global_mean(out.kl.mean().detach())
+        kl_mean = global_mean(out.kl.mean().detach())
         zero = kl_mean.new_zeros(())
         terms = [out.losses["pixel"].detach(), out.losses.get("neural", zero).detach(), kl_mean, grad_norm]
         generator_bad = ~torch.isfinite(torch.stack(terms).float())
@@ -384,16 +353,3 @@ def _skip_if(optimizer: Any, bad: torch.Tensor) -> None:
     inner = getattr(optimizer, "optimizer", optimizer)  # LightningOptimizer wraps the torch one
     inner.found_inf = bad.float()
     inner.grad_scale = None
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def _global_mean(value: torch.Tensor) -> torch.Tensor:
-    """The mean over DDP workers (equal batch shares), on device; identity in one process."""
-    if _distributed():
-        value = value.clone()
-        dist.all_reduce(value)
-        return value / dist.get_world_size()
-    return value

@@ -25,12 +25,13 @@ posteriors of pixel-SSE runs at 5 nats). A bound L
 most e^{κ_p L} at once, while the integral part still sees the whole violation. The default profile runs
 κ_p = 3 with L = 0.5 (params.yaml: the pilots that chose it).
 
-Offset correction (``geco_outer_gain`` g > 0). GECO steers the KL of the training batches under the
-trained weights; the tables report the KL of the evaluated model (the weights' EMA, ema.py) on held-out
-images, which sits a few percent off it (up to 16 % at 5 nats in the committed v2 sweep, a bias by family).
-From ``geco_outer_start`` (a fraction of training) on, each validation measures that offset,
-o = K̄ / K_val (the training KL's EMA over the evaluated KL), smooths it, ô ← (1 - g) ô + g o (the first
-measurement taken as it is), and moves the target the inner loop steers the training KL to:
+Offset correction (``geco_outer_gain`` g > 0). GECO steers the KL it reads (below: whose, on which
+images); the tables report the KL of the evaluated model (the weights' EMA, ema.py) on held-out images
+after BatchNorm recalibration, which can sit a few percent off it (up to 16 % at 5 nats in the committed
+v2 sweep, where GECO read the trained weights' KL on training batches: a bias by family). From
+``geco_outer_start`` (a fraction of training) on, each validation measures that offset, o = K̄ / K_val
+(the read KL's EMA over the evaluated KL), smooths it, ô ← (1 - g) ô + g o (the first measurement
+taken as it is), and moves the target the inner loop steers the read KL to:
 
     R_train = R* · clamp(ô, 0.8, 1.25)
 
@@ -43,13 +44,14 @@ cpu-geco-offset-pilot.json): pixel SSE and VGG16 (HED) end within 2 % of 5 and 2
 (+4 % and +14 %): its training KL itself still rises late and leaves the inner loop behind, which neither a
 learning-rate floor nor an offset averaged like the weights (cpu-geco-offset-lag-pilot.json) mended.
 
-Whose KL (``geco_tracks``). K_t is the trained weights' KL on the step's batch by default. With
-``averaged`` it is the weight average's (ema.py: the model every evaluation reads) on the same batch, so
-the offset the correction above removes is only the one between training and held-out images. With
-``heldout`` it is the weight average's on one batch of the held-out images per step, normalised as an
-evaluation normalises them (module.py, `VAEModule.averaged_kl`), so little offset is left to remove. The
-price of both is a lag inside the loop: the average trails the trained weights by about 1 / (1 - ρ_ema)
-steps.
+Whose KL (``geco_tracks``; rate_tracking.py computes it). K_t is the trained weights' KL on the step's
+batch by default. With ``averaged`` it is the weight average's (ema.py: the model every evaluation reads)
+on the same batch, so the offset the correction above removes is only the one between training and
+held-out images. With ``heldout`` it is the weight average's on one batch of the held-out images per
+step, normalised as an evaluation normalises them, so little offset is left to remove; the price of both
+is a lag inside the loop: the average trails the trained weights by about 1 / (1 - ρ_ema) steps. With
+``trained_heldout`` it is the trained weights' on the held-out batch: no lag beyond the KL's own EMA, and
+the offset correction removes the remaining gap between the trained weights and their average.
 
 During the first T steps β is held at its initial value and only the EMA is tracked, so GECO does
 not react to the warm-up transient.
