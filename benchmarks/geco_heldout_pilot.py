@@ -19,8 +19,8 @@ Run twice with the same candidates and rule. First (3581d09, results/cpu-geco-he
 held-out batch was encoded with BatchNorm on its own statistics; the tracked KL then read some 25 % above
 the evaluation, which normalises held-out images by the training images' recalibrated statistics, so the
 offset correction sat at its clamp. Second (results/cpu-geco-heldout-pilot-2.json), as
-`VAEModule.averaged_kl` does now: a training-mode pass over the step's training batch moves the running
-statistics, and the held-out batch is encoded in eval mode with them.
+`TrackedKL.averaged_kl` (training/rate_tracking.py) does now: a training-mode pass over the step's
+training batch moves the running statistics, and the held-out batch is encoded in eval mode with them.
 
 The rule, fixed in the commit before the pilot ran: the sweep takes the first candidate, in the order
 above, whose every pilot run ends within 3 % of its target (|final evaluated KL / target - 1|); if none
