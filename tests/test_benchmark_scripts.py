@@ -53,7 +53,10 @@ def test_sweep_throughput_runs_the_baseline_tree_and_this_one(tmp_path):
     run([str(ROOT / "benchmarks" / "sweep_throughput.py"), "--out", str(out), "--steps", "4"], tmp_path)
     report = json.loads(out.read_text())
     assert set(report["per_family_best_of_repeats"]) == {"pixel", "perceptual", "adversarial"}
-    assert all(r["ratio"] > 0 and r["x_roofline"] > 0 for r in report["per_family_best_of_repeats"].values())
+    assert all(r["ratio"] > 0 and r["x_roofline"] > 0 and r["training_only_ratio"] > 0
+               for r in report["per_family_best_of_repeats"].values())
+    for family in report["results"]["current"][0].values():  # training alone is part of the wall time
+        assert 0 < family["train_s"] < family["wall_s"]
     assert report["shared_table_build_s"] > 0  # timed on its own, before the sweeps that read the table
     # The roofline counts the FLOPs the step runs: with the table, no forward pass of the VGG16 (HED)
     # targets (counting it made the step look 1.5x closer to its roofline than it is).
