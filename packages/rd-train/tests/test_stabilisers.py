@@ -1,6 +1,7 @@
 """The protocol's stabilisers and controls: the weight average evaluations read, the PI form of GECO,
 the balancer's combined-gradient norm and its norm-matched control, the window rule as the filter."""
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -270,18 +271,25 @@ def test_steering_the_average_needs_one():
         from_dict({"rate": {"mode": "geco", "target": 5.0, "beta": 0.1, "geco_tracks": "averaged"}})
 
 
-def test_geco_steers_the_averages_kl_on_the_held_out_batch_of_the_step(tiny):
-    """rate.geco_tracks: heldout feeds GECO the weight average's KL on the step's batch of the held-out
-    images, cycled in order, encoded in eval mode with BatchNorm statistics just moved by the training
-    batch (what an evaluation does after recalibrating). It fails if the training batch, another slice,
-    or the held-out batch's own statistics are read."""
-    config = tiny(rate={"mode": "geco", "target": 5.0, "beta": 0.1, "geco_tracks": "heldout"},
+def held_out_tracking_module(tiny, tracks):
+    """A GECO module reading a held-out batch (``rate.geco_tracks``: ``tracks``), its optimisers and
+    schedulers, with 70 held-out images: two whole batches of 32, and 6 left over."""
+    config = tiny(rate={"mode": "geco", "target": 5.0, "beta": 0.1, "geco_tracks": tracks},
                   optim={"ema_decay": 0.9, "max_steps": 8})
     module = VAEModule(from_dict(config).to_dict())
     module.manual_backward = lambda loss: loss.backward()
     optimizers, schedulers = module.configure_optimizers()
     torch.manual_seed(5)
-    module.tracking_images = torch.rand(70, 3, 16, 16) * 2 - 1  # two whole batches of 32, and 6 left over
+    module.tracking_images = torch.rand(70, 3, 16, 16) * 2 - 1
+    return module, optimizers, schedulers
+
+
+def test_geco_steers_the_averages_kl_on_the_held_out_batch_of_the_step(tiny):
+    """rate.geco_tracks: heldout feeds GECO the weight average's KL on the step's batch of the held-out
+    images, cycled in order, encoded in eval mode with BatchNorm statistics just moved by the training
+    batch (what an evaluation does after recalibrating). It fails if the training batch, another slice,
+    or the held-out batch's own statistics are read."""
+    module, optimizers, schedulers = held_out_tracking_module(tiny, "heldout")
     seen = []
     original = module.rate.update
     module.rate.update = lambda step, kl, finite: seen.append(kl.clone()) or original(step, kl, finite)
@@ -342,22 +350,18 @@ def test_geco_steers_the_trained_weights_kl_on_the_held_out_batch_of_the_step(ti
     statistics the training steps keep; reading it moves no statistics. It fails if the weight average,
     the training batch, another slice or the held-out batch's own statistics are read, or if the reading
     changes the model's buffers."""
-    config = tiny(rate={"mode": "geco", "target": 5.0, "beta": 0.1, "geco_tracks": "trained_heldout"},
-                  optim={"ema_decay": 0.9, "max_steps": 8})
-    module = VAEModule(from_dict(config).to_dict())
-    module.manual_backward = lambda loss: loss.backward()
-    optimizers, schedulers = module.configure_optimizers()
-    torch.manual_seed(5)
-    module.tracking_images = torch.rand(70, 3, 16, 16) * 2 - 1  # two whole batches of 32, and 6 left over
-    seen, buffers = [], []
-    original = module.rate.update
+    module, optimizers, schedulers = held_out_tracking_module(tiny, "trained_heldout")
+    seen, moved = [], []
+    reading = module.tracked_kl
 
-    def update(step, kl, finite):
+    def read(step, batch, trained_kl):  # the buffers just before and after GECO's reading
+        before = [b.clone() for b in module.model.buffers()]
+        kl = reading(step, batch, trained_kl)
+        moved.append(not all(torch.equal(a, b) for a, b in zip(before, module.model.buffers(), strict=True)))
         seen.append(kl.clone())
-        buffers.append([b.clone() for b in module.model.buffers()])
-        original(step, kl, finite)
+        return kl
 
-    module.rate.update = update
+    module.tracked_kl = read
     batch = torch.rand(32, 3, 16, 16)
     from rd_train.training.metrics import kl_per_sample
 
@@ -365,16 +369,14 @@ def test_geco_steers_the_trained_weights_kl_on_the_held_out_batch_of_the_step(ti
         before = [b.clone() for b in module.model.buffers()]
         module.train_step(batch, optimizers, schedulers)
         assert module.model.training  # the reading puts the mode back
-        after = list(module.model.buffers())
-        assert all(torch.equal(a, b) for a, b in zip(buffers[-1], after, strict=True)), step  # nothing moved
-        assert not all(torch.equal(a, b) for a, b in zip(before, after, strict=True)), step  # the step did
-        held_out = module.tracking_images[(step % 2) * 32:(step % 2 + 1) * 32]
+        assert not moved[-1], step  # the reading moved no statistics
+        assert not all(torch.equal(a, b) for a, b in zip(before, module.model.buffers(), strict=True)), step
+        held_out = reading.images[(step % 2) * 32:(step % 2 + 1) * 32]
+        state = copy.deepcopy(module.model.state_dict())
         with torch.no_grad():
             expected = kl_per_sample(*module.model.eval().encode(held_out)).mean()
             own_statistics = kl_per_sample(*module.model.train().encode(held_out)).mean()
-            module.model.load_state_dict({**module.model.state_dict(),
-                                          **dict(zip([n for n, _ in module.model.named_buffers()], after,
-                                                     strict=True))})  # undo the train-mode pass
+            module.model.load_state_dict(state)  # undo the train-mode pass
             average = kl_per_sample(*module.ema.averaged_model().eval().encode(held_out)).mean()
             training_batch = kl_per_sample(*module.model.eval().encode(batch)).mean()
         assert float(seen[-1]) == pytest.approx(float(expected), rel=1e-6), step
