@@ -98,8 +98,9 @@ def choose_in_order(errors: dict[str, list[float]], order: list[str]) -> str:
 
 
 def choose_fewest_misses(errors: dict[str, list[float]], order: list[str]) -> str:
-    """The one of ``order`` with the fewest errors beyond `TOLERANCE`; ties: the smaller worst error;
-    then the earlier."""
+    """The fewest errors beyond `TOLERANCE`, then the smaller worst error, then the earlier in ``order``.
+
+    (Its first line is the rule `compare_in_order` prints.)"""
     def misses(label: str) -> int:
         return sum(abs(e) > TOLERANCE for e in errors[label])
 
