@@ -9,6 +9,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import geco_average_pilot  # noqa: E402
 import geco_pi_pilot  # noqa: E402
+import geco_ramp_pilot  # noqa: E402
 import geco_trained_heldout_pilot  # noqa: E402
 from geco_tracking_runs import narrowed  # noqa: E402
 
@@ -112,3 +113,19 @@ def test_the_trained_heldout_pilot_differs_from_the_default_only_in_whose_kl_it_
     assert params["sweep"]["seeds"] == params["spatial"]["seeds"] == [96, 97, 98, 99]
     assert params["spatial"]["betas"] == [] and params["spatial"]["lams"] == [5.0]
     assert geco_trained_heldout_pilot.narrow(base, trained)["rate"]["geco_tracks"] == "trained_heldout"
+
+
+def test_the_ramp_pilot_differs_from_the_default_only_in_the_integral_gain_and_the_ramp_term():
+    """Its default candidate is the sweep's GECO on the trained-heldout pilot's runs (so they are reused);
+    its second adds the ramp term and lowers η, as the loop model's candidate does."""
+    base = project_params()
+    (first, default), (second, ramp) = geco_ramp_pilot.candidates(base)
+    assert (first, second) == ("default", "ramp")
+    assert ramp == {**default, "geco_step_size": 0.03, "geco_ramp_gain": 1e-4, "geco_ramp_start": 0.3}
+    assert geco_ramp_pilot.narrow(base, default) == geco_trained_heldout_pilot.narrow(
+        base, geco_trained_heldout_pilot.candidates(base)[0][1])
+    narrowed_ramp = geco_ramp_pilot.narrow(base, ramp)["rate"]
+    assert {k: v for k, v in narrowed_ramp.items() if k not in ramp} == \
+        {k: v for k, v in base["rate"].items() if k not in ramp}
+    assert narrowed_ramp["geco_step_size"] == 0.03 and narrowed_ramp["geco_ramp_gain"] == 1e-4
+    assert geco_ramp_pilot.choose_fewest_misses is geco_trained_heldout_pilot.choose_fewest_misses

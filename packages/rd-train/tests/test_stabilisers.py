@@ -14,7 +14,7 @@ from rd_train.analysis.stationarity import WindowRule
 from rd_train.config import RateConfig
 from rd_train.training.ema import WeightAverage
 from rd_train.training.module import VAEModule
-from rd_train.training.rate import GECO
+from rd_train.training.rate import GECO, RAMP_LIMIT
 from rd_train.training.run import fit, load_trained
 
 
@@ -59,7 +59,7 @@ def test_evaluations_read_the_average_and_training_is_unchanged_by_it(tiny, tmp_
 
 def _geco(proportional: float, target: float = 10.0) -> GECO:
     return GECO(RateConfig(mode="geco", beta=0.032, target=target, warmup_steps=150, geco_step_size=0.05,
-                           geco_ema_decay=0.95, geco_proportional=proportional))
+                           geco_ema_decay=0.95, geco_proportional=proportional), 3000)
 
 
 def _tracking(geco: GECO, lag: float, steps: int = 3000) -> tuple[float, float]:
@@ -99,6 +99,68 @@ def test_pi_geco_with_no_proportional_gain_is_the_integral_form_and_round_trips(
     restored = _geco(2.0)
     restored.load_state_dict(state)
     assert restored.state_dict() == state
+
+
+def _ramp_geco(ramp_gain: float, step_size: float, steps: int = 3000) -> GECO:
+    return GECO(RateConfig(mode="geco", beta=0.032, target=10.0, warmup_steps=150, geco_step_size=step_size,
+                           geco_ema_decay=0.95, geco_proportional=3.0, geco_proportional_limit=0.5,
+                           geco_ramp_gain=ramp_gain, geco_ramp_start=0.3), steps)
+
+
+def _drifting(geco: GECO, drift: float, lag: float = 100.0, steps: int = 3000) -> float:
+    """A model whose rate follows exp(drift t) 0.8 / β^0.7 with a first-order lag of ``lag`` steps: the
+    late mean error, relative to the target (signed)."""
+    kl, trace, finite = 30.0, [], torch.tensor(True)
+    for step in range(steps):
+        kl += (math.exp(drift * step) * 0.8 / float(geco.value(step)) ** 0.7 - kl) / lag
+        geco.update(step, torch.tensor(kl), finite)
+        trace.append(kl)
+    late = trace[int(0.8 * steps):]
+    return sum(late) / len(late) / geco.target - 1
+
+
+def test_the_ramp_term_removes_the_lag_error_a_drifting_rate_leaves():
+    """A rate that climbs 0.05 % a step at fixed β: PI GECO ends above the target by about
+    drift / (η K) (K = 0.7 here: 1.4 % at η = 0.05, 2.4 % at η = 0.03); with the ramp term the error goes
+    and J holds the slope log β needs, drift / K. Without a drift, the ramp term changes no end point."""
+    pi = _ramp_geco(0.0, 0.05)
+    assert _drifting(pi, 0.0005) == pytest.approx(0.0005 / (0.05 * 0.7), rel=0.05)
+    assert _drifting(_ramp_geco(0.0, 0.03), 0.0005) == pytest.approx(0.0005 / (0.03 * 0.7), rel=0.05)
+    ramp = _ramp_geco(1e-4, 0.03)
+    assert abs(_drifting(ramp, 0.0005)) < 0.001
+    assert ramp.state_dict()["ramp"] == pytest.approx(0.0005 / 0.7, rel=0.02)
+    assert abs(_drifting(_ramp_geco(1e-4, 0.03), 0.0)) < 0.001
+    assert pi.state_dict()["ramp"] == 0.0  # gain 0: the PI controller, J never moves
+
+
+def test_the_ramp_term_integrates_the_violation_from_its_start_bounded_and_reset_at_a_clamp():
+    """J is 0 before geco_ramp_start (0.3 of 100 steps) and then sums η₂ ν, within ±RAMP_LIMIT; the
+    integral moves by η ν + J each step; a clamped integral resets J. Fails if J starts early, is not
+    added, is unbounded, or winds up at β_max."""
+    geco, finite = _ramp_geco(0.001, 0.03, steps=100), torch.tensor(True)
+    for step in range(30):
+        geco.update(step, torch.tensor(12.0), finite)
+    assert geco.state_dict()["ramp"] == 0.0  # warmup 150 > 30: the hold (and the start) not reached
+    geco = GECO(RateConfig(mode="geco", beta=0.032, target=10.0, warmup_steps=10, geco_step_size=0.03,
+                           geco_ema_decay=0.5, geco_ramp_gain=0.001, geco_ramp_start=0.3), 100)
+    for step in range(30):  # the hold, then PI until step 30 = 0.3 x 100
+        geco.update(step, torch.tensor(12.0), finite)
+    before = geco.state_dict()
+    assert before["ramp"] == 0.0
+    geco.update(30, torch.tensor(12.0), finite)
+    after = geco.state_dict()
+    violation = 0.2  # the EMA sits at 12 after 30 equal steps
+    assert after["ramp"] == pytest.approx(0.001 * violation, rel=1e-9)
+    step_up = math.exp(0.03 * violation + 0.001 * violation)  # η ν + the new J
+    assert after["integral"] == pytest.approx(before["integral"] * step_up, rel=1e-9)
+    for step in range(31, 200):
+        geco.update(step, torch.tensor(1000.0), finite)  # ν ≈ 99: J would pass 0.01 in one step
+        assert abs(geco.state_dict()["ramp"]) <= RAMP_LIMIT
+    assert geco.state_dict()["ramp"] == 0.0 and float(geco.beta) == 1e4  # at β_max: reset, no wind-up
+    old = {k: v for k, v in before.items() if k != "ramp"}  # a checkpoint from before the ramp term
+    restored = GECO(RateConfig(mode="geco", beta=0.032, target=10.0, geco_ramp_gain=0.001), 100)
+    restored.load_state_dict(old)
+    assert restored.state_dict()["ramp"] == 0.0 and restored.state_dict()["integral"] == before["integral"]
 
 
 class _AgainstPixel(torch.nn.Module):
@@ -219,7 +281,7 @@ def test_the_proportional_part_acts_on_the_violation_bounded_by_its_limit(limit)
     integral's η ν plus κ_p × min(ν, L); unbounded (None), by κ_p × ν. It fails if the bound also
     clips the integral part, or is ignored."""
     geco = GECO(RateConfig(mode="geco", beta=0.032, target=10.0, warmup_steps=1, geco_step_size=0.05,
-                           geco_ema_decay=0.95, geco_proportional=2.0, geco_proportional_limit=limit))
+                           geco_ema_decay=0.95, geco_proportional=2.0, geco_proportional_limit=limit), 3000)
     finite = torch.tensor(True)
     geco.update(0, torch.tensor(30.0), finite)  # the hold: only the EMA moves
     geco.update(1, torch.tensor(30.0), finite)

@@ -18,7 +18,7 @@ def test_fixed_beta_sine_warmup():
 
 
 def test_geco_holds_during_warmup_then_tracks_the_target():
-    geco = GECO(RateConfig(mode="geco", beta=1.0, target=4.0, warmup_steps=5, geco_step_size=0.1))
+    geco = GECO(RateConfig(mode="geco", beta=1.0, target=4.0, warmup_steps=5, geco_step_size=0.1), 3000)
     finite = torch.tensor(True)
     for step in range(5):
         geco.update(step, torch.tensor(10.0), finite)
@@ -29,7 +29,7 @@ def test_geco_holds_during_warmup_then_tracks_the_target():
     before = geco.state_dict()
     geco.update(3000, torch.tensor(float("nan")), torch.tensor(False))  # a non-finite step changes nothing
     assert geco.state_dict() == before
-    restored = GECO(RateConfig(mode="geco", beta=1.0, target=4.0))
+    restored = GECO(RateConfig(mode="geco", beta=1.0, target=4.0), 3000)
     restored.load_state_dict(geco.state_dict())
     assert float(restored.beta) == float(geco.beta) and float(restored.kl_ema) == float(geco.kl_ema)
 
@@ -40,7 +40,7 @@ def test_geco_offset_correction_steers_the_training_kl_by_the_measured_offset():
     R* x clamp(offset, 0.8, 1.25); before that, and with gain 0, nothing moves; state round-trips."""
     config = RateConfig(mode="geco", beta=1.0, target=10.0, warmup_steps=5, geco_outer_gain=0.5,
                         geco_outer_start=0.5)
-    geco = GECO(config)
+    geco = GECO(config, 3000)
     finite = torch.tensor(True)
     for step in range(200):
         geco.update(step, torch.tensor(11.0), finite)  # the training KL's EMA settles at 11
@@ -57,11 +57,11 @@ def test_geco_offset_correction_steers_the_training_kl_by_the_measured_offset():
     before = float(geco.beta)
     geco.update(200, torch.tensor(11.0), finite)  # the inner loop now steers to the moved target
     assert violation < 0 and float(geco.beta) < before  # 11 is below 12.5: β falls, the KL may rise
-    restored = GECO(config)
+    restored = GECO(config, 3000)
     restored.load_state_dict(geco.state_dict())
     assert (restored.training_target, restored.offset, restored.corrections) == (
         geco.training_target, geco.offset, geco.corrections)
-    off = GECO(RateConfig(mode="geco", beta=1.0, target=10.0, warmup_steps=5))  # gain 0: the plain GECO
+    off = GECO(RateConfig(mode="geco", beta=1.0, target=10.0, warmup_steps=5), 3000)  # gain 0: the plain GECO
     off.update(10, torch.tensor(11.0), finite)
     off.correct(150, 5.0, max_steps=200)
     assert off.training_target == 10.0 and off.corrections == []

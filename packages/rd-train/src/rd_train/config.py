@@ -146,6 +146,10 @@ class RateConfig:
     # training KL to target x that ratio; 0 = off (GECO tracks the training KL only).
     geco_outer_gain: float = 0.0
     geco_outer_start: float = 0.5
+    # Ramp term (rate.py): a second integrator on log β, from geco_ramp_start (a fraction of training) on,
+    # so that a steadily drifting KL is followed without a lag error; 0 = off (PI GECO).
+    geco_ramp_gain: float = 0.0
+    geco_ramp_start: float = 0.3
     beta_min: float = 1e-4
     beta_max: float = 1e4
 
@@ -154,6 +158,16 @@ class RateConfig:
         """Whose KL the rate controller reads: ``geco_tracks`` under GECO; a fixed β reads none, which
         is the trained weights' case (no extra pass, no weight average or held-out batch needed)."""
         return self.geco_tracks if self.mode == "geco" else "trained"
+
+    @property
+    def reads_average(self) -> bool:
+        """Whether the rate controller reads the weight average's KL (so needs optim.ema_decay > 0)."""
+        return self.tracked in ("averaged", "heldout")
+
+    @property
+    def reads_heldout(self) -> bool:
+        """Whether the rate controller reads a batch of the held-out images at each step."""
+        return self.tracked in ("heldout", "trained_heldout")
 
     def validate(self, prefix: str) -> None:
         if self.beta <= 0:
@@ -177,6 +191,10 @@ class RateConfig:
                 raise ConfigError(f"{prefix}.geco_outer_gain must be in [0, 1], got {self.geco_outer_gain}")
             if not 0 <= self.geco_outer_start <= 1:
                 raise ConfigError(f"{prefix}.geco_outer_start must be in [0, 1], got {self.geco_outer_start}")
+            if self.geco_ramp_gain < 0:
+                raise ConfigError(f"{prefix}.geco_ramp_gain must be >= 0 (0: off), got {self.geco_ramp_gain}")
+            if not 0 <= self.geco_ramp_start <= 1:
+                raise ConfigError(f"{prefix}.geco_ramp_start must be in [0, 1], got {self.geco_ramp_start}")
 
 
 @dataclass
@@ -244,10 +262,9 @@ class TrainConfig:
         if self.val_every_n_steps < 0:
             raise ConfigError(f"val_every_n_steps must be >= 0 (0: every epoch), got "
                               f"{self.val_every_n_steps}")
-        tracks = self.rate.tracked
-        if tracks in ("averaged", "heldout") and self.optim.ema_decay <= 0:
-            raise ConfigError(f"{prefix}rate.geco_tracks={tracks} steers the weight average's KL: set "
-                              "optim.ema_decay > 0, or rate.geco_tracks: trained or trained_heldout")
+        if self.rate.reads_average and self.optim.ema_decay <= 0:
+            raise ConfigError(f"{prefix}rate.geco_tracks={self.rate.tracked} steers the weight average's KL: "
+                              "set optim.ema_decay > 0, or rate.geco_tracks: trained or trained_heldout")
         halvings = (len(self.model.channels) if self.model.kind == "vector"
                     else len(self.model.block_out_channels) - 1)
         if self.data.image_size % 2**halvings:

@@ -20,6 +20,7 @@ import torch.distributed as dist
 from rd_kernels import sample_and_kl
 from torch import nn
 
+from rd_train.training.distributed import distributed
 from rd_train.training.losses import pixel_sse
 from rd_train.training.metrics import LatentStatistics, anisotropy, kl_per_sample
 
@@ -152,7 +153,7 @@ class EvaluationMixin:
         if self._val_sums is None or self.trainer.sanity_checking:
             return
         sums = self._val_sums
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if distributed():
             dist.all_reduce(sums)  # every worker's shard of the validation set
         kl, pixel, aniso, count = sums.tolist()
         self.validation_history.append([self.step_count, kl / count, pixel / count, aniso / count])

@@ -91,11 +91,11 @@ class VAEModule(EvaluationMixin, L.LightningModule):
         self.neural = neural_loss if neural_loss is not None else build_neural_loss(c)
         weights = {"pixel": 1.0, **({"neural": c.loss.lam} if self.neural is not None else {})}
         self.balancer = Balancer(weights, ema_decay=c.loss.balancer_ema_decay)
-        self.rate = build_rate_controller(c.rate)
+        self.rate = build_rate_controller(c.rate, c.optim.max_steps)
         self.adversarial = self.neural is not None and c.loss.neural == "patchgan"
         # The evaluated weights' average (ema.py): not a submodule, not in the state_dict; checkpointed below.
         self.ema = WeightAverage(self.model, c.optim.ema_decay) if c.optim.ema_decay > 0 else None
-        self.tracked_kl = TrackedKL(c.rate.tracked, self.model, self.ema)  # rate_tracking.py
+        self.tracked_kl = TrackedKL(c.rate, self.model, self.ema)  # rate_tracking.py
         self._training_averages = TrainingAverages(c.rate.warmup_steps, c.optim.max_steps)
         self.step_count = 0  # batches trained; checkpointed (global_step counts optimizer steps)
         self.validation_history: list[list[float]] = []  # [step, KL, pixel SSE, anisotropy]; checkpointed

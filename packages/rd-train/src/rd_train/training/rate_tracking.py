@@ -18,7 +18,7 @@ from typing import cast
 
 import torch
 
-from rd_train.config import Tracks
+from rd_train.config import RateConfig
 from rd_train.training.distributed import global_mean
 from rd_train.training.ema import WeightAverage
 from rd_train.training.evaluation import batch_norms
@@ -29,10 +29,10 @@ from rd_train.training.models import SpatialVAE, VectorVAE
 class TrackedKL:
     """The KL GECO steers, as a 0-dim device tensor (the mean over the global batch)."""
 
-    def __init__(self, tracks: Tracks, model: VectorVAE | SpatialVAE, ema: WeightAverage | None) -> None:
-        if tracks in ("averaged", "heldout") and ema is None:
-            raise ValueError(f"rate.geco_tracks={tracks} reads the weight average: set optim.ema_decay > 0")
-        self.tracks, self.model, self.ema = tracks, model, ema
+    def __init__(self, rate: RateConfig, model: VectorVAE | SpatialVAE, ema: WeightAverage | None) -> None:
+        # TrainConfig.validate names the missing optim.ema_decay; this guards direct construction.
+        assert ema is not None or not rate.reads_average, "the weight average's KL needs a weight average"
+        self.tracks, self.model, self.ema = rate.tracked, model, ema
         self.images: torch.Tensor | None = None  # the held-out images, for the two held-out modes
         self._averaged_has_batch_norm = ema is not None and bool(batch_norms(ema.averaged_model()))
 
@@ -64,11 +64,7 @@ class TrackedKL:
         """The trained model's mean KL on ``x``, its encoder in eval mode: BatchNorm normalises with the
         running statistics the training steps keep (the last ~10 training batches at the default momentum;
         the step just taken included). No pass moves them, so training is not changed by the reading."""
-        was_training = self.model.training
-        self.model.eval()
-        mu, logvar = self.model.encode(x)
-        self.model.train(was_training)
-        return global_mean(kl_per_sample(mu.float(), logvar.float()).mean())
+        return _mean_kl_in_mode(self.model, x, training=False)
 
     @torch.no_grad()
     def averaged_kl(self, x: torch.Tensor, statistics: torch.Tensor | None = None) -> torch.Tensor:
@@ -82,12 +78,19 @@ class TrackedKL:
         skips that pass."""
         assert self.ema is not None
         model = cast(VectorVAE | SpatialVAE, self.ema.averaged_model())  # a copy of the trained model
-        was_training = model.training
-        model.train()
-        if statistics is not None:
-            if self._averaged_has_batch_norm:
-                model.encode(statistics)
-            model.eval()
-        mu, logvar = model.encode(x)
-        model.train(was_training)
-        return global_mean(kl_per_sample(mu.float(), logvar.float()).mean())
+        if statistics is not None and self._averaged_has_batch_norm:
+            was_training = model.training
+            model.train()
+            model.encode(statistics)
+            model.train(was_training)
+        return _mean_kl_in_mode(model, x, training=statistics is None)
+
+
+def _mean_kl_in_mode(model: VectorVAE | SpatialVAE, x: torch.Tensor, training: bool) -> torch.Tensor:
+    """``model``'s mean KL on ``x`` (over the global batch), encoded in training or eval mode; the model's
+    mode is restored after."""
+    was_training = model.training
+    model.train(training)
+    mu, logvar = model.encode(x)
+    model.train(was_training)
+    return global_mean(kl_per_sample(mu.float(), logvar.float()).mean())

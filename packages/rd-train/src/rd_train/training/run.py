@@ -255,7 +255,7 @@ def tracking_images(data: ImageDataModule, config: TrainConfig) -> torch.Tensor 
     """For ``rate.geco_tracks: heldout`` or ``trained_heldout``: the validation images in an order shuffled
     once by the run's seed, so that each batch GECO reads is a sample of the split (its order groups
     similar images, and BatchNorm on one such batch would not measure the split), else None."""
-    if config.rate.tracked not in ("heldout", "trained_heldout"):
+    if not config.rate.reads_heldout:
         return None
     images = first_images(data, "val")
     order = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(config.seed))
