@@ -55,10 +55,13 @@ of ν to log β; the committed PatchGAN λ = 5 runs drift +17 to +44 % over thei
 
 so a steady drift leaves no steady error (a type-2 loop). J is the log β slope per step; J_max bounds it
 (``RAMP_LIMIT``: 1 % per step, above the ~0.3 % the committed runs' β climbs at), and J is reset when the
-integral meets β_min or β_max, so neither state winds up. The price is phase: a second integrator inside a
-loop whose KL answers β only after ~100 steps lowers its damping, so it is meant with a smaller η, whose
-zero then sits below the crossover (benchmarks/geco_ramp_pilot.py: the candidate, its simulation and its
-rule). It starts after the hold and the first transient, so J does not learn the transient's slope.
+integral meets β_min or β_max, so neither state winds up. It starts after the hold and the first
+transient, so J does not learn the transient's slope. The price is phase: a second integrator inside a loop
+whose KL answers β only after ~100 steps lowers its damping. Off in the default profile: its pilot
+(benchmarks/geco_ramp_pilot.py, with η = 0.03 to buy the phase back) kept 32 of 40 runs within 3 %
+against the default's 36. PatchGAN λ = 5's swings stayed (its rate wanders by tens of percent at fixed β
+too: benchmarks/fixed_beta_wander.py), and the smaller η left the AutoencoderKL, whose weight average lags
+~1000 steps, 11-15 % short.
 
 Whose KL (``geco_tracks``; rate_tracking.py computes it). K_t is the trained weights' KL on the step's
 batch by default. With ``averaged`` it is the weight average's (ema.py: the model every evaluation reads)
