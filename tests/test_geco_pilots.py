@@ -1,12 +1,15 @@
-"""The GECO tracking pilots' rules (benchmarks/geco_pi_pilot.py, geco_average_pilot.py), as written in their
-docstrings before they ran, and the runs they narrow the params to."""
+"""The GECO tracking pilots' rules (benchmarks/geco_*_pilot.py), as written in their docstrings before they
+ran, the runs they narrow the params to, and the fixed-β diagnostic's runs and measures."""
 
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import fixed_beta_wander  # noqa: E402
 import geco_average_pilot  # noqa: E402
 import geco_pi_pilot  # noqa: E402
 import geco_ramp_pilot  # noqa: E402
@@ -129,3 +132,23 @@ def test_the_ramp_pilot_differs_from_the_default_only_in_the_integral_gain_and_t
         {k: v for k, v in base["rate"].items() if k not in ramp}
     assert narrowed_ramp["geco_step_size"] == 0.03 and narrowed_ramp["geco_ramp_gain"] == 1e-4
     assert geco_ramp_pilot.choose_fewest_misses is geco_trained_heldout_pilot.choose_fewest_misses
+
+
+def test_the_fixed_beta_diagnostic_trains_patchgan_at_the_largest_lambda_and_measures_relative_movement():
+    """Its runs: the fixed-β sweep at λ = 5, β 0.004 and 0.008, the pilots' seeds. Its measures: a KL
+    that falls from 20 to 10 and climbs back to 15 ranges over 10 / mean of the second half, and drifts
+    by the least-squares change over the last 40 % relative to that window's mean."""
+    params = fixed_beta_wander.narrow(project_params())
+    assert params["sweep"]["lams"] == [5.0] and params["sweep"]["betas"] == [0.004, 0.008]
+    assert params["sweep"]["seeds"] == [96, 97, 98, 99]
+    steps = [100.0 * i for i in range(1, 11)]
+    kl = [20.0, 18.0, 16.0, 14.0, 12.0, 10.0, 11.0, 12.0, 13.0, 15.0]
+    history = [[s, k, 0.0, 0.0] for s, k in zip(steps, kl, strict=True)]
+    row = fixed_beta_wander.summarise({"validation_history": history, "identity": {"seed": 96, "beta": 0.004},
+                                       "kl": 15.0})
+    second_half = kl[5:]  # steps 600-1000, after 500
+    assert row["range_second_half"] == pytest.approx(5.0 / (sum(second_half) / 5))
+    window = kl[5:]  # steps >= 600
+    mean = sum(window) / 5
+    slope = sum((s - 800.0) * (k - mean) for s, k in zip(steps[5:], window, strict=True)) / 100000.0
+    assert row["drift_last_40"] == pytest.approx(slope * 400.0 / mean)
