@@ -73,9 +73,9 @@ def main() -> int:
     args = parser.parse_args()
     from rd_train.params import load_params
 
-    rate = {k: v for k, v in load_params(args.params).raw["rate"].items()}
+    chosen = controllers(dict(load_params(args.params).raw["rate"]))
     rows = []
-    for label, keys in controllers(rate).items():
+    for label, keys in chosen.items():
         for gain in GAINS:
             for lag in LAGS:
                 for drift in DRIFTS:
@@ -87,9 +87,8 @@ def main() -> int:
                         ends.append(errors[-1])
                     rows.append({"controller": label, "K": gain, "tau": lag, "drift": drift,
                                  "late_rms": sum(late) / len(late), "worst_end": max(ends, key=abs)})
-    labels = list(controllers(rate))
-    print("| K | τ | drift/step | " + " | ".join(f"{c}: late RMS, worst end" for c in labels) + " |")
-    print("|---:|---:|---:|" + "---:|" * len(controllers(rate)))
+    print("| K | τ | drift/step | " + " | ".join(f"{c}: late RMS, worst end" for c in chosen) + " |")
+    print("|---:|---:|---:|" + "---:|" * len(chosen))
     per_plant: dict[tuple[float, float, float], list[str]] = {}
     for r in rows:
         per_plant.setdefault((r["K"], r["tau"], r["drift"]), []).append(
@@ -97,7 +96,7 @@ def main() -> int:
     for (gain, lag, drift), cells in per_plant.items():
         print(f"| {gain} | {lag} | {drift:g} | " + " | ".join(cells) + " |")
     report = {"model": __doc__, "noise": NOISE, "seeds": list(SEEDS), "steps": STEPS,
-              "controllers": controllers(rate), "rows": rows}
+              "controllers": chosen, "rows": rows}
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     return 0
 

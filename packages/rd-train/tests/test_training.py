@@ -40,7 +40,7 @@ def test_geco_offset_correction_steers_the_training_kl_by_the_measured_offset():
     R* x clamp(offset, 0.8, 1.25); before that, and with gain 0, nothing moves; state round-trips."""
     config = RateConfig(mode="geco", beta=1.0, target=10.0, warmup_steps=5, geco_outer_gain=0.5,
                         geco_outer_start=0.5)
-    geco = GECO(config, 3000)
+    geco = GECO(config, 200)
     finite = torch.tensor(True)
     for step in range(200):
         geco.update(step, torch.tensor(11.0), finite)  # the training KL's EMA settles at 11
@@ -57,7 +57,7 @@ def test_geco_offset_correction_steers_the_training_kl_by_the_measured_offset():
     before = float(geco.beta)
     geco.update(200, torch.tensor(11.0), finite)  # the inner loop now steers to the moved target
     assert violation < 0 and float(geco.beta) < before  # 11 is below 12.5: β falls, the KL may rise
-    restored = GECO(config, 3000)
+    restored = GECO(config, 200)
     restored.load_state_dict(geco.state_dict())
     assert (restored.training_target, restored.offset, restored.corrections) == (
         geco.training_target, geco.offset, geco.corrections)
