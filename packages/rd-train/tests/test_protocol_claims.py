@@ -36,6 +36,15 @@ def test_the_matched_rate_claim_must_hold_at_twice_the_steps():
     assert "abc1234" in text and "None: every run" in text
 
 
+def test_claims_name_the_amending_commit_only_when_there_is_one():
+    claims = compute(_design(), LABELS)
+    amended = document(claims, 0.05, "abc1234", LABELS, amended_in="def5678")
+    first = amended.splitlines()[2]
+    assert "abc1234" in first and "v3.1 in commit def5678" in first
+    assert "def5678" not in document(claims, 0.05, "abc1234", LABELS) and "v3.1" not in document(
+        claims, 0.05, "abc1234", LABELS)
+
+
 def test_the_interaction_reads_a_drop_that_grows_with_the_target():
     grows = {r.family: r for r in compute(_design(growing=True)).interactions}
     flat = {r.family: r for r in compute(_design(growing=False)).interactions}

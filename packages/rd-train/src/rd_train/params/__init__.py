@@ -70,6 +70,11 @@ class Params:
         return self.raw.get("preregistered_in")
 
     @property
+    def amended_in(self) -> str | None:
+        """The commit that amended the pre-registered design (before any run it adds), if any."""
+        return self.raw.get("amended_in")
+
+    @property
     def jobs(self) -> int:
         """``sweep.jobs``: runs trained at once by default."""
         return int(self.raw["sweep"].get("jobs", 1))
