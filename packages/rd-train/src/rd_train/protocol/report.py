@@ -155,7 +155,7 @@ def write_report(params: Params, records_dir: str | Path, out: str | Path,
     extra = length.section(records, labels, pilot) + control.section(records, alpha, labels)
     atomic_write_text(out / "tables" / "claims.md",
                       claims_module.document(result, alpha, params.preregistered_in, labels, extra,
-                                             params.amended_in))
+                                             amended_in=params.amended_in))
     atomic_write_text(out / "tables" / "convergence.md",
                       diagnostics.document(records, params.window))
     atomic_write_text(out / "tables" / "sweeps.md", sweeps(records, labels))

@@ -33,18 +33,21 @@ class WeightAverage:
         self.decay = decay
         self._source = model
         self.module = copy.deepcopy(model).requires_grad_(False)
+        # The two parameter lists, walked once: a step's update reads them, and walking a module tree at
+        # every step cost more than the lerp itself (benchmarks/host_overhead.py). Module.to moves a
+        # parameter's data and keeps the Parameter, so the lists stay right after a device move.
+        self._trained: list[torch.Tensor] = list(model.parameters())
+        self._averaged: list[torch.Tensor] = list(self.module.parameters())
 
     def _follow_device(self) -> None:
-        source = next(self._source.parameters())
-        if next(self.module.parameters()).device != source.device:
-            self.module.to(source.device)
+        if self._averaged[0].device != self._trained[0].device:
+            self.module.to(self._trained[0].device)
 
     @torch.no_grad()
     def update(self) -> None:
         """Fold the trained model's current weights into the average (after each optimiser step)."""
         self._follow_device()
-        torch._foreach_lerp_(list(self.module.parameters()), [p.detach() for p in self._source.parameters()],
-                             1.0 - self.decay)
+        torch._foreach_lerp_(self._averaged, self._trained, 1.0 - self.decay)
 
     def averaged_model(self) -> nn.Module:
         """The copy holding θ̄, on the trained model's device."""

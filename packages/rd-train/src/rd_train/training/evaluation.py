@@ -74,7 +74,7 @@ class EvaluationMixin:
         for batch in images.split(CALIBRATION_BATCH):
             mu, logvar = model.encode(batch)
             eps = torch.randn(mu.shape, generator=g, device=mu.device, dtype=mu.dtype)
-            model.decode(mu + torch.exp(0.5 * logvar) * eps)
+            model.decode_statistics(mu + torch.exp(0.5 * logvar) * eps)  # through the last BatchNorm only
         for m, momentum in zip(norms, momenta, strict=True):
             m.momentum = momentum
         model.train(was_training)

@@ -95,6 +95,7 @@ class VAEModule(EvaluationMixin, L.LightningModule):
         self.adversarial = self.neural is not None and c.loss.neural == "patchgan"
         # The evaluated weights' average (ema.py): not a submodule, not in the state_dict; checkpointed below.
         self.ema = WeightAverage(self.model, c.optim.ema_decay) if c.optim.ema_decay > 0 else None
+        self._model_parameters = list(self.model.parameters())  # walked once: a step reads their gradients
         self.tracked_kl = TrackedKL(c.rate, self.model, self.ema)  # rate_tracking.py
         self._training_averages = TrainingAverages(c.rate.warmup_steps, c.optim.max_steps)
         self.step_count = 0  # batches trained; checkpointed (global_step counts optimizer steps)
@@ -276,8 +277,7 @@ class VAEModule(EvaluationMixin, L.LightningModule):
         that update (one block for step_graph.py to capture) changes no number."""
         out = self.objective_from(batch, flip, eps, beta, self._neural_term(disc_active))
         self.manual_backward(out.surrogate)
-        grad_norm = torch.nn.utils.get_total_norm(
-            [p.grad for p in self.model.parameters() if p.grad is not None], norm_type=torch.inf)
+        grad_norm = max_abs([p.grad for p in self._model_parameters if p.grad is not None])
         kl_mean = global_mean(out.kl.mean().detach())
         zero = kl_mean.new_zeros(())
         terms = [out.losses["pixel"].detach(), out.losses.get("neural", zero).detach(), kl_mean, grad_norm]
@@ -346,6 +346,17 @@ class VAEModule(EvaluationMixin, L.LightningModule):
             self.ema = None
         self.recalibrate_batchnorm()
         self.model.eval()
+
+
+def max_abs(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """max |t| over all elements of ``tensors`` (their joint ∞-norm; NaN if any element is NaN), a 0-dim
+    tensor: what a step reads to tell a non-finite gradient. The same value as
+    ``torch.nn.utils.get_total_norm(tensors, norm_type=inf)`` (a maximum is exact in any order), in three
+    foreach calls: that one's per-tensor ∞-norms cost 0.37 ms a step for the vector VAE's 20 gradients,
+    6 % of a pixel-SSE step (benchmarks/step_host_costs.py)."""
+    if not tensors:
+        return torch.zeros(())
+    return torch.stack(torch._foreach_max(torch._foreach_abs(tensors))).max()
 
 
 def _skip_if(optimizer: Any, bad: torch.Tensor) -> None:
