@@ -134,3 +134,13 @@ def test_design_flops_counts_every_run_of_the_design_and_its_floors(tmp_path):
     for key in ("tflop", "roofline_min", "step_alone_min"):
         assert report["total"][key] == pytest.approx(sum(b[key] for b in blocks.values()))
     assert 0 < report["total"]["roofline_min"] < report["total"]["step_alone_min"]
+
+
+def test_step_host_costs_times_each_shortcut_against_what_it_replaced_bit_identically(tmp_path):
+    out = tmp_path / "costs.json"
+    run([str(ROOT / "benchmarks" / "step_host_costs.py"), "--out", str(out), "--calls", "3",
+         "--repeats", "1"], tmp_path)
+    results = json.loads(out.read_text())["results"]
+    rows = [row for per_model in results.values() for row in per_model.values()]
+    assert len(rows) == 5 and all(row["bit_identical"] and row["old_over_new"] > 0 for row in rows)
+    assert all(row["nan_detected"] for row in results["gradient_max_abs"].values())
