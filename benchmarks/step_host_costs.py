@@ -7,9 +7,9 @@ by side in this one process (one thread, fp32), with the two results compared bi
   and the AutoencoderKL's 152.
 * ``weight_average_update``: the EMA's update with the parameter lists walked at every step (and a
   detached view of each) against `rd_train.training.ema.WeightAverage.update`'s lists walked once.
-* ``recalibration``: BatchNorm recalibration of the default vector VAE over the 2048 calibration images,
-  decoding each batch through the whole decoder against `VectorVAE.decode_statistics` (through the
-  last BatchNorm layer); the running statistics compared bit for bit.
+* ``recalibration``: `VAEModule.recalibrate_batchnorm` of the default vector run over its 2048 calibration
+  images, decoding each batch through the whole decoder against `VectorVAE.decode_statistics` (through
+  the last BatchNorm layer); the evaluated model's statistics compared bit for bit.
 
 Numbers: best of ``--repeats`` rounds, each the mean over ``--calls`` calls, alternating old and new.
 
@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rd_train.training.evaluation import CALIBRATION_BATCH
 from torch import nn
-
-CALIBRATION_IMAGES, CALIBRATION_BATCH = 2048, 256  # rd_train's defaults (config.py, evaluation.py)
 
 
 def best_us(old: Callable[[], Any], new: Callable[[], Any], calls: int, repeats: int) -> tuple[float, float]:
@@ -47,13 +46,17 @@ def best_us(old: Callable[[], Any], new: Callable[[], Any], calls: int, repeats:
     return best[0], best[1]
 
 
+def load_default_params() -> Any:
+    from rd_train.params import load_params
+
+    return load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+
+
 def models() -> dict[str, nn.Module]:
     from rd_train.config import ModelConfig
-    from rd_train.params import load_params
     from rd_train.training.models import build_model
 
-    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
-    raw = params.raw
+    raw = load_default_params().raw
     size = raw["data"]["image_size"]
     vector = build_model(ModelConfig(**raw["model"]), size)
     spatial = build_model(ModelConfig(**raw["spatial"]["model"]), size)
@@ -64,18 +67,17 @@ def gradient_norm(model: nn.Module, calls: int, repeats: int) -> dict[str, Any]:
     from rd_train.training.module import max_abs
 
     grads = [torch.randn_like(p) for p in model.parameters()]
-    params = list(model.parameters())
 
     def old() -> torch.Tensor:
-        return torch.nn.utils.get_total_norm([g for g in grads if g is not None], norm_type=torch.inf)
+        return torch.nn.utils.get_total_norm(grads, norm_type=torch.inf)
 
     def new() -> torch.Tensor:
-        return max_abs([g for g in grads if g is not None])
+        return max_abs(grads)
 
     old_us, new_us = best_us(old, new, calls, repeats)
     poisoned = [g.clone() for g in grads]
     poisoned[-1][0] = float("nan")
-    return {"tensors": len(params), "old_us": old_us, "new_us": new_us, "old_over_new": old_us / new_us,
+    return {"tensors": len(grads), "old_us": old_us, "new_us": new_us, "old_over_new": old_us / new_us,
             "bit_identical": bool(torch.equal(old(), new())),
             "nan_detected": bool(max_abs(poisoned).isnan())}
 
@@ -96,30 +98,29 @@ def weight_average(model: nn.Module, calls: int, repeats: int) -> dict[str, Any]
     return {"old_us": old_us, "new_us": new_us, "old_over_new": old_us / new_us, "bit_identical": same}
 
 
-def recalibration(model: nn.Module, repeats: int) -> dict[str, Any]:
+def recalibration(repeats: int) -> dict[str, Any]:
+    """`VAEModule.recalibrate_batchnorm` of the default vector run (its weight average, over 2048 images),
+    as it is and with the evaluated model's ``decode_statistics`` put back to the whole ``decode``."""
+    from rd_train.pipeline.sweep import run_configs
+    from rd_train.training.module import VAEModule
+
+    raw = load_default_params().raw
+    config = run_configs(raw, "fixed", "pixel", Path("unused"))[0]
+    new = VAEModule(config.to_dict())
     torch.manual_seed(0)
-    images = torch.rand(CALIBRATION_IMAGES, 3, 16, 16) * 2 - 1
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    new.calibration_images = torch.rand(config.bn_calibration_images, 3, raw["data"]["image_size"],
+                                        raw["data"]["image_size"]) * 2 - 1
+    old = copy.deepcopy(new)
+    old.evaluated_model().decode_statistics = old.evaluated_model().decode  # the recalibration as it was
 
-    @torch.no_grad()
-    def calibrate(decode: Callable[[torch.Tensor], Any]) -> list[torch.Tensor]:
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None
-        model.train()
-        g = torch.Generator().manual_seed(1)
-        for batch in images.split(CALIBRATION_BATCH):
-            mu, logvar = model.encode(batch)
-            decode(mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g))
-        return [t.clone() for m in norms for t in (m.running_mean, m.running_var)]
+    def statistics(module: Any) -> list[torch.Tensor]:
+        module.recalibrate_batchnorm()
+        return [t.clone() for t in module.evaluated_model().buffers()]
 
-    full = calibrate(model.decode)
-    partial = calibrate(model.decode_statistics)
-    old_us, new_us = best_us(lambda: calibrate(model.decode), lambda: calibrate(model.decode_statistics),
-                             1, repeats)
-    return {"images": CALIBRATION_IMAGES, "batch": CALIBRATION_BATCH, "old_ms": old_us / 1e3,
-            "new_ms": new_us / 1e3, "old_over_new": old_us / new_us,
-            "bit_identical": all(torch.equal(a, b) for a, b in zip(full, partial, strict=True))}
+    same = all(torch.equal(a, b) for a, b in zip(statistics(old), statistics(new), strict=True))
+    old_us, new_us = best_us(old.recalibrate_batchnorm, new.recalibrate_batchnorm, 1, repeats)
+    return {"images": config.bn_calibration_images, "batch": CALIBRATION_BATCH, "old_ms": old_us / 1e3,
+            "new_ms": new_us / 1e3, "old_over_new": old_us / new_us, "bit_identical": same}
 
 
 def main() -> None:
@@ -134,7 +135,7 @@ def main() -> None:
         "gradient_max_abs": {name: gradient_norm(m, args.calls, args.repeats) for name, m in built.items()},
         "weight_average_update": {name: weight_average(copy.deepcopy(m), args.calls, args.repeats)
                                   for name, m in built.items()},
-        "recalibration": {"vector": recalibration(built["vector"], args.repeats)},
+        "recalibration": {"vector": recalibration(args.repeats)},
     }
     out = {"what": __doc__.split("\n\n")[0], "command": "python benchmarks/step_host_costs.py",
            "cpu": platform.processor() or platform.machine(), "threads": 1, "torch": torch.__version__,
