@@ -8,8 +8,9 @@ for each validation quantity V the claims rest on: KL (the rate), pixel SSE (the
 mean per-sample anisotropy (the posterior shape the matched-rate claim is about); T is the final step,
 T₀ the last validation at or before (1 - window)·T, V(T) the final evaluation. A GECO run must also end
 with its training-KL EMA (the rate GECO controls) within ``geco_tolerance`` of the target:
-|K̄_T - R*| / R* <= geco_tolerance. Runs that fail are listed and left out of every verdict; nothing
-is re-run or re-tuned because of a verdict.
+|K̄_T - R*| / R* <= geco_tolerance. Under protocol v3 the verdict is a diagnostic shown beside each run
+(the effective-weights tables; convergence.md reports the window rule's drift): every run counts in every
+claim, and nothing is re-run or re-tuned because of a verdict.
 
 That is the two-point rule (``method: two_point``). With ``method: window`` (params.yaml ``rules``) the
 stationarity test is instead the window rule of `rd_train.analysis.stationarity` (params.yaml

@@ -31,10 +31,9 @@ class WeightAverage:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay!r}")
         self.decay = decay
-        self._source = model
         self.module = copy.deepcopy(model).requires_grad_(False)
         # The two parameter lists, walked once: a step's update reads them, and walking a module tree at
-        # every step cost more than the lerp itself (benchmarks/host_overhead.py). Module.to moves a
+        # every step cost more than the lerp itself (benchmarks/step_host_costs.py). Module.to moves a
         # parameter's data and keeps the Parameter, so the lists stay right after a device move.
         self._trained: list[torch.Tensor] = list(model.parameters())
         self._averaged: list[torch.Tensor] = list(self.module.parameters())

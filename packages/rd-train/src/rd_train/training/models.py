@@ -66,20 +66,21 @@ class VectorVAE(nn.Module):
         h = self.encoder(x)
         return self.mu(h), self.logvar(h)
 
+    def _decoder_input(self, z: torch.Tensor) -> torch.Tensor:
+        return self.expand(z).view(z.shape[0], self.top_channels, self.bottom, self.bottom)
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.expand(z).view(z.shape[0], self.top_channels, self.bottom, self.bottom)
-        return self.decoder(h)
+        return self.decoder(self._decoder_input(z))
 
     def decode_statistics(self, z: torch.Tensor) -> None:
         """Run the decoder on ``z`` only as far as its last BatchNorm layer, for its statistics alone (the
         BatchNorm recalibration, evaluation.py): the layers after it hold none and their output would be
         thrown away. The default decoder's last transposed conv is 7 % of the model's forward FLOPs and
-        took 31 % of a recalibration (benchmarks/step_host_costs.py)."""
+        took 29 % of a recalibration (benchmarks/step_host_costs.py)."""
         last = max((i for i, m in enumerate(self.decoder) if isinstance(m, nn.modules.batchnorm._BatchNorm)),
                    default=-1)
         if last >= 0:
-            h = self.expand(z).view(z.shape[0], self.top_channels, self.bottom, self.bottom)
-            self.decoder[: last + 1](h)
+            self.decoder[: last + 1](self._decoder_input(z))
 
 
 def _mirror_decoder(widths: list[int]) -> nn.Sequential:

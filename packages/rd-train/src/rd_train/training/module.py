@@ -353,7 +353,7 @@ def max_abs(tensors: list[torch.Tensor]) -> torch.Tensor:
     tensor: what a step reads to tell a non-finite gradient. The same value as
     ``torch.nn.utils.get_total_norm(tensors, norm_type=inf)`` (a maximum is exact in any order), in three
     foreach calls: that one's per-tensor ∞-norms cost 0.37 ms a step for the vector VAE's 20 gradients,
-    6 % of a pixel-SSE step (benchmarks/step_host_costs.py)."""
+    about 4.5 % of a pixel-SSE step (benchmarks/step_host_costs.py)."""
     if not tensors:
         return torch.zeros(())
     return torch.stack(torch._foreach_max(torch._foreach_abs(tensors))).max()
