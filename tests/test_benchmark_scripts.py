@@ -144,3 +144,14 @@ def test_step_host_costs_times_each_shortcut_against_what_it_replaced_bit_identi
     rows = [row for per_model in results.values() for row in per_model.values()]
     assert len(rows) == 5 and all(row["bit_identical"] and row["old_over_new"] > 0 for row in rows)
     assert all(row["nan_detected"] for row in results["gradient_max_abs"].values())
+
+
+def test_process_exit_benchmark_times_both_modes_of_both_cases(tmp_path):
+    out = tmp_path / "exit.json"
+    run([str(ROOT / "benchmarks" / "process_exit.py"), "--out", str(out), "--repeats", "1", "--steps", "4"],
+        tmp_path)
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"imported", "fitted"}
+    for case in results.values():
+        assert set(case) == {"default", "skip_exit_collection"}
+        assert all(mode["median_exit_s"] > 0 and mode["gc_objects"] > 0 for mode in case.values())
