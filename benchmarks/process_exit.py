@@ -18,7 +18,6 @@ reported. Cases:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -98,11 +97,10 @@ def main() -> int:
     report = {"what": __doc__.split("\n\n")[0].replace("\n", " "), "command": " ".join(["python", *sys.argv]),
               "repeats": args.repeats, "fitted_steps": args.steps, "python": platform.python_version(),
               "cpu": platform.processor() or platform.machine(), "results": results}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=1) + "\n")
-    tmp.replace(out)
+    from rd_train.training.metrics import write_json
+
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.out, report)
     return 0
 
 
