@@ -69,11 +69,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=100, help="steps of the `fitted` case's run")
     args = parser.parse_args()
-    path = os.pathsep.join(str(ROOT / "packages" / p / "src") for p in PACKAGES)
-    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    sources = [str(ROOT / "packages" / p / "src") for p in PACKAGES]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sources), "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     results: dict[str, dict[str, dict[str, object]]] = {}
     with tempfile.TemporaryDirectory(prefix="process-exit-") as scratch:
-        sys.path[:0] = [str(ROOT / "packages" / p / "src") for p in PACKAGES]
+        sys.path[:0] = sources
         import yaml
         from rd_train.config import DataConfig
         from rd_train.training.data import save_embedded
@@ -99,8 +99,7 @@ def main() -> int:
               "cpu": platform.processor() or platform.machine(), "results": results}
     from rd_train.training.metrics import write_json
 
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    write_json(args.out, report)
+    write_json(args.out, report)  # atomic, and makes the folder
     return 0
 
 
