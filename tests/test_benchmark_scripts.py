@@ -155,3 +155,20 @@ def test_process_exit_benchmark_times_both_modes_of_both_cases(tmp_path):
     for case in results.values():
         assert set(case) == {"default", "skip_exit_collection"}
         assert all(mode["median_exit_s"] > 0 and mode["gc_objects"] > 0 for mode in case.values())
+
+
+def test_spatial_length_trains_the_replicate_and_reports_both_lengths(tmp_path):
+    out = tmp_path / "spatial-length.json"
+    run([str(ROOT / "benchmarks" / "spatial_length.py"), "--work", str(tmp_path / "work"), "--out", str(out),
+         "--steps", "4"], tmp_path)
+    result = json.loads(out.read_text())
+    assert result["runs"] == 18 and len(result["tracking_error"]) == 18
+    row = result["autoencoderkl_matched_rate"]
+    # The default length's row is the committed one (its DVC metric); the replicate adds twice the steps.
+    committed = json.loads((ROOT / "paper" / "metrics" / "anisotropy_vgg16_spatial.json").read_text())
+    assert row["p_holm"] == pytest.approx(committed["p_holm"], rel=1e-12)
+    assert row["verdict"] == committed["verdict"]
+    assert row["long_p_holm"] is not None and 0 < row["long_p_holm"] <= 1
+    assert {c["claim"] for c in result["cells"]} == {"anisotropy", "anisotropy_long"}
+    assert (tmp_path / "spatial-length-claims.md").is_file()
+    assert len(list((tmp_path / "spatial-length-records").rglob("*.jsonl"))) == 2
