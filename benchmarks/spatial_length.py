@@ -46,6 +46,8 @@ from typing import Any
 from bench_params import benchmark_params
 
 ROOT = Path(__file__).resolve().parents[1]
+LENGTH_PILOT = ROOT / "benchmarks" / "results" / "cpu-convergence-pilot.json"  # as dvc.yaml's aggregate
+TABLES = ("claims.md", "convergence.md")  # the report's tables that read these runs' verdicts and tracking
 
 
 def length_params(params: Any, steps: int | None = None) -> Any:
@@ -67,6 +69,19 @@ def length_params(params: Any, steps: int | None = None) -> Any:
 def families(params: Any) -> list[str]:
     """pixel SSE (the shared λ = 0) first, then the spatial grid's neural families."""
     return ["pixel", *params.spatial_params().raw["losses"]]
+
+
+def combined_report(params: Any, committed: Path, added: Path, out: Path) -> list[dict[str, Any]]:
+    """The project's report (`rd_train.protocol.report.write_report`, as the ``aggregate`` stage writes
+    it) over the ``committed`` records plus the ``added`` ones, under ``out``; every record it read."""
+    from rd_train.protocol.records import read
+    from rd_train.protocol.report import write_report
+
+    combined = out / "records"
+    shutil.copytree(committed, combined)
+    shutil.copytree(added, combined, dirs_exist_ok=True)
+    write_report(params, combined, out, LENGTH_PILOT)
+    return read(combined)
 
 
 def row_of(rows: list[Any], claim: str, architecture: str) -> dict[str, Any]:
@@ -93,7 +108,7 @@ def main() -> None:
     from rd_train.pipeline.sweep import run_sweep
     from rd_train.protocol import claims as claims_module
     from rd_train.protocol import diagnostics, records
-    from rd_train.protocol.report import labels_of, write_report
+    from rd_train.protocol.report import labels_of
     from rd_train.protocol.summary import verdict
     from rd_train.training.metrics import write_json
     from rd_train.training.precision import cpu_bf16_flags
@@ -112,14 +127,9 @@ def main() -> None:
     records.write(new, records_out)
 
     with tempfile.TemporaryDirectory(prefix="rd-spatial-length-") as scratch:
-        combined = Path(scratch) / "records"
-        shutil.copytree(args.records, combined)
-        shutil.copytree(records_out, combined, dirs_exist_ok=True)
-        report = Path(scratch) / "report"
-        write_report(params, combined, report, ROOT / "benchmarks" / "results" / "cpu-convergence-pilot.json")
-        for table in ("claims.md", "convergence.md"):
-            shutil.copyfile(report / "tables" / table, args.out.with_name(f"{args.out.stem}-{table}"))
-        every = records.read(combined)
+        every = combined_report(params, args.records, records_out, Path(scratch))
+        for table in TABLES:
+            shutil.copyfile(Path(scratch) / "tables" / table, args.out.with_name(f"{args.out.stem}-{table}"))
     result = claims_module.compute(every, labels_of(params, every))
     alpha = params.rules.alpha
     spatial = row_of(result.headlines, "anisotropy falls with λ at matched rate", "spatial")
