@@ -104,6 +104,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None,
                         help="the default length to double, for a smoke test (default: params.yaml's)")
     args = parser.parse_args()
+    from rd_theory.atomic import atomic_write_text
     from rd_train.params import from_mapping
     from rd_train.pipeline.sweep import run_sweep
     from rd_train.protocol import claims as claims_module
@@ -128,8 +129,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="rd-spatial-length-") as scratch:
         every = combined_report(params, args.records, records_out, Path(scratch))
-        for table in TABLES:
-            shutil.copyfile(Path(scratch) / "tables" / table, args.out.with_name(f"{args.out.stem}-{table}"))
+        for table in TABLES:  # atomic, as every write of the project: a kill never leaves half a table
+            atomic_write_text(args.out.with_name(f"{args.out.stem}-{table}"),
+                              (Path(scratch) / "tables" / table).read_text())
     result = claims_module.compute(every, labels_of(params, every))
     alpha = params.rules.alpha
     spatial = row_of(result.headlines, "anisotropy falls with λ at matched rate", "spatial")
