@@ -38,8 +38,10 @@ PARTS = ("total", "across_channels", "between_positions")
 def anisotropy_parts(logvar: torch.Tensor) -> dict[str, float]:
     """The module doc's split of a (B, C, H, W) log-variance's anisotropy, each averaged over images, in
     float64."""
+    from rd_train.training.metrics import anisotropy
+
     ell = logvar.double().flatten(2)  # (B, C, P)
-    total = ell.flatten(1).var(1, unbiased=False)
+    total = anisotropy(ell)  # the anisotropy every table reports
     across = ell.var(1, unbiased=False).mean(1)
     between = ell.mean(1).var(1, unbiased=False)
     return {"total": float(total.mean()), "across_channels": float(across.mean()),

@@ -37,13 +37,13 @@ import argparse
 import copy
 import platform
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench_params import benchmark_params
+from host_overhead import commit_of
 
 ROOT = Path(__file__).resolve().parents[1]
 LENGTH_PILOT = ROOT / "benchmarks" / "results" / "cpu-convergence-pilot.json"  # as dvc.yaml's aggregate
@@ -68,7 +68,7 @@ def length_params(params: Any, steps: int | None = None) -> Any:
 
 def families(params: Any) -> list[str]:
     """pixel SSE (the shared λ = 0) first, then the spatial grid's neural families."""
-    return ["pixel", *params.spatial_params().raw["losses"]]
+    return ["pixel", *params.spatial.families]
 
 
 def combined_report(params: Any, committed: Path, added: Path, out: Path) -> list[dict[str, Any]]:
@@ -146,8 +146,7 @@ def main() -> None:
               "adjacent_falls": list(c.falls), "left_out": c.left_out}
              for c in result.cells if c.architecture == "spatial" and c.claim.startswith("anisotropy")]
     tracking = {r["path"]: diagnostics.tracking_error(r) for r in new}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True, check=False).stdout.strip()
+    commit = commit_of(ROOT)
     command = f"python benchmarks/spatial_length.py --work WORK --out {args.out.as_posix()}"
     if args.steps is not None:
         command += f" --steps {args.steps}"
