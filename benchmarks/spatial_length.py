@@ -19,13 +19,16 @@ exactly as every other matched-rate row at twice the steps:
   both lengths;
 - the effect at each length (claims.md, "The effect against training length");
 - each run's GECO tracking error (convergence.md).
-Every run counts and no run is filtered. This changes nothing in the committed claims.md, which reports
-the pipeline's runs only. Its result is this file's output and the report it writes.
+Every run counts and no run is filtered.
 
 Writes ``--out`` (JSON: the AutoencoderKL's rows at both lengths, the cells, each run's tracking error,
-the times, the machine), the 18 runs' records under ``--records-out`` (so the report can be rebuilt:
-``rd-train report --records`` over ``paper/records`` with them added) and the report's claims.md and
-convergence.md beside ``--out``.
+the times, the machine) and the 18 runs' records under ``--records-out``, with a ``source.json`` there
+(`rd_train.protocol.records.Source`: what they are, this command, the commit, why outside the main job,
+and the ``spatial`` stage's dvc.lock entry they were trained under). The ``aggregate`` stage reads that
+folder beside ``paper/records`` (dvc.yaml), so claims.md and convergence.md carry these runs, and
+tests/test_spatial_length.py fails when the ``spatial`` stage's code or params move on without them: a
+change to the training code then re-runs this script too (about 23 minutes on the 2-core machine).
+The script refuses to train while dvc.lock's ``spatial`` entry is not the working tree's (``dvc status``).
 
     python benchmarks/spatial_length.py --work /tmp/spatial-length \
         --out benchmarks/results/cpu-spatial-length.json
@@ -35,8 +38,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import platform
-import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -47,7 +52,9 @@ from host_overhead import commit_of
 
 ROOT = Path(__file__).resolve().parents[1]
 LENGTH_PILOT = ROOT / "benchmarks" / "results" / "cpu-convergence-pilot.json"  # as dvc.yaml's aggregate
-TABLES = ("claims.md", "convergence.md")  # the report's tables that read these runs' verdicts and tracking
+STAGE = "spatial"  # the dvc.yaml stage whose code and params the replicate trains with, at twice the steps
+WHY_OUTSIDE = ("its 23 minutes on the 2-core machine would take the main job past its 90-minute budget "
+               "(docs/protocol.md)")
 
 
 def length_params(params: Any, steps: int | None = None) -> Any:
@@ -73,15 +80,39 @@ def families(params: Any) -> list[str]:
 
 def combined_report(params: Any, committed: Path, added: Path, out: Path) -> list[dict[str, Any]]:
     """The project's report (`rd_train.protocol.report.write_report`, as the ``aggregate`` stage writes
-    it) over the ``committed`` records plus the ``added`` ones, under ``out``; every record it read."""
+    it) over the ``committed`` records folder and the ``added`` one, under ``out``; every record it read."""
     from rd_train.protocol.records import read
     from rd_train.protocol.report import write_report
 
-    combined = out / "records"
-    shutil.copytree(committed, combined)
-    shutil.copytree(added, combined, dirs_exist_ok=True)
-    write_report(params, combined, out, LENGTH_PILOT)
-    return read(combined)
+    folders = [committed, added]
+    write_report(params, folders, out, LENGTH_PILOT)
+    return read(folders)
+
+
+def lock_entry(root: Path = ROOT) -> dict[str, Any]:
+    """dvc.lock's entry for `STAGE`: its dependencies' hashes (path -> md5) and its params."""
+    import yaml
+
+    stage = yaml.safe_load((root / "dvc.lock").read_text())["stages"][STAGE]
+    return {"stage": STAGE, "deps": {d["path"]: d["md5"] for d in stage["deps"]}, "params": stage["params"]}
+
+
+def require_current_lock(root: Path = ROOT) -> None:
+    """Stop, naming the fix, unless dvc.lock's `STAGE` entry is the working tree's code, data and params:
+    the replicate must train with what the stage's runs trained with (a missing run folder is no change)."""
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", "--json", STAGE], cwd=root,
+                            capture_output=True, text=True, check=True)
+    changes = [change for entry in json.loads(status.stdout or "{}").get(STAGE, [])
+               if isinstance(entry, dict) for change in entry.get("changed deps", {}).items()]
+    if changes:
+        raise SystemExit(f"spatial_length: dvc.lock's {STAGE} stage is not the working tree's ({changes[:3]}"
+                         "...): re-run the pipeline (dvc repro) first, then this script")
+
+
+def source(commit: str, command: str, root: Path = ROOT) -> dict[str, Any]:
+    """The records folder's ``source.json`` (`rd_train.protocol.records.Source`)."""
+    return {"what": "the AutoencoderKL's GECO cell at twice the steps, every λ and seed",
+            "command": command, "commit": commit, "why_outside": WHY_OUTSIDE, "lock": lock_entry(root)}
 
 
 def row_of(rows: list[Any], claim: str, architecture: str) -> dict[str, Any]:
@@ -105,7 +136,7 @@ def main() -> None:
                         help="the default length to double, for a smoke test (default: params.yaml's)")
     args = parser.parse_args()
     from rd_theory.atomic import atomic_write_text
-    from rd_train.params import from_mapping
+    from rd_train.params import from_mapping, load_params
     from rd_train.pipeline.sweep import run_sweep
     from rd_train.protocol import claims as claims_module
     from rd_train.protocol import diagnostics, records
@@ -116,6 +147,8 @@ def main() -> None:
 
     # The data root made absolute, so the runs train from any folder (bench_params).
     params = from_mapping(benchmark_params("spatial_length", args.params), str(args.params))
+    if args.steps is None:  # a result's runs; a smoke test's may train with any tree
+        require_current_lock()
     replicate = length_params(params, args.steps)
     runs = args.work / "runs"
     seconds = {}
@@ -126,12 +159,17 @@ def main() -> None:
     new = records.collect(runs)
     records_out = args.records_out or args.out.with_name(args.out.stem + "-records")
     records.write(new, records_out)
+    commit = commit_of(ROOT)
+    command = f"python benchmarks/spatial_length.py --work WORK --out {args.out.as_posix()}"
+    if args.steps is not None:
+        command += f" --steps {args.steps}"
+    origin = json.dumps(source(commit, command), indent=1, sort_keys=True, ensure_ascii=False)
+    atomic_write_text(records_out / records.SOURCE, origin + "\n")
 
     with tempfile.TemporaryDirectory(prefix="rd-spatial-length-") as scratch:
-        every = combined_report(params, args.records, records_out, Path(scratch))
-        for table in TABLES:  # atomic, as every write of the project: a kill never leaves half a table
-            atomic_write_text(args.out.with_name(f"{args.out.stem}-{table}"),
-                              (Path(scratch) / "tables" / table).read_text())
+        # The file's params as the aggregate stage reads them (data root as written): the replicate's
+        # folder enters the report only under the params it was trained with.
+        every = combined_report(load_params(args.params), args.records, records_out, Path(scratch))
     result = claims_module.compute(every, labels_of(params, every))
     alpha = params.rules.alpha
     spatial = row_of(result.headlines, "anisotropy falls with λ at matched rate", "spatial")
@@ -146,10 +184,6 @@ def main() -> None:
               "adjacent_falls": list(c.falls), "left_out": c.left_out}
              for c in result.cells if c.architecture == "spatial" and c.claim.startswith("anisotropy")]
     tracking = {r["path"]: diagnostics.tracking_error(r) for r in new}
-    commit = commit_of(ROOT)
-    command = f"python benchmarks/spatial_length.py --work WORK --out {args.out.as_posix()}"
-    if args.steps is not None:
-        command += f" --steps {args.steps}"
     out = {"what": __doc__.split("\n\n")[0], "command": command, "commit": commit,
            "design": __doc__.split("\n\n")[1],
            "machine": {"cpu": platform.processor() or platform.machine(), "bf16_flags": cpu_bf16_flags()},

@@ -170,5 +170,6 @@ def test_spatial_length_trains_the_replicate_and_reports_both_lengths(tmp_path):
     assert row["verdict"] == committed["verdict"]
     assert row["long_p_holm"] is not None and 0 < row["long_p_holm"] <= 1
     assert {c["claim"] for c in result["cells"]} == {"anisotropy", "anisotropy_long"}
-    assert (tmp_path / "spatial-length-claims.md").is_file()
     assert len(list((tmp_path / "spatial-length-records").rglob("*.jsonl"))) == 2
+    source = json.loads((tmp_path / "spatial-length-records" / "source.json").read_text())
+    assert source["lock"]["stage"] == "spatial" and "--steps 4" in source["command"]

@@ -52,9 +52,12 @@ def pipeline(tmp_path_factory):
     shutil.copy(ROOT / "tests" / "data" / "miniature_params.yaml", work / "params.yaml")
     for package in ("rd-theory", "rd-kernels", "rd-train"):
         shutil.copytree(ROOT / "packages" / package / "src", work / "packages" / package / "src")
-    pilot = Path("benchmarks") / "results" / "cpu-convergence-pilot.json"  # the aggregate stage's other input
+    # The aggregate stage's other inputs.
+    pilot = Path("benchmarks") / "results" / "cpu-convergence-pilot.json"
     (work / pilot.parent).mkdir(parents=True)
     shutil.copy(ROOT / pilot, work / pilot)
+    replicate = pilot.parent / "cpu-spatial-length-records"  # trained under params.yaml, not these params
+    shutil.copytree(ROOT / replicate, work / replicate)
 
     def run(*args: str) -> str:
         done = subprocess.run(args, cwd=work, env=workspace_env(work), capture_output=True, text=True,
@@ -111,10 +114,16 @@ def test_the_records_hold_every_run_and_rebuild_the_report(pipeline):
     assert {r["identity"]["sweep"] for r in records} == {"fixed", "geco", "length", "control"}
     assert {r["identity"]["architecture"] for r in records} == {"vector", "spatial"}
     rebuilt = work / "rebuilt"
-    run(str(BIN / "rd-train"), "report", "--params", "params.yaml", "--records", "paper/records",
+    both = "paper/records:benchmarks/results/cpu-spatial-length-records"  # as dvc.yaml's aggregate
+    run(str(BIN / "rd-train"), "report", "--params", "params.yaml", "--records", both,
         "--out", str(rebuilt), "--length-pilot", "benchmarks/results/cpu-convergence-pilot.json")
     for table in ("claims.md", "convergence.md", "sweeps.md", "runs.csv"):
         assert (rebuilt / "tables" / table).read_bytes() == (work / "paper" / "tables" / table).read_bytes()
+    # The default profile's replicate, trained under other params, stays out of this profile's tables.
+    claims = (work / "paper" / "tables" / "claims.md").read_text()
+    aside = "`benchmarks/results/cpu-spatial-length-records` set aside (18 runs trained under other params"
+    assert aside in claims
+    assert "spatial/length/" not in (work / "paper" / "tables" / "runs.csv").read_text()
 
 
 def test_the_spatial_sweep_trains_autoencoderkl_runs_and_reports_them(pipeline):

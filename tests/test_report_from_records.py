@@ -4,6 +4,7 @@ byte for byte, with no run directory and no checkpoint (what CI has)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from rd_train.params import load_params
@@ -14,9 +15,24 @@ ROOT = Path(__file__).resolve().parents[1]
 TABLES = ("claims.md", "convergence.md", "sweeps.md", "runs.csv")
 
 
-def test_the_committed_records_rebuild_claims_md_byte_for_byte(tmp_path):
-    write_report(load_params(ROOT / "params.yaml"), ROOT / "paper" / "records", tmp_path,
-                 ROOT / "benchmarks" / "results" / "cpu-convergence-pilot.json")  # as dvc.yaml's aggregate
+def aggregate_option(name: str) -> str:
+    """An option of dvc.yaml's ``aggregate`` command, as the stage passes it."""
+    import shlex
+
+    import yaml
+
+    words = shlex.split(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["aggregate"]["cmd"])
+    return words[words.index(name) + 1]
+
+
+def test_the_committed_records_rebuild_claims_md_byte_for_byte(tmp_path, monkeypatch):
+    """With the aggregate stage's own arguments, from the folder the stage runs in: its records folders
+    (the records stage's, and the AutoencoderKL's at twice the steps, trained outside dvc repro; claims.md
+    names each as given) and the length pilot."""
+    records = aggregate_option("--records")
+    assert records.split(os.pathsep) == ["paper/records", "benchmarks/results/cpu-spatial-length-records"]
+    monkeypatch.chdir(ROOT)
+    write_report(load_params("params.yaml"), records, tmp_path, aggregate_option("--length-pilot"))
     for table in TABLES:
         rebuilt = (tmp_path / "tables" / table).read_bytes()
         assert rebuilt == (ROOT / "paper" / "tables" / table).read_bytes(), (

@@ -10,6 +10,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import spatial_length  # noqa: E402
 
+RESULTS = ROOT / "benchmarks" / "results"
+RECORDS = RESULTS / "cpu-spatial-length-records"
+
 
 def test_the_replicate_is_the_spatial_geco_grid_at_twice_the_steps(tmp_path):
     from rd_train.params import load_params
@@ -34,9 +37,25 @@ def test_the_replicate_is_the_spatial_geco_grid_at_twice_the_steps(tmp_path):
         assert config.rate.geco_outer_start == twin.rate.geco_outer_start  # a fraction of training
 
 
+def test_the_replicate_was_trained_with_the_spatial_stages_code_data_and_params():
+    """claims.md reads the replicate's committed records beside the pipeline's (dvc.yaml, aggregate), so
+    they must come from what trained the spatial stage's runs: its source.json keeps the stage's dvc.lock
+    entry of the time, and it must still be dvc.lock's. A change to the training code, the data or the
+    spatial params re-runs the pipeline (the lock test) and then this replicate."""
+    import json
+
+    source = json.loads((RECORDS / "source.json").read_text())
+    assert source["lock"] == spatial_length.lock_entry(), (
+        "the spatial stage's code, data or params moved on since the AutoencoderKL's 2000-step records were "
+        "trained: re-run `python benchmarks/spatial_length.py --work WORK --out "
+        "benchmarks/results/cpu-spatial-length.json` (about 23 min on 2 cores), then "
+        "`dvc repro -s aggregate`")
+    assert source["commit"] == json.loads((RESULTS / "cpu-spatial-length.json").read_text())["commit"]
+
+
 def test_the_committed_result_follows_from_the_committed_records(tmp_path):
-    """The replicate's tables rebuild byte for byte from paper/records plus its 18 committed records, and
-    its JSON's verdict is the one they give (no run directory needed, as for claims.md)."""
+    """The replicate's JSON verdict is the one the project's report gives over paper/records and its 18
+    committed records (no run directory needed, as for claims.md)."""
     import json
 
     from rd_train.params import load_params
@@ -44,18 +63,11 @@ def test_the_committed_result_follows_from_the_committed_records(tmp_path):
     from rd_train.protocol.report import labels_of
     from rd_train.protocol.summary import verdict
 
-    results = ROOT / "benchmarks" / "results"
     params = load_params(ROOT / "params.yaml")
-    records = spatial_length.combined_report(params, ROOT / "paper" / "records",
-                                             results / "cpu-spatial-length-records", tmp_path)
-    for table in spatial_length.TABLES:
-        committed_table = results / f"cpu-spatial-length-{table}"
-        assert (tmp_path / "tables" / table).read_bytes() == committed_table.read_bytes(), (
-            f"{committed_table.name} is not what the committed records give (the report code or the records "
-            "changed since the replicate ran): rebuild it with spatial_length.combined_report, no retraining")
+    records = spatial_length.combined_report(params, ROOT / "paper" / "records", RECORDS, tmp_path)
     row = spatial_length.row_of(compute(records, labels_of(params, records)).headlines,
                                 "anisotropy falls with λ at matched rate", "spatial")
-    committed = json.loads((results / "cpu-spatial-length.json").read_text())["autoencoderkl_matched_rate"]
+    committed = json.loads((RESULTS / "cpu-spatial-length.json").read_text())["autoencoderkl_matched_rate"]
     assert committed["verdict"] == verdict(row["p_holm"], params.rules.alpha, row["long_p_holm"])
     assert committed["long_p_holm"] == row["long_p_holm"] and committed["effect"] == row["effect"]
     assert len(records) == 222 + 18

@@ -73,3 +73,70 @@ def test_a_malformed_record_is_named_by_file_and_line(tmp_path):
         records.read(tmp_path)
     with pytest.raises(MissingDataError, match="no run records"):
         records.read(tmp_path / "empty")
+
+
+def _folder(tmp_path: Path, name: str, paths: list[str], source: dict | None = None) -> Path:
+    runs = tmp_path / f"{name}-runs"
+    for i, rel in enumerate(paths):
+        _run(runs, rel, _identity(rel.split("/")[-3], rel.split("/")[-2], float(i), 0,
+                                  "spatial" if rel.startswith("spatial/") else "vector"), 10.0 + i)
+    folder = tmp_path / name
+    records.write(records.collect(runs), folder)
+    if source is not None:
+        (folder / records.SOURCE).write_text(json.dumps(source))
+    return folder
+
+
+SOURCE = {"what": "a replicate", "command": "python replicate.py", "commit": "abc1234",
+          "why_outside": "it does not fit the budget",
+          "lock": {"stage": "spatial", "deps": {}, "params": {"params.yaml": {"optim": {"lr": 0.002},
+                                                                             "spatial.seeds": [0, 1]}}}}
+
+
+def test_several_folders_read_as_one_and_each_says_where_its_runs_come_from(tmp_path):
+    """The aggregate stage reads the records stage's folder and a replicate's trained outside dvc repro
+    (joined by os.pathsep, as in PATH); claims.md names each folder, its runs and, from its source.json,
+    what trained it."""
+    import os
+
+    pipeline = _folder(tmp_path, "pipeline", ["geco/perceptual/a", "spatial/geco/perceptual/b"])
+    replicate = _folder(tmp_path, "replicate", ["spatial/length/perceptual/c"], SOURCE)
+    joined = f"{pipeline}{os.pathsep}{replicate}"
+    assert records.folders(joined) == [pipeline, replicate] == records.folders([pipeline, replicate])
+    both = records.read(joined)
+    assert [r["path"] for r in both] == ["geco/perceptual/a", "spatial/geco/perceptual/b",
+                                         "spatial/length/perceptual/c"]
+    assert both == records.read([replicate, pipeline])  # sorted by path, whatever the folders' order
+    own, outside = records.sources(joined)
+    assert (own.runs, own.origin, outside.runs) == (2, None, 1)
+    assert "trained by `dvc repro`" in own.describe()
+    text = outside.describe()
+    for part in ("1 runs", "a replicate", "outside `dvc repro`", "`python replicate.py`", "abc1234",
+                 "it does not fit the budget"):
+        assert part in text
+
+
+def test_a_run_in_two_folders_or_a_source_without_its_fields_is_refused(tmp_path):
+    import os
+
+    pipeline = _folder(tmp_path, "pipeline", ["geco/perceptual/a"])
+    twice = _folder(tmp_path, "twice", ["geco/perceptual/a"], SOURCE)
+    with pytest.raises(MissingDataError, match=r"geco/perceptual/a is also under .*pipeline"):
+        records.read(f"{pipeline}{os.pathsep}{twice}")
+    vague = _folder(tmp_path, "vague", ["spatial/length/perceptual/c"], {"what": "a replicate"})
+    missing = r"source.json: no \['command', 'commit', 'why_outside', 'lock'\]"
+    with pytest.raises(MissingDataError, match=missing):
+        records.sources([pipeline, vague])
+
+
+def test_a_folder_trained_outside_counts_only_under_the_params_it_was_trained_with(tmp_path):
+    """Another profile's report must not pool the default profile's replicate with its own runs."""
+    pipeline = _folder(tmp_path, "pipeline", ["geco/perceptual/a"])
+    replicate = _folder(tmp_path, "replicate", ["spatial/length/perceptual/c"], SOURCE)
+    own, outside = records.sources([pipeline, replicate])
+    same = {"optim": {"lr": 0.002}, "spatial": {"seeds": [0, 1], "lams": [5]}, "data": {}}
+    assert own.trained_under({}) and outside.trained_under(same)  # keys the stage does not read may differ
+    assert not outside.trained_under({**same, "optim": {"lr": 0.001}})  # a section's value differs
+    assert not outside.trained_under({**same, "optim": {"lr": 0.002, "max_steps": 10}})  # or grows
+    assert not outside.trained_under({**same, "spatial": {"seeds": [0, 1, 2]}})  # a dotted key's value
+    assert not outside.trained_under({"optim": {"lr": 0.002}})  # the profile has no spatial grid

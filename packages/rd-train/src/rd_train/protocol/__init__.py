@@ -15,5 +15,7 @@
   (the DVC stage ``aggregate``).
 
 The DVC stage ``records`` writes the records from the runs; ``aggregate`` reads nothing else but the
-length pilot's committed results (docs/protocol.md).
+length pilot's committed results and the committed records of runs trained outside ``dvc repro`` (the
+AutoencoderKL at twice the steps), which enter only under the params they were trained with
+(docs/protocol.md).
 """

@@ -228,10 +228,11 @@ def _cell_line(c: Cell, labels: dict[str, str]) -> str:
 
 def document(claims: Claims, alpha: float, preregistered_in: str | None,
              labels: dict[str, str] | None = None, sections: Sequence[str] = (),
-             amended_in: str | None = None) -> str:
+             amended_in: str | None = None, sources: Sequence[str] = ()) -> str:
     """claims.md under protocol v3: the summary first, then every cell, the interaction, ``sections``
     (lines of further sections, e.g. the balancer control), what was left out. ``amended_in``: the commit
-    that amended the design before any run it adds (v3.1)."""
+    that amended the design before any run it adds (v3.1); ``sources``: each records folder read, one
+    clause each (`rd_train.protocol.records.Source.describe`)."""
     labels = labels or {}
     where = f"commit {preregistered_in}" if preregistered_in else "params.yaml"
     amended = (f" Amended to v3.1 in commit {amended_in}, before any run it adds: cells the budget rule had "
@@ -240,6 +241,7 @@ def document(claims: Claims, alpha: float, preregistered_in: str | None,
         "# Claims", "",
         f"Protocol v3, fixed in {where} before the sweep's first run.{amended} Every run counts: only a run "
         "missing or non-finite leaves its seed's block (listed at the end).", "",
+        *([f"Run records: {'; '.join(sources)}.", ""] if sources else []),
         "## Summary", "", *summary_table(claims.headlines, alpha), "",
         "| λ × target: the drop grows with the target | architecture | per target: mean log ratio → "
         "change (seeds) | JT p (Holm) |",

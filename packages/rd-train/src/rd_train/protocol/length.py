@@ -37,14 +37,16 @@ class LengthRow:
     control: dict[int, float]  # seed -> anisotropy at λ = 0
     treated: dict[int, float]  # seed -> anisotropy at λ_max
     lam: float
+    architecture: str = "vector"
 
     def line(self, label: str) -> str:
         seeds = sorted(set(self.control) & set(self.treated))
+        head = f"| {self.rate} | {label} | {self.architecture} | {self.source} | {self.steps}"
         if not seeds:
-            return (f"| {self.rate} | {label} | {self.source} | {self.steps} | 0 | – | – | – |")
+            return f"{head} | 0 | – | – | – |"
         c, t = [self.control[s] for s in seeds], [self.treated[s] for s in seeds]
         e = paired_log_ratio(t, c)
-        return (f"| {self.rate} | {label} | {self.source} | {self.steps} | {len(seeds)} | "
+        return (f"{head} | {len(seeds)} | "
                 f"{positive_ci(c).mean:.3f} | {positive_ci(t).mean:.3f} (λ = {self.lam:g}) | "
                 f"{format_relative_effect(e.effect, e.low, e.high)} |")
 
@@ -60,12 +62,13 @@ def _by_seed(records: Iterable[dict[str, Any]]) -> dict[int, float]:
 
 def record_rows(records: list[dict[str, Any]], families: list[str],
                 fixed_beta: float | None) -> list[LengthRow]:
-    """The rows this sweep's records give: matched rate at each target trained at several lengths, and
-    the fixed-β cells at ``fixed_beta`` (the pilot's β)."""
-    vector = [r for r in records if r["identity"]["architecture"] == "vector"]
+    """The rows this sweep's records give, per architecture: matched rate at each target trained at
+    several lengths, and the fixed-β cells at ``fixed_beta`` (the pilot's β)."""
     rows = []
-    for family in families:
-        arm = [r for r in vector if r["identity"]["family"] in (family, "pixel")]
+    architectures = sorted({r["identity"]["architecture"] for r in records}, key=lambda a: a != "vector")
+    for architecture, family in ((a, f) for a in architectures for f in families):
+        arm = [r for r in records if r["identity"]["architecture"] == architecture
+               and r["identity"]["family"] in (family, "pixel")]
         lams = sorted({float(r["identity"]["lam"]) for r in arm})
         if len(lams) < 2:
             continue
@@ -85,14 +88,14 @@ def record_rows(records: list[dict[str, Any]], families: list[str],
             for steps, sweep in lengths:
                 rows.append(LengthRow(f"matched, {target:g} nats", family, f"this sweep ({sweep})", steps,
                                       pick(sweep, "target", target, 0.0, steps),
-                                      pick(sweep, "target", target, top, steps), top))
+                                      pick(sweep, "target", target, top, steps), top, architecture))
         if fixed_beta is not None:
             fixed = [r["identity"] for r in arm if r["identity"]["sweep"] == "fixed"
                      and float(r["identity"]["beta"]) == fixed_beta]
             for steps in sorted({int(i["steps"]) for i in fixed}):
                 rows.append(LengthRow(f"fixed β = {fixed_beta:g}", family, "this sweep (fixed)", steps,
                                       pick("fixed", "beta", fixed_beta, 0.0, steps),
-                                      pick("fixed", "beta", fixed_beta, top, steps), top))
+                                      pick("fixed", "beta", fixed_beta, top, steps), top, architecture))
     return rows
 
 
@@ -132,20 +135,22 @@ def section(records: list[dict[str, Any]], labels: dict[str, str], pilot: dict[s
     rows = record_rows(records, families, beta) + (pilot_rows(pilot, families) if pilot else [])
     if not rows:
         return []
-    rows.sort(key=lambda r: (not r.rate.startswith("matched"), r.rate, families.index(r.family), r.steps))
+    rows.sort(key=lambda r: (not r.rate.startswith("matched"), r.architecture != "vector", r.rate,
+                             families.index(r.family), r.steps))
     lines = [
         "## The effect against training length",
         "",
         "The anisotropy still moves with training in every arm (`convergence.md`), so the effect λ_max vs "
         "λ = 0 at each length measured: the change of the geometric mean over the seeds both arms have, "
-        "with its t-interval in log ratio. Matched rate: this sweep's GECO runs at the target trained at "
-        "two lengths (the verdict's \"at both lengths\"). Fixed β: this sweep's fixed-β runs and, beside "
+        "with its t-interval in log ratio. Matched rate: this sweep's GECO runs at each target trained at "
+        "two lengths, per architecture (the verdict's \"at both lengths\"). Fixed β: this sweep's fixed-β "
+        "runs and, beside "
         f"them, the length pilot's (`{PILOT}`: an earlier code version and protocol, two seeds); the "
         "pilot's rows describe, no verdict reads them.",
         "",
-        "| rate | family | source | steps | seeds | anisotropy λ = 0 (geometric mean) | at λ_max | "
-        "effect [95 % CI] |",
-        "|---|---|---|---:|---:|---:|---:|---|",
+        "| rate | family | architecture | source | steps | seeds | anisotropy λ = 0 (geometric mean) | "
+        "at λ_max | effect [95 % CI] |",
+        "|---|---|---|---|---:|---:|---:|---:|---|",
     ]
     lines += [row.line(labels.get(row.family, row.family)) for row in rows]
     return [*lines, ""]

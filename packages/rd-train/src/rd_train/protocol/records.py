@@ -16,13 +16,23 @@ in minutes on a fresh clone, with no retraining (`rd-train records` writes them,
 
 Records are written one JSON line per run, sorted by path, into ``<out>/<architecture>/<sweep>/<family>
 .jsonl`` with sorted keys: the same runs give the same bytes, so a rebuild is checked byte for byte.
+
+The reports read one records folder or several, joined by ``os.pathsep`` as in ``PATH``: the ``records``
+stage's (``paper/records``) and any committed folder of runs trained outside ``dvc repro`` because they
+do not fit its time budget (the AutoencoderKL at twice the steps). Such a folder holds a ``source.json``
+that says what it is, the command and commit that trained it, why not in the main job, and the dvc.lock
+entry of the stage whose code, data and params it trained with (`Source`); claims.md names every folder
+and its runs, and a run that two folders both hold is refused.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +42,35 @@ from rd_train.errors import MissingDataError
 
 IDENTITY_KEYS = ("sweep", "family", "architecture", "lam", "beta", "target", "seed", "steps")
 LOGGED = ("train/kl", "train/beta")
+SOURCE = "source.json"  # in a records folder trained outside `dvc repro`: what trained it (`Source`)
+SOURCE_KEYS = ("what", "command", "commit", "why_outside")  # and ``lock``: {stage, deps, params}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One records folder the reports read: how many runs, and for a folder trained outside ``dvc repro``
+    its ``source.json`` (``what``, ``command``, ``commit``, ``why_outside``, ``lock``; None for the
+    records stage's own)."""
+
+    folder: str  # as given, e.g. ``paper/records``
+    runs: int
+    origin: dict[str, Any] | None
+
+    def trained_under(self, raw_params: dict[str, Any]) -> bool:
+        """Whether these runs were trained under ``raw_params`` (a params file's sections): every params
+        entry of their stage's lock has the file's value. The stage's own records always were."""
+        if self.origin is None:
+            return True
+        (entries,) = self.origin["lock"]["params"].values()  # {"params.yaml": {dotted key: value}}
+        return all(_lookup(raw_params, key) == value for key, value in entries.items())
+
+    def describe(self) -> str:
+        """One clause for claims.md: the folder, its runs and where they come from."""
+        if self.origin is None:
+            return f"`{self.folder}` ({self.runs} runs, trained by `dvc repro`)"
+        o = self.origin
+        return (f"`{self.folder}` ({self.runs} runs, {o['what']}: trained outside `dvc repro` by "
+                f"`{o['command']}` at commit {o['commit']}, because {o['why_outside']})")
 
 
 def training_log(run_dir: Path) -> dict[str, list[float]]:
@@ -102,9 +141,57 @@ def write_from_runs(runs: str | Path, out: str | Path) -> str:
     return f"records: {len(records)} runs -> {len(files)} files under {out}"
 
 
-def read(records: str | Path) -> list[dict[str, Any]]:
-    """Every record under ``records``, sorted by path; a malformed line is named by file and line."""
-    root = Path(records)
+def folders(records: str | Path | Sequence[str | Path]) -> list[Path]:
+    """``records`` as folders: a list of them, or one path, or several joined by ``os.pathsep``."""
+    if isinstance(records, (str, Path)):
+        return [Path(part) for part in str(records).split(os.pathsep) if part]
+    return [Path(folder) for folder in records]
+
+
+def read(records: str | Path | Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Every record under ``records`` (one folder or several, `folders`), sorted by path; a malformed line
+    is named by file and line, and a run that two folders both hold is refused."""
+    out: list[dict[str, Any]] = []
+    seen: dict[str, Path] = {}
+    for root in folders(records):
+        for record in _read_folder(root):
+            if record["path"] in seen:
+                raise MissingDataError(f"{root}: run {record['path']} is also under {seen[record['path']]}; "
+                                       "a run's record belongs in one records folder only")
+            seen[record["path"]] = root
+            out.append(record)
+    return sorted(out, key=lambda r: r["path"])
+
+
+def sources(records: str | Path | Sequence[str | Path]) -> list[Source]:
+    """Each folder of ``records`` with its run count and, where it has one, its ``source.json``."""
+    out = []
+    for root in folders(records):
+        origin = None
+        if (root / SOURCE).is_file():
+            try:
+                origin = json.loads((root / SOURCE).read_text())
+            except json.JSONDecodeError as error:
+                raise MissingDataError(f"{root / SOURCE}: not JSON ({error.msg})") from None
+            missing = [key for key in SOURCE_KEYS if not isinstance(origin.get(key), str)]
+            if not isinstance(origin.get("lock"), dict) or len(origin["lock"].get("params") or {}) != 1:
+                missing.append("lock")
+            if missing:
+                raise MissingDataError(f"{root / SOURCE}: no {missing}; it says what trained these records "
+                                       f"outside dvc repro ({', '.join(SOURCE_KEYS)}, lock)")
+        out.append(Source(root.as_posix(), len(_read_folder(root)), origin))
+    return out
+
+
+def _lookup(raw: dict[str, Any], dotted: str) -> Any:
+    """``raw``'s value at a dotted key as dvc.lock writes it (``spatial.model``), or None."""
+    value: Any = raw
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _read_folder(root: Path) -> list[dict[str, Any]]:
     files = sorted(root.rglob("*.jsonl"))
     if not files:
         raise MissingDataError(f"no run records under {root} (<architecture>/<sweep>/<family>.jsonl): "
@@ -121,4 +208,4 @@ def read(records: str | Path) -> list[dict[str, Any]]:
             if missing:
                 raise MissingDataError(f"{path}:{number}: a record without {missing}")
             out.append(record)
-    return sorted(out, key=lambda r: r["path"])
+    return out

@@ -1,5 +1,8 @@
 """`rd-train report --records DIR --out DIR`: every table and figure derived from the run records (the DVC
 stage ``aggregate``), with no run directory or checkpoint: a change here re-runs in seconds on a fresh clone.
+``--records`` takes one folder or several joined by ``os.pathsep`` (`rd_train.protocol.records`): a folder
+trained outside ``dvc repro`` enters only when its ``source.json`` says it was trained under this params
+file's values, and claims.md names every folder, read or set aside.
 
 Writes, under ``out``:
 
@@ -24,6 +27,7 @@ import json
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +36,7 @@ from rd_theory.atomic import atomic_write_text
 from rd_train.errors import MissingDataError
 from rd_train.protocol import claims as claims_module
 from rd_train.protocol import control, diagnostics, figures, length
-from rd_train.protocol.records import read
+from rd_train.protocol.records import read, sources
 from rd_train.protocol.summary import verdict
 
 if TYPE_CHECKING:
@@ -113,6 +117,8 @@ def headline_metrics(result: claims_module.Claims, alpha: float) -> dict[str, di
         out[name] = {"verdict": verdict(row.p_holm, alpha, row.long_p_holm), "effect": _finite(e.effect),
                      "effect_low": _finite(e.low), "effect_high": _finite(e.high),
                      "p_holm": _finite(row.p_holm), "runs": row.runs}
+        if row.long_p_holm is not None:  # the matched-rate claim's second length, where it was run
+            out[name]["p_holm_twice_the_steps"] = _finite(row.long_p_holm)
     return out
 
 
@@ -142,12 +148,20 @@ def read_pilot(path: str | Path | None) -> dict[str, Any] | None:
                                f"pilot's results ({length.PILOT}) or leave the option out") from error
 
 
-def write_report(params: Params, records_dir: str | Path, out: str | Path,
+def write_report(params: Params, records_dir: str | Path | Sequence[str | Path], out: str | Path,
                  length_pilot: str | Path | None = None) -> str:
-    """Everything the module doc lists, from ``params`` (the rules), the records and, when given, the
-    length pilot's results (shown beside the sweep's lengths); one line back."""
+    """Everything the module doc lists, from ``params`` (the rules), the records (one folder or several:
+    `rd_train.protocol.records.folders`) and, when given, the length pilot's results (shown beside the
+    sweep's lengths); one line back."""
     pilot = read_pilot(length_pilot)
-    records = read(records_dir)
+    # A folder trained outside dvc repro enters only under the params it was trained with: another
+    # profile's report sets it aside and says so.
+    folders = sources(records_dir)
+    used = [s for s in folders if s.trained_under(dict(params.raw))]
+    records = read([s.folder for s in used])
+    provenance = [s.describe() for s in used] + [
+        f"`{s.folder}` set aside ({s.runs} runs trained under other params than {params.source}'s)"
+        for s in folders if s not in used]
     labels = labels_of(params, records)
     alpha = params.rules.alpha
     out = Path(out)
@@ -155,7 +169,7 @@ def write_report(params: Params, records_dir: str | Path, out: str | Path,
     extra = length.section(records, labels, pilot) + control.section(records, alpha, labels)
     atomic_write_text(out / "tables" / "claims.md",
                       claims_module.document(result, alpha, params.preregistered_in, labels, extra,
-                                             amended_in=params.amended_in))
+                                             amended_in=params.amended_in, sources=provenance))
     atomic_write_text(out / "tables" / "convergence.md",
                       diagnostics.document(records, params.window))
     atomic_write_text(out / "tables" / "sweeps.md", sweeps(records, labels))
