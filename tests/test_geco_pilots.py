@@ -13,6 +13,7 @@ import fixed_beta_wander  # noqa: E402
 import geco_average_pilot  # noqa: E402
 import geco_pi_pilot  # noqa: E402
 import geco_ramp_pilot  # noqa: E402
+import geco_trained_heldout_gain_pilot  # noqa: E402
 import geco_trained_heldout_pilot  # noqa: E402
 from geco_tracking_runs import narrowed  # noqa: E402
 
@@ -132,6 +133,28 @@ def test_the_ramp_pilot_differs_from_the_default_only_in_the_integral_gain_and_t
         {k: v for k, v in base["rate"].items() if k not in ramp}
     assert narrowed_ramp["geco_step_size"] == 0.03 and narrowed_ramp["geco_ramp_gain"] == 1e-4
     assert geco_ramp_pilot.choose_fewest_misses is geco_trained_heldout_pilot.choose_fewest_misses
+
+
+def test_the_trained_heldout_gain_pilot_differs_from_the_default_in_whose_kl_it_reads_and_its_step():
+    """Its default is the sweep's GECO on the trained-heldout pilot's runs and seeds; its candidate reads the
+    trained weights with twice the integral step; the rule is that pilot's (fewest misses, then the smaller
+    worst, then the default)."""
+    base = project_params()
+    (first, default), (second, candidate) = geco_trained_heldout_gain_pilot.candidates(base)
+    assert (first, second) == ("heldout", "trained_heldout_0.1")
+    assert default == {k: base["rate"][k] for k in ("geco_proportional", "geco_proportional_limit",
+                                                    "geco_tracks", "geco_step_size")}
+    assert candidate == {**default, "geco_tracks": "trained_heldout", "geco_step_size": 0.1}
+    assert default["geco_step_size"] == 0.05  # twice the default's step
+    narrow = geco_trained_heldout_gain_pilot.narrow
+    assert narrow(base, default) == geco_trained_heldout_pilot.narrow(
+        base, geco_trained_heldout_pilot.candidates(base)[0][1])
+    narrowed_candidate = narrow(base, candidate)["rate"]
+    assert {k: v for k, v in narrowed_candidate.items() if k not in candidate} == \
+        {k: v for k, v in base["rate"].items() if k not in candidate}
+    rule = geco_trained_heldout_gain_pilot.choose_fewest_misses
+    assert rule is geco_trained_heldout_pilot.choose_fewest_misses
+    assert not set(geco_trained_heldout_gain_pilot.SEEDS) & {*base["sweep"]["seeds"], 90, 91, 92, 93}
 
 
 def test_the_fixed_beta_diagnostic_trains_patchgan_at_the_largest_lambda_and_measures_relative_movement():
