@@ -37,7 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from bench_params import benchmark_params
-from geco_tracking_runs import SEEDS, TOLERANCE, choose_in_order, narrowed, print_table, train
+from geco_tracking_runs import (
+    SEEDS,
+    TOLERANCE,
+    as_the_pilots_read_it,
+    choose_in_order,
+    narrowed,
+    print_table,
+    train,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # (label, rate.geco_tracks, rate.geco_step_size); the first is the first pilot's chosen candidate
@@ -73,7 +81,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
 
-    base = benchmark_params("geco_average_pilot", args.params)
+    base = as_the_pilots_read_it(benchmark_params("geco_average_pilot", args.params))
     work = Path(args.work).resolve()
     results: dict[str, list[dict[str, Any]]] = {}
     start = time.perf_counter()

@@ -24,7 +24,7 @@ from typing import Any
 
 from bench_params import benchmark_params
 from geco_average_pilot import candidate_rate
-from geco_tracking_runs import compare_in_order
+from geco_tracking_runs import as_the_pilots_read_it, compare_in_order
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -46,7 +46,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
 
-    base = benchmark_params("geco_heldout_gain_pilot", args.params)
+    base = as_the_pilots_read_it(benchmark_params("geco_heldout_gain_pilot", args.params))
     compare_in_order(base, candidates(), Path(args.chosen_runs), Path(args.work), args.jobs, Path(args.out),
                      __doc__)
     return 0

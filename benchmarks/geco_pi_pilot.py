@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_params import benchmark_params
-from geco_tracking_runs import SEEDS, TOLERANCE, narrowed, print_table, train, worst
+from geco_tracking_runs import SEEDS, TOLERANCE, as_the_pilots_read_it, narrowed, print_table, train, worst
 
 ROOT = Path(__file__).resolve().parents[1]
 CANDIDATES = (0.0, 1.0, 3.0)
@@ -56,7 +56,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
 
-    base = benchmark_params("geco_pi_pilot", args.params)
+    base = as_the_pilots_read_it(benchmark_params("geco_pi_pilot", args.params))
     work = Path(args.work).resolve()
     results: dict[str, list[dict[str, Any]]] = {}
     start = time.perf_counter()

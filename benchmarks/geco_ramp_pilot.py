@@ -38,7 +38,7 @@ from typing import Any
 
 from bench_params import benchmark_params
 from geco_loop_model import controllers
-from geco_tracking_runs import CHOSEN_KEYS, choose_fewest_misses, compare_in_order
+from geco_tracking_runs import CHOSEN_KEYS, as_the_pilots_read_it, choose_fewest_misses, compare_in_order
 from geco_trained_heldout_pilot import SEEDS, narrow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
 
-    base = benchmark_params("geco_ramp_pilot", args.params)
+    base = as_the_pilots_read_it(benchmark_params("geco_ramp_pilot", args.params))
     first = Path(args.first_runs) if args.first_runs else None
     compare_in_order(base, candidates(base), first, Path(args.work), args.jobs, Path(args.out), __doc__,
                      narrow=narrow, choose=choose_fewest_misses, seeds=SEEDS)

@@ -18,6 +18,18 @@ SEEDS = [98, 99]  # no sweep seed
 # (integral only, unbounded, the trained weights' KL), as it was when the pilots ran, so a pilot re-run
 # after the sweep adopted its choice trains the same configs and reuses its runs.
 CHOSEN_KEYS = ("geco_proportional", "geco_proportional_limit", "geco_tracks")
+# params.yaml's GECO keys while these pilots ran (from the held-out pilot's adoption until the trained-heldout
+# gain pilot's): every pilot here starts from them, so that a pilot re-run after the default moved on trains
+# the configs it trained then (geco_step_size has been 0.05 in every params.yaml that set it).
+PILOTS_RATE = {"geco_tracks": "heldout", "geco_proportional": 3.0, "geco_proportional_limit": 0.5,
+               "geco_step_size": 0.05}
+
+
+def as_the_pilots_read_it(base: dict[str, Any]) -> dict[str, Any]:
+    """``base`` (params.yaml's mapping) with its GECO keys as the pilots read them (`PILOTS_RATE`)."""
+    params = json.loads(json.dumps(base))
+    params["rate"].update(PILOTS_RATE)
+    return params
 
 
 def narrowed(base: dict[str, Any], rate: dict[str, Any]) -> dict[str, Any]:

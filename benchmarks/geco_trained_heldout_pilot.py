@@ -30,7 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from bench_params import benchmark_params
-from geco_tracking_runs import CHOSEN_KEYS, choose_fewest_misses, compare_in_order, narrowed
+from geco_tracking_runs import (
+    CHOSEN_KEYS,
+    as_the_pilots_read_it,
+    choose_fewest_misses,
+    compare_in_order,
+    narrowed,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -63,7 +69,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
 
-    base = benchmark_params("geco_trained_heldout_pilot", args.params)
+    base = as_the_pilots_read_it(benchmark_params("geco_trained_heldout_pilot", args.params))
     compare_in_order(base, candidates(base), None, Path(args.work), args.jobs, Path(args.out), __doc__,
                      narrow=narrow, choose=choose_fewest_misses, seeds=SEEDS)
     return 0

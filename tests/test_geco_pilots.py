@@ -15,17 +15,15 @@ import geco_pi_pilot  # noqa: E402
 import geco_ramp_pilot  # noqa: E402
 import geco_trained_heldout_gain_pilot  # noqa: E402
 import geco_trained_heldout_pilot  # noqa: E402
-from geco_tracking_runs import narrowed  # noqa: E402
+from geco_tracking_runs import as_the_pilots_read_it, narrowed  # noqa: E402
 
 
 def project_params() -> dict:
-    """params.yaml as the pilots start from it, without bench_params' check that the embedded data is
-    built (a fresh clone's CI has not built it, and narrowing reads no data)."""
-    import copy
-
+    """params.yaml as the pilots start from it (`as_the_pilots_read_it`), without bench_params' check that the
+    embedded data is built (a fresh clone's CI has not built it, and narrowing reads no data)."""
     from rd_train.params import load_params
 
-    return copy.deepcopy(dict(load_params(ROOT / "params.yaml").raw))
+    return as_the_pilots_read_it(dict(load_params(ROOT / "params.yaml").raw))
 
 
 def test_the_gain_pilot_takes_the_smallest_passing_gain_else_the_smallest_worst_error():
