@@ -32,7 +32,7 @@ import json
 import os
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +48,17 @@ SOURCE_KEYS = ("what", "command", "commit", "why_outside")  # and ``lock``: {sta
 
 @dataclass(frozen=True)
 class Source:
-    """One records folder the reports read: how many runs, and for a folder trained outside ``dvc repro``
-    its ``source.json`` (``what``, ``command``, ``commit``, ``why_outside``, ``lock``; None for the
-    records stage's own)."""
+    """One records folder the reports read: its records (read once), and for a folder trained outside
+    ``dvc repro`` its ``source.json`` (``what``, ``command``, ``commit``, ``why_outside``, ``lock``; None
+    for the records stage's own)."""
 
     folder: str  # as given, e.g. ``paper/records``
-    runs: int
+    records: list[dict[str, Any]] = field(compare=False, repr=False)
     origin: dict[str, Any] | None
+
+    @property
+    def runs(self) -> int:
+        return len(self.records)
 
     def trained_under(self, raw_params: dict[str, Any]) -> bool:
         """Whether these runs were trained under ``raw_params`` (a params file's sections): every params
@@ -71,6 +75,10 @@ class Source:
         o = self.origin
         return (f"`{self.folder}` ({self.runs} runs, {o['what']}: trained outside `dvc repro` by "
                 f"`{o['command']}` at commit {o['commit']}, because {o['why_outside']})")
+
+    def describe_set_aside(self, params_file: str) -> str:
+        """The clause for a folder `trained_under` other params than ``params_file``'s."""
+        return f"`{self.folder}` set aside ({self.runs} runs trained under other params than {params_file}'s)"
 
 
 def training_log(run_dir: Path) -> dict[str, list[float]]:
@@ -150,21 +158,27 @@ def folders(records: str | Path | Sequence[str | Path]) -> list[Path]:
 
 def read(records: str | Path | Sequence[str | Path]) -> list[dict[str, Any]]:
     """Every record under ``records`` (one folder or several, `folders`), sorted by path; a malformed line
-    is named by file and line, and a run that two folders both hold is refused."""
+    is named by file and line, and a run that two folders both hold is refused (`merged`)."""
+    return merged(sources(records))
+
+
+def merged(folders_read: Sequence[Source]) -> list[dict[str, Any]]:
+    """The records of ``folders_read``, sorted by path; a run that two of them both hold is refused."""
     out: list[dict[str, Any]] = []
-    seen: dict[str, Path] = {}
-    for root in folders(records):
-        for record in _read_folder(root):
+    seen: dict[str, str] = {}
+    for source in folders_read:
+        for record in source.records:
             if record["path"] in seen:
-                raise MissingDataError(f"{root}: run {record['path']} is also under {seen[record['path']]}; "
-                                       "a run's record belongs in one records folder only")
-            seen[record["path"]] = root
+                raise MissingDataError(f"{source.folder}: run {record['path']} is also under "
+                                       f"{seen[record['path']]}; a run's record belongs in one records "
+                                       "folder only")
+            seen[record["path"]] = source.folder
             out.append(record)
     return sorted(out, key=lambda r: r["path"])
 
 
 def sources(records: str | Path | Sequence[str | Path]) -> list[Source]:
-    """Each folder of ``records`` with its run count and, where it has one, its ``source.json``."""
+    """Each folder of ``records``, read once: its records and, where it has one, its ``source.json``."""
     out = []
     for root in folders(records):
         origin = None
@@ -179,7 +193,7 @@ def sources(records: str | Path | Sequence[str | Path]) -> list[Source]:
             if missing:
                 raise MissingDataError(f"{root / SOURCE}: no {missing}; it says what trained these records "
                                        f"outside dvc repro ({', '.join(SOURCE_KEYS)}, lock)")
-        out.append(Source(root.as_posix(), len(_read_folder(root)), origin))
+        out.append(Source(root.as_posix(), _read_folder(root), origin))
     return out
 
 

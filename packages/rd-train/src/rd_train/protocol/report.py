@@ -36,7 +36,7 @@ from rd_theory.atomic import atomic_write_text
 from rd_train.errors import MissingDataError
 from rd_train.protocol import claims as claims_module
 from rd_train.protocol import control, diagnostics, figures, length
-from rd_train.protocol.records import read, sources
+from rd_train.protocol.records import merged, sources
 from rd_train.protocol.summary import verdict
 
 if TYPE_CHECKING:
@@ -158,10 +158,9 @@ def write_report(params: Params, records_dir: str | Path | Sequence[str | Path],
     # profile's report sets it aside and says so.
     folders = sources(records_dir)
     used = [s for s in folders if s.trained_under(dict(params.raw))]
-    records = read([s.folder for s in used])
+    records = merged(used)
     provenance = [s.describe() for s in used] + [
-        f"`{s.folder}` set aside ({s.runs} runs trained under other params than {params.source}'s)"
-        for s in folders if s not in used]
+        s.describe_set_aside(params.source) for s in folders if s not in used]
     labels = labels_of(params, records)
     alpha = params.rules.alpha
     out = Path(out)
