@@ -32,17 +32,17 @@ It reads the KL only. Writes JSON (``--out``) and prints a table.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Any
 
-from bench_params import benchmark_params
 from geco_loop_model import controllers
-from geco_tracking_runs import CHOSEN_KEYS, as_the_pilots_read_it, choose_fewest_misses, compare_in_order
-from geco_trained_heldout_pilot import SEEDS, narrow
+from geco_tracking_runs import CHOSEN_KEYS
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+# The trained-heldout pilot's runs, seeds and rule, which `pilot_main` trains and applies; named here so
+# that a reader and the tests see what this pilot runs.
+from geco_trained_heldout_pilot import SEEDS as SEEDS
+from geco_trained_heldout_pilot import choose_fewest_misses as choose_fewest_misses
+from geco_trained_heldout_pilot import narrow as narrow
+from geco_trained_heldout_pilot import pilot_main
 
 
 def candidates(base: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -55,21 +55,8 @@ def candidates(base: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", default=str(ROOT / "params.yaml"))
-    parser.add_argument("--work", default="runs/geco-ramp-pilot", help="the pilot's runs (resumable)")
-    parser.add_argument("--first-runs", default=None,
-                        help="the default's runs from the trained-heldout pilot (its runs/.../heldout)")
-    parser.add_argument("--out", default=str(RESULTS / "cpu-geco-ramp-pilot.json"))
-    parser.add_argument("--jobs", type=int, default=2)
-    args = parser.parse_args()
-
-    base = as_the_pilots_read_it(benchmark_params("geco_ramp_pilot", args.params))
-    first = Path(args.first_runs) if args.first_runs else None
-    compare_in_order(base, candidates(base), first, Path(args.work), args.jobs, Path(args.out), __doc__,
-                     narrow=narrow, choose=choose_fewest_misses, seeds=SEEDS)
-    return 0
+    first_runs = "the default's runs from the trained-heldout pilot (its runs/.../heldout)"
+    return pilot_main("geco_ramp_pilot", __doc__, candidates, first_runs_help=first_runs)
 
 
 if __name__ == "__main__":

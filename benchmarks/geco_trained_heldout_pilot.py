@@ -26,6 +26,7 @@ It reads the KL only. Writes JSON (``--out``) and prints a table.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,20 +60,32 @@ def narrow(base: dict[str, Any], rate: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def pilot_main(name: str, doc: str, candidates: Callable[[dict[str, Any]], list[tuple[str, dict[str, Any]]]],
+               first_runs_help: str | None = None) -> int:
+    """The command line of every pilot of this design (this one, geco_ramp_pilot.py,
+    geco_trained_heldout_gain_pilot.py): ``candidates`` of the params as the pilots read them, trained on
+    `narrow`'s runs and chosen by `choose_fewest_misses`. ``name`` (the script's stem) names the default
+    runs folder and results file; ``first_runs_help`` adds ``--first-runs``, the first candidate's runs
+    from an earlier pilot."""
+    stem = name.replace("_", "-")
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default=str(ROOT / "params.yaml"))
-    parser.add_argument("--work", default="runs/geco-trained-heldout-pilot",
-                        help="the pilot's runs (resumable)")
-    parser.add_argument("--out", default=str(RESULTS / "cpu-geco-trained-heldout-pilot.json"))
+    parser.add_argument("--work", default=f"runs/{stem}", help="the pilot's runs (resumable)")
+    if first_runs_help is not None:
+        parser.add_argument("--first-runs", default=None, help=first_runs_help)
+    parser.add_argument("--out", default=str(RESULTS / f"cpu-{stem}.json"))
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
 
-    base = as_the_pilots_read_it(benchmark_params("geco_trained_heldout_pilot", args.params))
-    compare_in_order(base, candidates(base), None, Path(args.work), args.jobs, Path(args.out), __doc__,
+    base = as_the_pilots_read_it(benchmark_params(name, args.params))
+    first = Path(args.first_runs) if getattr(args, "first_runs", None) else None
+    compare_in_order(base, candidates(base), first, Path(args.work), args.jobs, Path(args.out), doc,
                      narrow=narrow, choose=choose_fewest_misses, seeds=SEEDS)
     return 0
+
+
+def main() -> int:
+    return pilot_main("geco_trained_heldout_pilot", __doc__, candidates)
 
 
 if __name__ == "__main__":
