@@ -115,16 +115,13 @@ def bare_loop(config: Any, steps: int, warmup: int = 20,
     """(ms per step of the bare loop, FLOPs of one step counted by torch's flop counter): the FLOPs the
     step runs, so a VGG16 (HED) step given the tabled loss counts no forward pass of its targets."""
     from rd_train.training.module import VAEModule
-    from rd_train.training.run import calibration_images, data_module, tracking_images
+    from rd_train.training.run import data_module, give_training_images
     from torch.utils.flop_counter import FlopCounterMode
 
     module = VAEModule(config.to_dict(), neural_loss=neural_loss)
     module.manual_backward = lambda loss: loss.backward()  # type: ignore[method-assign]
     data = data_module(config)
-    # What run.py gives the module before it trains: GECO's held-out batches (rate.geco_tracks) and
-    # BatchNorm's calibration images; without them a GECO step that reads held-out images cannot run.
-    module.calibration_images = calibration_images(data, config.bn_calibration_images)
-    module.tracking_images = tracking_images(data, config)
+    give_training_images(module, data, config)  # what `fit` gives it: a GECO step reads held-out images
     data.setup("fit")
     optimizers, schedulers = module.configure_optimizers()
     loader = data.train_dataloader()

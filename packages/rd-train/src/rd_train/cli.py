@@ -240,7 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="every table and figure derived from the run records (claims, convergence, "
                          "sweeps, runs.csv) under OUT: no run or checkpoint needed (the DVC stage aggregate)")
     rep.add_argument("--params", default="params.yaml")
-    rep.add_argument("--records", default="paper/records")
+    rep.add_argument("--records", default="paper/records",
+                     help="the run records: one folder, or several joined by ':' (os.pathsep), e.g. "
+                     "paper/records:benchmarks/results/cpu-spatial-length-records; a folder trained outside "
+                     "dvc repro enters only when its source.json's params equal --params")
     rep.add_argument("--out", default="paper")
     rep.add_argument("--length-pilot", default=None, metavar="JSON",
                      help="the length pilot's results, shown beside the sweep's lengths in claims.md "

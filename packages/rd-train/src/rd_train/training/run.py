@@ -107,8 +107,7 @@ def _train(config: TrainConfig, neural_loss: nn.Module | None, callbacks: Sequen
     precision = resolve_precision(config.precision, training_device(config))
     data = data_module(config)
     module = VAEModule(spec, neural_loss, step_graph=graphed)
-    module.calibration_images = calibration_images(data, config.bn_calibration_images)
-    module.tracking_images = tracking_images(data, config)
+    give_training_images(module, data, config)
     if precision.precision == "bf16-mixed" and training_device(config).type == "cpu":
         module.use_channels_last()
     trainer = L.Trainer(
@@ -249,6 +248,14 @@ def load_trained(run_dir: str | Path, device: torch.device | str | None = None, 
     if evaluated:
         module.use_evaluated_weights()
     return TrainedRun(run_dir, config, metrics, module, data)
+
+
+def give_training_images(module: VAEModule, data: ImageDataModule, config: TrainConfig) -> None:
+    """Give ``module`` the fixed images a training step reads besides its batch: BatchNorm's calibration
+    images and GECO's held-out images (``rate.geco_tracks``). Whatever trains the module (`fit`, a
+    benchmark's bare loop) calls this, so a step that reads held-out images never finds them missing."""
+    module.calibration_images = calibration_images(data, config.bn_calibration_images)
+    module.tracking_images = tracking_images(data, config)
 
 
 def tracking_images(data: ImageDataModule, config: TrainConfig) -> torch.Tensor | None:
