@@ -44,25 +44,31 @@ def test_the_replicate_was_trained_with_the_spatial_stages_code_data_and_params(
     they must come from what trained the spatial stage's runs: its source.json keeps the stage's dvc.lock
     entry of the time, and it must still be dvc.lock's. A change to the training code, the data or the
     spatial params re-runs the pipeline (the lock test) and then this replicate; until it has, only a
-    replicate the report sets aside (other params) may stay, as an expected failure (`expect_set_aside`)."""
+    replicate the report sets aside (other params) may stay, as an expected failure
+    (`current_or_set_aside`)."""
     import json
 
-    source = json.loads((RECORDS / "source.json").read_text())
-    if source["lock"] != spatial_length.lock_entry():
-        expect_set_aside(source)
+    source = current_or_set_aside()
     assert source["commit"] == json.loads((RESULTS / "cpu-spatial-length.json").read_text())["commit"]
 
 
-def expect_set_aside(source: dict) -> None:
-    """A replicate that predates the spatial stage's lock may stay committed only while the report sets it
-    aside, and claims.md says so: then the test is an expected failure, named at every run, until the
-    replicate is trained again. A stale replicate that the report still reads fails."""
-    from rd_train.params import load_params
-    from rd_train.protocol.records import Source, sources
+def current_or_set_aside() -> dict:
+    """The replicate's source.json, when its lock entry is still the spatial stage's. A replicate that
+    predates that lock may stay committed only while the report sets it aside, and claims.md says so: then
+    the calling test is an expected failure, named at every run, until the replicate is trained again. A
+    stale replicate that the report still reads fails."""
+    import dataclasses
+    import json
 
+    from rd_train.params import load_params
+    from rd_train.protocol.records import sources
+
+    source = json.loads((RECORDS / "source.json").read_text())
+    if source["lock"] == spatial_length.lock_entry():
+        return source
     (read,) = sources(RECORDS)
     # Named as the aggregate stage names it (dvc.yaml: paths from the repository root, --params params.yaml).
-    folder = Source(RECORDS.relative_to(ROOT).as_posix(), read.records, read.origin)
+    folder = dataclasses.replace(read, folder=RECORDS.relative_to(ROOT).as_posix())
     assert not folder.trained_under(dict(load_params(ROOT / "params.yaml").raw)), (
         "the spatial stage's code or data moved on since the AutoencoderKL's 2000-step records were trained, "
         "under the same params, so the report still reads them: re-run the replicate (below)")
@@ -85,9 +91,7 @@ def test_the_committed_result_follows_from_the_committed_records(tmp_path):
     from rd_train.protocol.report import labels_of
     from rd_train.protocol.summary import verdict
 
-    source = json.loads((RECORDS / "source.json").read_text())
-    if source["lock"] != spatial_length.lock_entry():  # its verdict was over the records of its time
-        expect_set_aside(source)
+    current_or_set_aside()  # a stale replicate's verdict was over the records of its time
     params = load_params(ROOT / "params.yaml")
     records = spatial_length.combined_report(params, ROOT / "paper" / "records", RECORDS, tmp_path)
     row = spatial_length.row_of(compute(records, labels_of(params, records)).headlines,
