@@ -78,7 +78,7 @@ def current_or_set_aside() -> dict:
     pytest.xfail("the AutoencoderKL's 2000-step records were trained under other params than params.yaml's "
                  f"(their commit {source['commit'][:7]}): the report sets them aside. Re-run `python "
                  "benchmarks/spatial_length.py --work WORK --out benchmarks/results/cpu-spatial-length.json` "
-                 "(23-40 min on 2 cores), then `dvc repro -s aggregate`")
+                 "(23-51 min on 2 cores), then `dvc repro -s aggregate`")
 
 
 def test_the_committed_result_follows_from_the_committed_records(tmp_path):
