@@ -11,8 +11,8 @@ sweep ``length``). That makes 18 runs, trained by the project's sweep (`rd_train
 two workers, one thread each). The runs are resumable: finished runs under ``--work`` are reused.
 
 Analysis (fixed here too): the project's report (`rd_train.protocol.report.write_report`) over the
-committed records (``paper/records``) plus these 18 runs' records, so the AutoencoderKL's row is tested
-exactly as every other matched-rate row at twice the steps:
+committed records (``paper/records``) with these 18 runs' records among them, so the AutoencoderKL's row
+is tested exactly as every other matched-rate row at twice the steps:
 - the stratified Page test;
 - Holm over the rows of that claim at that length (three rows here, two in the committed claims.md);
 - the summary's verdict rule (`rd_train.protocol.summary.verdict`): a claim holds only where it holds at
@@ -22,10 +22,12 @@ exactly as every other matched-rate row at twice the steps:
 Every run counts and no run is filtered.
 
 Writes ``--out`` (JSON: the AutoencoderKL's rows at both lengths, the cells, each run's tracking error,
-the times, the machine) and the 18 runs' records under ``--records-out``, with a ``source.json`` there
-(`rd_train.protocol.records.Source`: what they are, this command, the commit, why outside the main job,
-and the ``spatial`` stage's dvc.lock entry they were trained under). The ``aggregate`` stage reads that
-folder beside ``paper/records`` (dvc.yaml), so claims.md and convergence.md carry these runs, and
+the times, the machine) and the 18 runs' records under ``--records-out`` (`RECORDS`:
+``paper/records/outside/spatial-length``), with a ``source.json`` there (`rd_train.protocol.records.Source`:
+what they are, this command, the commit, why outside the main job, and the ``spatial`` stage's dvc.lock
+entry they were trained under). The report reads that folder as part of ``paper/records`` (the
+``aggregate`` stage, and ``rd-train report --records paper/records``), so claims.md and convergence.md
+carry these runs, and
 tests/test_spatial_length.py fails when the ``spatial`` stage's code or params move on without them: a
 change to the training code then re-runs this script too (about 23 minutes on the 2-core machine).
 The script refuses to train while dvc.lock's ``spatial`` entry is not the working tree's (``dvc status``).
@@ -52,6 +54,8 @@ from host_overhead import commit_of
 
 ROOT = Path(__file__).resolve().parents[1]
 LENGTH_PILOT = ROOT / "benchmarks" / "results" / "cpu-convergence-pilot.json"  # as dvc.yaml's aggregate
+PLACE = Path("outside") / "spatial-length"  # the replicate's place in a records folder (records.OUTSIDE)
+RECORDS = ROOT / "paper" / "records" / PLACE  # where its committed records are
 STAGE = "spatial"  # the dvc.yaml stage whose code and params the replicate trains with, at twice the steps
 WHY_OUTSIDE = ("its 23 minutes on the 2-core machine would take the main job past its 90-minute budget "
                "(docs/protocol.md)")
@@ -80,13 +84,23 @@ def families(params: Any) -> list[str]:
 
 def combined_report(params: Any, committed: Path, added: Path, out: Path) -> list[dict[str, Any]]:
     """The project's report (`rd_train.protocol.report.write_report`, as the ``aggregate`` stage writes
-    it) over the ``committed`` records folder and the ``added`` one, under ``out``; every record it read."""
+    it) over the ``committed`` records folder with ``added`` in the replicate's place in it (`PLACE`),
+    under ``out``; every record it read. ``added`` is read where it lies when it is that place (the
+    committed replicate); otherwise (a smoke test's) the report reads a copy of ``committed`` whose
+    replicate is ``added``, so no run is read twice."""
+    import shutil
+
     from rd_train.protocol.records import read
     from rd_train.protocol.report import write_report
 
-    folders = [committed, added]
-    write_report(params, folders, out, LENGTH_PILOT)
-    return read(folders)
+    folder = committed
+    if added.resolve() != (committed / PLACE).resolve():
+        folder = out / "records"
+        shutil.copytree(committed, folder, ignore=shutil.ignore_patterns(".*"))
+        shutil.rmtree(folder / PLACE, ignore_errors=True)
+        shutil.copytree(added, folder / PLACE)
+    write_report(params, folder, out, LENGTH_PILOT)
+    return read(folder)
 
 
 def lock_entry(root: Path = ROOT) -> dict[str, Any]:
@@ -126,8 +140,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, required=True, help="run directories (resumable)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--records-out", type=Path, default=None,
-                        help="the runs' records (default: <out without .json>-records/)")
+    parser.add_argument("--records-out", type=Path, default=RECORDS,
+                        help="the runs' records, with their source.json (default: %(default)s)")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--records", type=Path, default=ROOT / "paper" / "records",
                         help="the committed records the report adds these runs to")
@@ -135,6 +149,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None,
                         help="the default length to double, for a smoke test (default: params.yaml's)")
     args = parser.parse_args()
+    if args.steps is not None and args.records_out.resolve() == RECORDS.resolve():
+        raise SystemExit(f"spatial_length: a smoke test's records (--steps) never replace the committed ones "
+                         f"({RECORDS.relative_to(ROOT)}): pass --records-out DIR")
     from rd_theory.atomic import atomic_write_text
     from rd_train.params import from_mapping, load_params
     from rd_train.pipeline.sweep import run_sweep
@@ -157,7 +174,7 @@ def main() -> None:
         run_sweep(replicate, "length", family, runs / "spatial" / "length" / family, args.jobs)
         seconds[family] = time.perf_counter() - start
     new = records.collect(runs)
-    records_out = args.records_out or args.out.with_name(args.out.stem + "-records")
+    records_out = args.records_out
     records.write(new, records_out)
     commit = commit_of(ROOT)
     command = f"python benchmarks/spatial_length.py --work WORK --out {args.out.as_posix()}"

@@ -157,10 +157,19 @@ def test_process_exit_benchmark_times_both_modes_of_both_cases(tmp_path):
         assert all(mode["median_exit_s"] > 0 and mode["gc_objects"] > 0 for mode in case.values())
 
 
+def test_spatial_length_keeps_a_smoke_tests_records_out_of_the_committed_ones(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "spatial_length.py"), "--work",
+                           str(tmp_path / "work"), "--out", str(tmp_path / "out.json"), "--steps", "4"],
+                          cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert done.returncode != 0 and "pass --records-out DIR" in done.stderr
+    assert not (tmp_path / "work").exists()
+
+
 def test_spatial_length_trains_the_replicate_and_reports_both_lengths(tmp_path):
     out = tmp_path / "spatial-length.json"
+    records = tmp_path / "spatial-length-records"
     run([str(ROOT / "benchmarks" / "spatial_length.py"), "--work", str(tmp_path / "work"), "--out", str(out),
-         "--steps", "4"], tmp_path)
+         "--records-out", str(records), "--steps", "4"], tmp_path)
     result = json.loads(out.read_text())
     assert result["runs"] == 18 and len(result["tracking_error"]) == 18
     row = result["autoencoderkl_matched_rate"]
@@ -170,6 +179,6 @@ def test_spatial_length_trains_the_replicate_and_reports_both_lengths(tmp_path):
     assert row["verdict"] == committed["verdict"]
     assert row["long_p_holm"] is not None and 0 < row["long_p_holm"] <= 1
     assert {c["claim"] for c in result["cells"]} == {"anisotropy", "anisotropy_long"}
-    assert len(list((tmp_path / "spatial-length-records").rglob("*.jsonl"))) == 2
-    source = json.loads((tmp_path / "spatial-length-records" / "source.json").read_text())
+    assert len(list(records.rglob("*.jsonl"))) == 2
+    source = json.loads((records / "source.json").read_text())
     assert source["lock"]["stage"] == "spatial" and "--steps 4" in source["command"]

@@ -56,7 +56,7 @@ def pipeline(tmp_path_factory):
     pilot = Path("benchmarks") / "results" / "cpu-convergence-pilot.json"
     (work / pilot.parent).mkdir(parents=True)
     shutil.copy(ROOT / pilot, work / pilot)
-    replicate = pilot.parent / "cpu-spatial-length-records"  # trained under params.yaml, not these params
+    replicate = Path("paper") / "records" / "outside"  # trained under params.yaml, not these params
     shutil.copytree(ROOT / replicate, work / replicate)
 
     def run(*args: str) -> str:
@@ -105,24 +105,26 @@ def test_every_declared_output_is_produced(pipeline):
 def test_the_records_hold_every_run_and_rebuild_the_report(pipeline):
     """Protocol v3 (issue 30 H): `records` writes every finished run as git-trackable JSON lines, and
     `rd-train report --records` rebuilds claims.md from them byte for byte, with no run directory."""
-    from rd_train.protocol.records import read
+    from rd_train.protocol.records import sources
 
     work, _, _, run, *_ = pipeline
-    records = read(work / "paper" / "records")
+    stage, replicate = sources(work / "paper" / "records")  # the stage's runs, and the copied replicate's
+    assert stage.origin is None and replicate.folder.endswith("paper/records/outside/spatial-length")
+    records = stage.records
     finished = list((work / "runs").rglob("metrics.json"))
     assert len(records) == len(finished)
     assert {r["identity"]["sweep"] for r in records} == {"fixed", "geco", "length", "control"}
     assert {r["identity"]["architecture"] for r in records} == {"vector", "spatial"}
     rebuilt = work / "rebuilt"
-    both = "paper/records:benchmarks/results/cpu-spatial-length-records"  # as dvc.yaml's aggregate
-    run(str(BIN / "rd-train"), "report", "--params", "params.yaml", "--records", both,
+    run(str(BIN / "rd-train"), "report", "--params", "params.yaml", "--records", "paper/records",
         "--out", str(rebuilt), "--length-pilot", "benchmarks/results/cpu-convergence-pilot.json")
     for table in ("claims.md", "convergence.md", "sweeps.md", "runs.csv"):
         assert (rebuilt / "tables" / table).read_bytes() == (work / "paper" / "tables" / table).read_bytes()
     # The default profile's replicate, trained under other params, stays out of this profile's tables.
     claims = (work / "paper" / "tables" / "claims.md").read_text()
-    aside = "`benchmarks/results/cpu-spatial-length-records` set aside (18 runs trained under other params"
+    aside = "`paper/records/outside/spatial-length` set aside (18 runs trained under other params"
     assert aside in claims
+    assert (work / "paper" / "records" / "outside" / "spatial-length" / "source.json").is_file()  # kept
     assert "spatial/length/" not in (work / "paper" / "tables" / "runs.csv").read_text()
 
 

@@ -4,11 +4,10 @@ byte for byte, with no run directory and no checkpoint (what CI has)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from rd_train.params import load_params
-from rd_train.protocol.records import read
+from rd_train.protocol.records import sources
 from rd_train.protocol.report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,11 +25,12 @@ def aggregate_option(name: str) -> str:
 
 
 def test_the_committed_records_rebuild_claims_md_byte_for_byte(tmp_path, monkeypatch):
-    """With the aggregate stage's own arguments, from the folder the stage runs in: its records folders
-    (the records stage's, and the AutoencoderKL's at twice the steps, trained outside dvc repro; claims.md
-    names each as given) and the length pilot."""
+    """`rd-train report --records paper/records`, as the aggregate stage runs it and from the folder it
+    runs in: the records stage's runs and the AutoencoderKL's at twice the steps (trained outside dvc repro,
+    under paper/records/outside/; claims.md names each folder as read) and the length pilot."""
     records = aggregate_option("--records")
-    assert records.split(os.pathsep) == ["paper/records", "benchmarks/results/cpu-spatial-length-records"]
+    assert records == "paper/records"
+    assert (ROOT / records / "outside" / "spatial-length" / "source.json").is_file()
     monkeypatch.chdir(ROOT)
     write_report(load_params("params.yaml"), records, tmp_path, aggregate_option("--length-pilot"))
     for table in TABLES:
@@ -43,7 +43,9 @@ def test_the_committed_records_rebuild_claims_md_byte_for_byte(tmp_path, monkeyp
 
 def test_every_primary_cell_holds_all_its_runs():
     """Acceptance of issue 30: no primary cell is empty, none loses a run, and every planned run is there."""
-    records = read(ROOT / "paper" / "records")
+    stage, replicate = sources(ROOT / "paper" / "records")  # dvc repro's runs; the AutoencoderKL's at 2x
+    assert stage.origin is None and replicate.runs == 18
+    records = stage.records
     claims = (ROOT / "paper" / "tables" / "claims.md").read_text()
     assert "None: every run of every cell is finite and present." in claims
     assert "not testable" not in claims.split("## Every cell", 1)[0]

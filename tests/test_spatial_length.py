@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import spatial_length  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-RECORDS = RESULTS / "cpu-spatial-length-records"
+RECORDS = spatial_length.RECORDS  # paper/records/outside/spatial-length
 
 
 def test_the_replicate_is_the_spatial_geco_grid_at_twice_the_steps(tmp_path):

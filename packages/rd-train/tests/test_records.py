@@ -140,3 +140,32 @@ def test_a_folder_trained_outside_counts_only_under_the_params_it_was_trained_wi
     assert not outside.trained_under({**same, "optim": {"lr": 0.002, "max_steps": 10}})  # or grows
     assert not outside.trained_under({**same, "spatial": {"seeds": [0, 1, 2]}})  # a dotted key's value
     assert not outside.trained_under({"optim": {"lr": 0.002}})  # the profile has no spatial grid
+
+
+def test_a_folder_trained_outside_inside_the_records_is_a_source_of_its_own_that_the_stage_keeps(tmp_path):
+    """``rd-train report --records paper/records`` reads the replicate committed under
+    paper/records/outside/<name>/ as its own source (named, with its source.json), and the records stage
+    rewriting its files neither removes it nor reads it as its own."""
+    pipeline = _folder(tmp_path, "records", ["geco/perceptual/a", "spatial/geco/perceptual/b"])
+    replicate = _folder(tmp_path, "replicate", ["spatial/length/perceptual/c"], SOURCE)
+    inside = pipeline / records.OUTSIDE / "spatial-length"
+    inside.parent.mkdir()
+    replicate.rename(inside)
+    kept = sorted(p.relative_to(pipeline) for p in inside.rglob("*"))
+    own, outside = records.sources(pipeline)
+    assert (own.folder, own.runs, own.origin) == (pipeline.as_posix(), 2, None)
+    assert (outside.folder, outside.runs, outside.origin) == (inside.as_posix(), 1, SOURCE)
+    assert [r["path"] for r in records.read(pipeline)] == ["geco/perceptual/a", "spatial/geco/perceptual/b",
+                                                           "spatial/length/perceptual/c"]
+    runs = tmp_path / "rerun"
+    _run(runs, "geco/perceptual/a", _identity("geco", "perceptual", 0.0, 0), 11.0)
+    records.write(records.collect(runs), pipeline)  # the stage's spatial/geco file is stale: removed
+    assert sorted(p.relative_to(pipeline) for p in inside.rglob("*")) == kept
+    own, outside = records.sources(pipeline)
+    assert (own.runs, outside.runs) == (1, 1)
+    assert not (pipeline / "spatial" / "geco" / "perceptual.jsonl").exists()
+    only_outside = tmp_path / "only"
+    (only_outside / records.OUTSIDE).mkdir(parents=True)
+    inside.rename(only_outside / records.OUTSIDE / "x")
+    (source,) = records.sources(only_outside)  # a folder whose own part is empty reads as its outside ones
+    assert source.origin == SOURCE

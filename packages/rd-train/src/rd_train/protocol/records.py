@@ -17,12 +17,15 @@ in minutes on a fresh clone, with no retraining (`rd-train records` writes them,
 Records are written one JSON line per run, sorted by path, into ``<out>/<architecture>/<sweep>/<family>
 .jsonl`` with sorted keys: the same runs give the same bytes, so a rebuild is checked byte for byte.
 
-The reports read one records folder or several, joined by ``os.pathsep`` as in ``PATH``: the ``records``
-stage's (``paper/records``) and any committed folder of runs trained outside ``dvc repro`` because they
-do not fit its time budget (the AutoencoderKL at twice the steps). Such a folder holds a ``source.json``
-that says what it is, the command and commit that trained it, why not in the main job, and the dvc.lock
-entry of the stage whose code, data and params it trained with (`Source`); claims.md names every folder
-and its runs, and a run that two folders both hold is refused.
+Runs trained outside ``dvc repro``, because they do not fit its time budget (the AutoencoderKL at twice
+the steps), are committed in a folder of their own under ``<out>/outside/`` (`OUTSIDE`), beside the
+stage's files: it holds a ``source.json`` that says what they are, the command and commit that trained
+them, why not in the main job, and the dvc.lock entry of the stage whose code, data and params they
+trained with (`Source`). The stage never writes or removes anything in such a folder. Reading a records
+folder reads the stage's records and each such folder as a source of its own, so ``rd-train report
+--records paper/records`` reads every run; claims.md names every source and its runs, a source trained
+under other params than the report's is set aside, and a run that two sources both hold is refused.
+The reports also take several records folders joined by ``os.pathsep``, as in ``PATH``.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from rd_train.errors import MissingDataError
 IDENTITY_KEYS = ("sweep", "family", "architecture", "lam", "beta", "target", "seed", "steps")
 LOGGED = ("train/kl", "train/beta")
 SOURCE = "source.json"  # in a records folder trained outside `dvc repro`: what trained it (`Source`)
+OUTSIDE = "outside"  # <records>/outside/<name>/: the committed folders of runs trained outside `dvc repro`
 SOURCE_KEYS = ("what", "command", "commit", "why_outside")  # and ``lock``: {stage, deps, params}
 
 
@@ -137,7 +141,8 @@ def write(records: list[dict[str, Any]], out: str | Path) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, text)
         written.append(path)
-    for stale in set(out.rglob("*.jsonl")) - set(written):  # a file of a sweep that no longer exists
+    # A file of a sweep that no longer exists; a folder of runs trained outside dvc repro is not the stage's.
+    for stale in set(_own_files(out)) - set(written):
         stale.unlink()
     return written
 
@@ -178,23 +183,49 @@ def merged(folders_read: Sequence[Source]) -> list[dict[str, Any]]:
 
 
 def sources(records: str | Path | Sequence[str | Path]) -> list[Source]:
-    """Each folder of ``records``, read once: its records and, where it has one, its ``source.json``."""
+    """Each folder of ``records``, read once, and inside each every folder of runs trained outside ``dvc
+    repro`` (one holding a ``source.json``, e.g. under ``outside/``) as a source of its own, named by the
+    folder as given joined with its relative path; a folder must hold at least one record."""
     out = []
     for root in folders(records):
-        origin = None
-        if (root / SOURCE).is_file():
-            try:
-                origin = json.loads((root / SOURCE).read_text())
-            except json.JSONDecodeError as error:
-                raise MissingDataError(f"{root / SOURCE}: not JSON ({error.msg})") from None
-            missing = [key for key in SOURCE_KEYS if not isinstance(origin.get(key), str)]
-            if not isinstance(origin.get("lock"), dict) or len(origin["lock"].get("params") or {}) != 1:
-                missing.append("lock")
-            if missing:
-                raise MissingDataError(f"{root / SOURCE}: no {missing}; it says what trained these records "
-                                       f"outside dvc repro ({', '.join(SOURCE_KEYS)}, lock)")
-        out.append(Source(root.as_posix(), _read_folder(root), origin))
+        inside = [root / rel for rel in _outside_folders(root)]
+        found = [Source(folder.as_posix(), _read_files(_own_files(folder)), _origin(folder))
+                 for folder in [root, *inside]]
+        if not any(source.records for source in found):
+            raise MissingDataError(f"no run records under {root} (<architecture>/<sweep>/<family>.jsonl): "
+                                   "write them from a runs folder with `rd-train records --runs runs --out "
+                                   f"{root}` (the DVC stage records)")
+        out += [source for source in found if source.records]
     return out
+
+
+def _origin(root: Path) -> dict[str, Any] | None:
+    """``root``'s ``source.json``, checked (`SOURCE_KEYS` and a lock of one params file), or None."""
+    if not (root / SOURCE).is_file():
+        return None
+    try:
+        origin = json.loads((root / SOURCE).read_text())
+    except json.JSONDecodeError as error:
+        raise MissingDataError(f"{root / SOURCE}: not JSON ({error.msg})") from None
+    missing = [key for key in SOURCE_KEYS if not isinstance(origin.get(key), str)]
+    if not isinstance(origin.get("lock"), dict) or len(origin["lock"].get("params") or {}) != 1:
+        missing.append("lock")
+    if missing:
+        raise MissingDataError(f"{root / SOURCE}: no {missing}; it says what trained these records "
+                               f"outside dvc repro ({', '.join(SOURCE_KEYS)}, lock)")
+    return origin
+
+
+def _outside_folders(root: Path) -> list[Path]:
+    """The folders under ``root`` (not ``root`` itself) that hold a ``source.json``, relative to it."""
+    return sorted(path.parent.relative_to(root) for path in root.rglob(SOURCE) if path.parent != root)
+
+
+def _own_files(root: Path) -> list[Path]:
+    """``root``'s record files, less those of the folders of runs trained outside dvc repro inside it."""
+    inside = [root / rel for rel in _outside_folders(root)]
+    return sorted(path for path in root.rglob("*.jsonl")
+                  if not any(path.is_relative_to(folder) for folder in inside))
 
 
 def _lookup(raw: dict[str, Any], dotted: str) -> Any:
@@ -205,12 +236,7 @@ def _lookup(raw: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-def _read_folder(root: Path) -> list[dict[str, Any]]:
-    files = sorted(root.rglob("*.jsonl"))
-    if not files:
-        raise MissingDataError(f"no run records under {root} (<architecture>/<sweep>/<family>.jsonl): "
-                               "write them from a runs folder with `rd-train records --runs runs --out "
-                               f"{root}` (the DVC stage records)")
+def _read_files(files: list[Path]) -> list[dict[str, Any]]:
     out = []
     for path in files:
         for number, line in enumerate(path.read_text().splitlines(), start=1):

@@ -1,8 +1,8 @@
 """`rd-train report --records DIR --out DIR`: every table and figure derived from the run records (the DVC
 stage ``aggregate``), with no run directory or checkpoint: a change here re-runs in seconds on a fresh clone.
-``--records`` takes one folder or several joined by ``os.pathsep`` (`rd_train.protocol.records`): a folder
-trained outside ``dvc repro`` enters only when its ``source.json`` says it was trained under this params
-file's values, and claims.md names every folder, read or set aside.
+``--records`` takes one folder or several joined by ``os.pathsep`` (`rd_train.protocol.records`); a folder of
+runs trained outside ``dvc repro`` (``paper/records/outside/<name>/``) enters only when its ``source.json``
+says it was trained under this params file's values, and claims.md names every folder, read or set aside.
 
 Writes, under ``out``:
 
