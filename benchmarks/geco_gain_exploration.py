@@ -29,7 +29,7 @@ further above it at 0.2 than at 0.5: ``offset08`` and ``offset1`` raise the gain
         --out benchmarks/results/cpu-geco-offset-exploration.json
     python benchmarks/geco_gain_exploration.py --variants offset08,offset1 \
         --out benchmarks/results/cpu-geco-offset-exploration-higher.json
-    python benchmarks/geco_gain_exploration.py --variants default,offset02,offset0 --others \
+    python benchmarks/geco_gain_exploration.py --variants default,offset08,offset1 --others \
         --out benchmarks/results/cpu-geco-offset-exploration-others.json
 """
 
