@@ -51,10 +51,11 @@ from typing import Any
 
 from bench_params import benchmark_params
 from host_overhead import commit_of
+from rd_train.protocol.records import OUTSIDE
 
 ROOT = Path(__file__).resolve().parents[1]
 LENGTH_PILOT = ROOT / "benchmarks" / "results" / "cpu-convergence-pilot.json"  # as dvc.yaml's aggregate
-PLACE = Path("outside") / "spatial-length"  # the replicate's place in a records folder (records.OUTSIDE)
+PLACE = Path(OUTSIDE) / "spatial-length"  # the replicate's place in a records folder
 RECORDS = ROOT / "paper" / "records" / PLACE  # where its committed records are
 STAGE = "spatial"  # the dvc.yaml stage whose code and params the replicate trains with, at twice the steps
 WHY_OUTSIDE = ("its 23 minutes on the 2-core machine would take the main job past its 90-minute budget "
@@ -174,19 +175,18 @@ def main() -> None:
         run_sweep(replicate, "length", family, runs / "spatial" / "length" / family, args.jobs)
         seconds[family] = time.perf_counter() - start
     new = records.collect(runs)
-    records_out = args.records_out
-    records.write(new, records_out)
+    records.write(new, args.records_out)
     commit = commit_of(ROOT)
     command = f"python benchmarks/spatial_length.py --work WORK --out {args.out.as_posix()}"
     if args.steps is not None:
         command += f" --steps {args.steps}"
     origin = json.dumps(source(commit, command), indent=1, sort_keys=True, ensure_ascii=False)
-    atomic_write_text(records_out / records.SOURCE, origin + "\n")
+    atomic_write_text(args.records_out / records.SOURCE, origin + "\n")
 
     with tempfile.TemporaryDirectory(prefix="rd-spatial-length-") as scratch:
         # The file's params as the aggregate stage reads them (data root as written): the replicate's
         # folder enters the report only under the params it was trained with.
-        every = combined_report(load_params(args.params), args.records, records_out, Path(scratch))
+        every = combined_report(load_params(args.params), args.records, args.records_out, Path(scratch))
     result = claims_module.compute(every, labels_of(params, every))
     alpha = params.rules.alpha
     spatial = row_of(result.headlines, "anisotropy falls with λ at matched rate", "spatial")

@@ -188,9 +188,8 @@ def sources(records: str | Path | Sequence[str | Path]) -> list[Source]:
     folder as given joined with its relative path; a folder must hold at least one record."""
     out = []
     for root in folders(records):
-        inside = [root / rel for rel in _outside_folders(root)]
         found = [Source(folder.as_posix(), _read_files(_own_files(folder)), _origin(folder))
-                 for folder in [root, *inside]]
+                 for folder in [root, *_outside_folders(root)]]
         if not any(source.records for source in found):
             raise MissingDataError(f"no run records under {root} (<architecture>/<sweep>/<family>.jsonl): "
                                    "write them from a runs folder with `rd-train records --runs runs --out "
@@ -217,13 +216,13 @@ def _origin(root: Path) -> dict[str, Any] | None:
 
 
 def _outside_folders(root: Path) -> list[Path]:
-    """The folders under ``root`` (not ``root`` itself) that hold a ``source.json``, relative to it."""
-    return sorted(path.parent.relative_to(root) for path in root.rglob(SOURCE) if path.parent != root)
+    """The folders under ``root`` (not ``root`` itself) that hold a ``source.json``."""
+    return sorted(path.parent for path in root.rglob(SOURCE) if path.parent != root)
 
 
 def _own_files(root: Path) -> list[Path]:
     """``root``'s record files, less those of the folders of runs trained outside dvc repro inside it."""
-    inside = [root / rel for rel in _outside_folders(root)]
+    inside = _outside_folders(root)
     return sorted(path for path in root.rglob("*.jsonl")
                   if not any(path.is_relative_to(folder) for folder in inside))
 
