@@ -33,6 +33,7 @@ from typing import Any
 from bench_params import benchmark_params
 from geco_tracking_runs import (
     CHOSEN_KEYS,
+    Narrowing,
     as_the_pilots_read_it,
     choose_fewest_misses,
     compare_in_order,
@@ -61,12 +62,14 @@ def narrow(base: dict[str, Any], rate: dict[str, Any]) -> dict[str, Any]:
 
 
 def pilot_main(name: str, doc: str, candidates: Callable[[dict[str, Any]], list[tuple[str, dict[str, Any]]]],
-               first_runs_help: str | None = None) -> int:
+               first_runs_help: str | None = None, read_base: Callable[[dict[str, Any]], dict[str, Any]]
+               = as_the_pilots_read_it, narrow_to: Narrowing = narrow, seeds: list[int] = SEEDS) -> int:
     """The command line of every pilot of this design (this one, geco_ramp_pilot.py,
-    geco_trained_heldout_gain_pilot.py): ``candidates`` of the params as the pilots read them, trained on
-    `narrow`'s runs and chosen by `choose_fewest_misses`. ``name`` (the script's stem) names the default
-    runs folder and results file; ``first_runs_help`` adds ``--first-runs``, the first candidate's runs
-    from an earlier pilot."""
+    geco_trained_heldout_gain_pilot.py, geco_offset_gain_pilot.py): ``candidates`` of ``read_base`` of
+    params.yaml (by default the params as the pilots before the trained-heldout default read them), trained
+    on ``narrow_to``'s runs (by default `narrow`'s, on ``seeds``) and chosen by `choose_fewest_misses`.
+    ``name`` (the script's stem) names the default runs folder and results file; ``first_runs_help`` adds
+    ``--first-runs``, the first candidate's runs from an earlier pilot."""
     stem = name.replace("_", "-")
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default=str(ROOT / "params.yaml"))
@@ -77,10 +80,10 @@ def pilot_main(name: str, doc: str, candidates: Callable[[dict[str, Any]], list[
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
 
-    base = as_the_pilots_read_it(benchmark_params(name, args.params))
+    base = read_base(benchmark_params(name, args.params))
     first = Path(args.first_runs) if getattr(args, "first_runs", None) else None
     compare_in_order(base, candidates(base), first, Path(args.work), args.jobs, Path(args.out), doc,
-                     narrow=narrow, choose=choose_fewest_misses, seeds=SEEDS)
+                     narrow=narrow_to, choose=choose_fewest_misses, seeds=seeds)
     return 0
 
 

@@ -173,3 +173,30 @@ def test_the_fixed_beta_diagnostic_trains_patchgan_at_the_largest_lambda_and_mea
     mean = sum(window) / 5
     slope = sum((s - 800.0) * (k - mean) for s, k in zip(steps[5:], window, strict=True)) / 100000.0
     assert row["drift_last_40"] == pytest.approx(slope * 400.0 / mean)
+
+
+def test_the_offset_gain_pilot_starts_from_the_sweeps_geco_and_changes_only_the_offset_gain():
+    """Unlike the earlier pilots it reads params.yaml as it is (today's trained-heldout GECO at η = 0.10),
+    not as the pilots before that default read it; its candidate raises only ``geco_outer_gain``; its seeds
+    are new to every sweep, exploration and pilot; its rule is the earlier pilots'."""
+    import geco_offset_gain_pilot as pilot
+    from rd_train.params import load_params
+
+    base = dict(load_params(ROOT / "params.yaml").raw)
+    assert pilot.as_params_yaml_has_it(base) is base
+    (first, default), (second, candidate) = pilot.candidates(base)
+    assert (first, second) == ("default", "offset_gain_0.8")
+    assert candidate == {**default, "geco_outer_gain": 0.8}
+    params = pilot.narrow(base, default)
+    assert params["rate"] == base["rate"]  # the default candidate is the sweep's GECO, every key
+    assert params["sweep"]["lams"] == [5.0] and params["sweep"]["rate_targets"] == [5.0, 10.0, 20.0]
+    assert params["spatial"]["lams"] == [5.0] and params["spatial"]["betas"] == []
+    assert params["sweep"]["seeds"] == params["spatial"]["seeds"] == [100, 101, 102, 103]
+    assert pilot.narrow(base, candidate)["rate"] == {**base["rate"], "geco_outer_gain": 0.8}
+    earlier = {*base["sweep"]["seeds"], *base["spatial"]["seeds"], *geco_trained_heldout_pilot.SEEDS,
+               90, 91, 92, 93}
+    assert not set(pilot.SEEDS) & earlier
+    assert pilot.choose_fewest_misses is geco_trained_heldout_pilot.choose_fewest_misses
+    order = ["default", "offset_gain_0.8"]
+    assert pilot.choose_fewest_misses({"default": [0.04, 0.0], "offset_gain_0.8": [0.04, 0.01]}, order) \
+        == "default"  # a tie in misses and worst error keeps the default
