@@ -35,6 +35,7 @@ then the default. It reads the KL only. Writes JSON (``--out``) and prints a tab
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from geco_tracking_runs import CHOSEN_KEYS, narrowed
@@ -45,6 +46,10 @@ from geco_trained_heldout_pilot import pilot_main
 
 SEEDS = [100, 101, 102, 103]  # no sweep seed, none an exploration or an earlier pilot used
 GAIN = 0.8  # the exploration's choice (module doc)
+# params.yaml's GECO keys when this pilot ran (until the sweep took its choice): the pilot starts from them,
+# so that it trains the configs it trained then, whatever params.yaml says later.
+PILOT_RATE = {"geco_tracks": "trained_heldout", "geco_step_size": 0.1, "geco_proportional": 3.0,
+              "geco_proportional_limit": 0.5, "geco_outer_gain": 0.5, "geco_outer_start": 0.5}
 # The GECO keys a candidate sets: `narrowed` removes CHOSEN_KEYS and sets the candidate's, so each candidate
 # names them all, as params.yaml has them.
 KEYS = (*CHOSEN_KEYS, "geco_step_size", "geco_outer_gain")
@@ -67,13 +72,16 @@ def narrow(base: dict[str, Any], rate: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def as_params_yaml_has_it(base: dict[str, Any]) -> dict[str, Any]:
-    """The base as it is: this pilot starts from today's GECO, not the keys the earlier pilots read."""
-    return base
+def as_the_pilot_read_it(base: dict[str, Any]) -> dict[str, Any]:
+    """``base`` (params.yaml's mapping) with its GECO keys as they were when this pilot ran (`PILOT_RATE`):
+    the sweep's GECO of that time, not the keys the earlier pilots read (`as_the_pilots_read_it`)."""
+    params = copy.deepcopy(base)
+    params["rate"].update(PILOT_RATE)
+    return params
 
 
 def main() -> int:
-    return pilot_main("geco_offset_gain_pilot", __doc__, candidates, read_base=as_params_yaml_has_it,
+    return pilot_main("geco_offset_gain_pilot", __doc__, candidates, read_base=as_the_pilot_read_it,
                       narrow_to=narrow, seeds=SEEDS)
 
 

@@ -176,14 +176,20 @@ def test_the_fixed_beta_diagnostic_trains_patchgan_at_the_largest_lambda_and_mea
 
 
 def test_the_offset_gain_pilot_starts_from_the_sweeps_geco_and_changes_only_the_offset_gain():
-    """Unlike the earlier pilots it reads params.yaml as it is (today's trained-heldout GECO at η = 0.10),
-    not as the pilots before that default read it; its candidate raises only ``geco_outer_gain``; its seeds
-    are new to every sweep, exploration and pilot; its rule is the earlier pilots'."""
+    """Unlike the earlier pilots it starts from the sweep's GECO of its time (trained-heldout at η = 0.10,
+    offset gain 0.5), not as the pilots before that default read it; params.yaml's GECO differs from that
+    in the offset gain alone (0.5 until the sweep took the pilot's choice); its candidate raises only
+    ``geco_outer_gain``; its seeds are new to every sweep, exploration and pilot; its rule is the earlier
+    pilots'."""
     import geco_offset_gain_pilot as pilot
     from rd_train.params import load_params
 
-    base = dict(load_params(ROOT / "params.yaml").raw)
-    assert pilot.as_params_yaml_has_it(base) is base
+    today = dict(load_params(ROOT / "params.yaml").raw)
+    assert {k: v for k, v in pilot.PILOT_RATE.items() if k != "geco_outer_gain"} == \
+        {k: today["rate"][k] for k in pilot.PILOT_RATE if k != "geco_outer_gain"}
+    assert today["rate"]["geco_outer_gain"] in (0.5, 0.8)
+    base = pilot.as_the_pilot_read_it(today)
+    assert base["rate"] == {**today["rate"], "geco_outer_gain": 0.5} and today["rate"] is not base["rate"]
     (first, default), (second, candidate) = pilot.candidates(base)
     assert (first, second) == ("default", "offset_gain_0.8")
     assert candidate == {**default, "geco_outer_gain": 0.8}
