@@ -38,11 +38,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from geco_tracking_runs import CHOSEN_KEYS, narrowed
+from geco_tracking_runs import CHOSEN_KEYS
 
 # The earlier pilots' rule (fewest misses, then the smaller worst, then the default) and command line.
 from geco_trained_heldout_pilot import choose_fewest_misses as choose_fewest_misses
-from geco_trained_heldout_pilot import pilot_main
+from geco_trained_heldout_pilot import narrow_on, pilot_main
 
 SEEDS = [100, 101, 102, 103]  # no sweep seed, none an exploration or an earlier pilot used
 GAIN = 0.8  # the exploration's choice (module doc)
@@ -63,13 +63,7 @@ def candidates(base: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [("default", default), (f"offset_gain_{GAIN}", {**default, "geco_outer_gain": GAIN})]
 
 
-def narrow(base: dict[str, Any], rate: dict[str, Any]) -> dict[str, Any]:
-    """`narrowed` (the largest λ, pixel SSE, the AutoencoderKL's target), at every vector target and at
-    `SEEDS`."""
-    params = narrowed(base, rate)
-    params["sweep"].update(rate_targets=sorted(float(t) for t in base["sweep"]["rate_targets"]), seeds=SEEDS)
-    params["spatial"].update(seeds=SEEDS)
-    return params
+narrow = narrow_on(SEEDS)  # the earlier pilots' runs on this pilot's seeds
 
 
 def as_the_pilot_read_it(base: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +76,7 @@ def as_the_pilot_read_it(base: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> int:
     return pilot_main("geco_offset_gain_pilot", __doc__, candidates, read_base=as_the_pilot_read_it,
-                      narrow_to=narrow, seeds=SEEDS)
+                      seeds=SEEDS)
 
 
 if __name__ == "__main__":

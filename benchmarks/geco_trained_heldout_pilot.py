@@ -52,22 +52,29 @@ def candidates(base: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [("heldout", default), ("trained_heldout", {**default, "geco_tracks": "trained_heldout"})]
 
 
-def narrow(base: dict[str, Any], rate: dict[str, Any]) -> dict[str, Any]:
-    """`narrowed` (the largest λ, pixel SSE, the AutoencoderKL's target), at every vector target and the
-    pilot's seeds."""
-    params = narrowed(base, rate)
-    params["sweep"].update(rate_targets=sorted(float(t) for t in base["sweep"]["rate_targets"]), seeds=SEEDS)
-    params["spatial"].update(seeds=SEEDS)
-    return params
+def narrow_on(seeds: list[int]) -> Narrowing:
+    """`narrowed` (the largest λ, pixel SSE, the AutoencoderKL's target), at every vector target and on
+    ``seeds``."""
+    def narrow(base: dict[str, Any], rate: dict[str, Any]) -> dict[str, Any]:
+        params = narrowed(base, rate)
+        params["sweep"].update(rate_targets=sorted(float(t) for t in base["sweep"]["rate_targets"]),
+                               seeds=seeds)
+        params["spatial"].update(seeds=seeds)
+        return params
+
+    return narrow
+
+
+narrow = narrow_on(SEEDS)  # this pilot's runs
 
 
 def pilot_main(name: str, doc: str, candidates: Callable[[dict[str, Any]], list[tuple[str, dict[str, Any]]]],
                first_runs_help: str | None = None, read_base: Callable[[dict[str, Any]], dict[str, Any]]
-               = as_the_pilots_read_it, narrow_to: Narrowing = narrow, seeds: list[int] = SEEDS) -> int:
+               = as_the_pilots_read_it, seeds: list[int] = SEEDS) -> int:
     """The command line of every pilot of this design (this one, geco_ramp_pilot.py,
     geco_trained_heldout_gain_pilot.py, geco_offset_gain_pilot.py): ``candidates`` of ``read_base`` of
     params.yaml (by default the params as the pilots before the trained-heldout default read them), trained
-    on ``narrow_to``'s runs (by default `narrow`'s, on ``seeds``) and chosen by `choose_fewest_misses`.
+    on `narrow_on` ``seeds``'s runs and chosen by `choose_fewest_misses`.
     ``name`` (the script's stem) names the default runs folder and results file; ``first_runs_help`` adds
     ``--first-runs``, the first candidate's runs from an earlier pilot."""
     stem = name.replace("_", "-")
@@ -83,7 +90,7 @@ def pilot_main(name: str, doc: str, candidates: Callable[[dict[str, Any]], list[
     base = read_base(benchmark_params(name, args.params))
     first = Path(args.first_runs) if getattr(args, "first_runs", None) else None
     compare_in_order(base, candidates(base), first, Path(args.work), args.jobs, Path(args.out), doc,
-                     narrow=narrow_to, choose=choose_fewest_misses, seeds=seeds)
+                     narrow=narrow_on(seeds), choose=choose_fewest_misses, seeds=seeds)
     return 0
 
 
