@@ -211,10 +211,10 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_one_and_the_run_res
 
 
 def test_a_run_written_before_a_key_existed_is_reused_with_its_default_and_not_otherwise(tmp_path):
-    """A finished run whose stored config lacks a key added since (here rate.geco_proportional_limit,
-    removed from its metrics.json and config.json) is the same run as today's config with that key's
-    default: reused, not retrained. With the key set otherwise it is another config. It fails if the
-    stored config is compared as written."""
+    """A finished run whose stored config lacks a key added since (here optim.lr_floor, removed from its
+    metrics.json and config.json) is the same run as today's config with that key's default: reused, not
+    retrained. With the key set otherwise it is another config. It fails if the stored config is compared
+    as written. (Not a GECO key: this run has a fixed β, which reads none of them.)"""
     from rd_train import from_dict
     from rd_train.training.run import is_finished
 
@@ -225,12 +225,12 @@ def test_a_run_written_before_a_key_existed_is_reused_with_its_default_and_not_o
         path = finished_run / name
         data = json.loads(path.read_text())
         config = data.get("config", data)
-        config["rate"].pop("geco_proportional_limit")
+        config["optim"].pop("lr_floor")
         path.write_text(json.dumps(data))
     stored = json.loads((finished_run / "metrics.json").read_text())["config"]
     written = (finished_run / "metrics.json").stat().st_mtime_ns
-    assert is_finished(from_dict({**stored, "rate": {**stored["rate"]}}))
-    assert not is_finished(from_dict({**stored, "rate": {**stored["rate"], "geco_proportional_limit": 0.5}}))
+    assert is_finished(from_dict({**stored, "optim": {**stored["optim"]}}))
+    assert not is_finished(from_dict({**stored, "optim": {**stored["optim"], "lr_floor": 0.1}}))
     again = rd_train("fit", "--set", f"out_dir={finished_run}", "--set", "optim.max_steps=8", *TINY)
     assert again.returncode == 0, again.stderr[-2000:]
     assert (finished_run / "metrics.json").stat().st_mtime_ns == written  # reused, not retrained

@@ -231,6 +231,36 @@ def test_control_sweep_is_the_norm_matched_fixed_cells():
         run_configs(params, "control", "pixel", "x")
 
 
+def test_a_fixed_beta_run_is_the_same_run_whatever_gecos_keys_say_and_a_geco_run_is_not():
+    """A change to GECO's settings (here the offset gain) must not retrain the fixed-β sweep: its configs
+    keep every GECO key at its default, and a finished fixed-β run written under other GECO keys is the
+    same run (`same_config`, by `TrainConfig.training_spec`). A GECO run with another gain is another run, and
+    so is a fixed-β run at another β. It fails if the sweep copies the params' GECO keys into fixed-β
+    configs, or if runs are compared as written."""
+    from rd_train.config import GECO_KEYS, RateConfig
+    from rd_train.training.run import same_config
+
+    params = _params()
+    assert {"geco_outer_gain", "geco_outer_start", "geco_tracks", "geco_step_size"} <= set(GECO_KEYS)
+    other = {**params, "rate": {**params["rate"], "geco_outer_gain": 0.2, "geco_step_size": 0.3}}
+    for sweep in ("fixed", "control"):
+        configs = run_configs(params, sweep, "adversarial", "x")
+        elsewise = run_configs(other, sweep, "adversarial", "x")
+        assert [c.to_dict() for c in configs] == [c.to_dict() for c in elsewise]
+        assert all(getattr(c.rate, key) == getattr(RateConfig(), key) for c in configs for key in GECO_KEYS)
+    fixed = run_configs(params, "fixed", "adversarial", "x")[0]
+    stored = fixed.to_dict()
+    stored["rate"].update(geco_outer_gain=0.5, geco_tracks="heldout")  # as the v3 sweep's runs hold them
+    assert same_config(stored, fixed)
+    stored["rate"]["beta"] = 2 * fixed.rate.beta
+    assert not same_config(stored, fixed)
+    geco = run_configs(params, "geco", "adversarial", "x")[0]
+    stored = geco.to_dict()
+    stored["rate"]["geco_outer_gain"] = 1.0 - geco.rate.geco_outer_gain / 2
+    assert not same_config(stored, geco)
+    assert same_config(geco.to_dict(), geco)
+
+
 def test_a_seed_fixes_initialisation_noise_and_batch_order_at_every_lambda_beta_and_target():
     import lightning as L
 

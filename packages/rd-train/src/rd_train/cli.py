@@ -241,9 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "sweeps, runs.csv) under OUT: no run or checkpoint needed (the DVC stage aggregate)")
     rep.add_argument("--params", default="params.yaml")
     rep.add_argument("--records", default="paper/records",
-                     help="the run records: one folder, or several joined by ':' (os.pathsep), e.g. "
-                     "paper/records:benchmarks/results/cpu-spatial-length-records; a folder trained outside "
-                     "dvc repro enters only when its source.json's params equal --params")
+                     help="the run records: one folder, or several joined by ':' (os.pathsep); a folder's "
+                     "sub-folders holding a source.json (e.g. paper/records/outside/spatial-length) hold "
+                     "runs trained outside dvc repro, which enter only if that file's params equal --params")
     rep.add_argument("--out", default="paper")
     rep.add_argument("--length-pilot", default=None, metavar="JSON",
                      help="the length pilot's results, shown beside the sweep's lengths in claims.md "

@@ -276,6 +276,19 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def training_spec(self) -> dict[str, Any]:
+        """What the run computes from: `to_dict`, with a fixed β's GECO keys (`GECO_KEYS`) at their defaults,
+        since a fixed β reads none of them (rate.py's FixedBeta). Two configs with the same spec train
+        the same run, so a change to GECO's settings never retrains a fixed-β run."""
+        spec = self.to_dict()
+        if self.rate.mode == "fixed":
+            spec["rate"].update({key: getattr(RateConfig(), key) for key in GECO_KEYS})
+        return spec
+
+
+# The rate keys only GECO reads; named by their prefix, so a GECO key added later joins them.
+GECO_KEYS = tuple(f.name for f in dataclasses.fields(RateConfig) if f.name.startswith("geco_"))
+
 
 def from_dict(data: dict[str, Any]) -> TrainConfig:
     """Build and validate a `TrainConfig`; every error names its dotted key."""

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rd_train.config import TrainConfig, from_dict
+from rd_train.config import GECO_KEYS, TrainConfig, from_dict
 from rd_train.errors import ParamsError
 
 if TYPE_CHECKING:
@@ -84,8 +84,7 @@ def run_configs(params: Mapping[str, Any], sweep: str, family: str, out: str | P
         rate = dict(params["rate"])
         if sweep in ("fixed", "control"):
             rate.update(mode="fixed", beta=float(control))
-            for key in ("geco_step_size", "geco_ema_decay", "geco_proportional", "geco_proportional_limit",
-                        "geco_tracks"):
+            for key in GECO_KEYS:  # a fixed β reads none of them: its config keeps their defaults
                 rate.pop(key, None)
             tag = f"beta{control:g}"
             if sweep == "control":

@@ -162,14 +162,14 @@ def same_config(stored: Any, config: TrainConfig) -> bool:
     """Whether a run's stored config is ``config``, read by today's schema: a key added since the run
     was written takes its default. A new key's default is the behaviour before the key existed (the
     rule for every new key, config.py), so such a run computed what ``config`` computes and is reused;
-    a run whose stored config today's schema rejects is not."""
-    spec = config.to_dict()
-    if stored == spec:
+    a run whose stored config today's schema rejects is not. Compared by `TrainConfig.training_spec`: a
+    fixed-β run is the same run whatever GECO's keys say."""
+    if stored == config.to_dict():
         return True
     if not isinstance(stored, dict):
         return False
     try:
-        return from_dict(stored).to_dict() == spec
+        return from_dict(stored).training_spec() == config.training_spec()
     except ConfigError:
         return False
 
