@@ -110,15 +110,19 @@ def lightning_ms(config: Any, steps: int, scratch: Path, neural_loss: torch.nn.M
     return (seconds[1] - seconds[0]) / (steps - steps // 4) * 1e3
 
 
-def bare_loop(config: Any, steps: int, warmup: int = 20,
-              neural_loss: torch.nn.Module | None = None) -> tuple[float, float]:
+def bare_loop(config: Any, steps: int, warmup: int = 20, neural_loss: torch.nn.Module | None = None,
+              channels_last: bool = False) -> tuple[float, float]:
     """(ms per step of the bare loop, FLOPs of one step counted by torch's flop counter): the FLOPs the
-    step runs, so a VGG16 (HED) step given the tabled loss counts no forward pass of its targets."""
+    step runs, so a VGG16 (HED) step given the tabled loss counts no forward pass of its targets. With
+    ``channels_last`` the perceptual feature network's weights are NHWC, as bf16 CPU training keeps them
+    (`VAEModule.use_channels_last`)."""
     from rd_train.training.module import VAEModule
     from rd_train.training.run import data_module, give_training_images
     from torch.utils.flop_counter import FlopCounterMode
 
     module = VAEModule(config.to_dict(), neural_loss=neural_loss)
+    if channels_last:
+        module.use_channels_last()
     module.manual_backward = lambda loss: loss.backward()  # type: ignore[method-assign]
     data = data_module(config)
     give_training_images(module, data, config)  # what `fit` gives it: a GECO step reads held-out images

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -36,3 +37,38 @@ def test_the_bare_loop_drives_a_geco_step_whichever_kl_it_tracks(tmp_path, track
     # Each of these modes adds an encoder pass of the weights it reads to the step, and the flop counter
     # sees it: the step counts more FLOPs than the trained weights' reading of their own batch.
     assert flops > own_batch_flops > 0
+
+
+def test_channels_last_reaches_the_timed_step_and_moves_the_numbers_by_rounding_only(tmp_path, monkeypatch):
+    """benchmarks/channels_last_step.py compares the two layouts of the feature network: its NHWC arm must
+    train with NHWC weights (a flag that did nothing would time NCHW twice and read 1.0x), and its layout
+    shift must compare NHWC weights with NCHW ones and see at most rounding, not another loss."""
+    from channels_last_step import layout_shift
+    from rd_train import from_dict
+    from rd_train.training.module import VAEModule
+
+    config = from_dict({
+        "out_dir": str(tmp_path / "vgg"),
+        "data": {"n_train": 64, "n_val": 32, "image_size": 16, "batch_size": 16},
+        "model": {"kind": "vector", "latent_dim": 8, "channels": [8, 16]},
+        "optim": {"max_steps": 4, "lr": 2e-3},
+        "loss": {"neural": "vgg16_hed", "lam": 1.0},
+        "precision": "32-true",
+    })
+    layouts = []
+    original = VAEModule.train_step
+
+    def recording(self, *args, **kwargs):
+        conv = next(m for m in self.neural.modules() if isinstance(m, torch.nn.Conv2d))
+        layouts.append(conv.weight.is_contiguous(memory_format=torch.channels_last)
+                       and not conv.weight.is_contiguous())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(VAEModule, "train_step", recording)
+    for channels_last in (False, True):
+        bare_loop(config, steps=1, warmup=1, channels_last=channels_last)
+    assert layouts == [False] * 3 + [True] * 3  # a warm-up, the counted and the timed step, per layout
+    monkeypatch.setattr(VAEModule, "train_step", original)
+    shift = layout_shift(config, None)
+    # Rounding only (whether the sums differ at all depends on the CPU's kernels, so no lower bound).
+    assert shift["nhwc_weights"] and shift["loss"] < 1e-5 and shift["grad"] < 1e-4
