@@ -33,6 +33,13 @@ ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = ("vector/perceptual", "AutoencoderKL/perceptual")
 
 
+def is_nhwc(network: torch.nn.Module) -> bool:
+    """Whether ``network``'s first convolution's weights are channels-last (and not also NCHW-contiguous,
+    which a 1 × 1 kernel would be in both layouts)."""
+    weight = next(m for m in network.modules() if isinstance(m, torch.nn.Conv2d)).weight
+    return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+
+
 def layout_shift(config: Any, neural_loss: torch.nn.Module | None) -> dict[str, Any]:
     """Relative differences, NHWC against NCHW, of the neural loss and its gradient to the reconstruction
     on the run's first training batch (reconstruction: the images plus noise of SD 0.1), and whether the
@@ -44,8 +51,7 @@ def layout_shift(config: Any, neural_loss: torch.nn.Module | None) -> dict[str, 
     data = data_module(config)
     give_training_images(module, data, config)
     data.setup("fit")
-    batch = next(iter(data.train_dataloader()))
-    x = batch[0] if isinstance(batch, (list, tuple)) else batch
+    x = next(iter(data.train_dataloader()))  # a batch is the images' tensor (data.collate_images)
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)) * 0.1
     nchw = module.neural
     nhwc = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
@@ -56,11 +62,8 @@ def layout_shift(config: Any, neural_loss: torch.nn.Module | None) -> dict[str, 
         (grad,) = torch.autograd.grad(loss, x_hat)
         out.append((loss.detach(), grad))
     (loss_a, grad_a), (loss_b, grad_b) = out
-    conv = next(m for m in nhwc.modules() if isinstance(m, torch.nn.Conv2d))
     return {"loss": float((loss_b - loss_a).abs() / loss_a.abs()),
-            "grad": float((grad_b - grad_a).norm() / grad_a.norm()),
-            "nhwc_weights": conv.weight.is_contiguous(memory_format=torch.channels_last)
-            and not conv.weight.is_contiguous()}
+            "grad": float((grad_b - grad_a).norm() / grad_a.norm()), "nhwc_weights": is_nhwc(nhwc)}
 
 
 def main() -> None:
@@ -87,6 +90,7 @@ def main() -> None:
             flops = 0.0
             for _ in range(args.repeats):
                 for layout in ms:
+                    # A fresh loss each time: the NHWC arm converts the one it is given in place.
                     loss = sweep_neural_loss(config, Path(scratch) / "feature-tables")
                     step_ms, flops = bare_loop(config, args.steps, warmup=5, neural_loss=loss,
                                                channels_last=layout == "nhwc")

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -43,7 +42,7 @@ def test_channels_last_reaches_the_timed_step_and_moves_the_numbers_by_rounding_
     """benchmarks/channels_last_step.py compares the two layouts of the feature network: its NHWC arm must
     train with NHWC weights (a flag that did nothing would time NCHW twice and read 1.0x), and its layout
     shift must compare NHWC weights with NCHW ones and see at most rounding, not another loss."""
-    from channels_last_step import layout_shift
+    from channels_last_step import is_nhwc, layout_shift
     from rd_train import from_dict
     from rd_train.training.module import VAEModule
 
@@ -59,9 +58,7 @@ def test_channels_last_reaches_the_timed_step_and_moves_the_numbers_by_rounding_
     original = VAEModule.train_step
 
     def recording(self, *args, **kwargs):
-        conv = next(m for m in self.neural.modules() if isinstance(m, torch.nn.Conv2d))
-        layouts.append(conv.weight.is_contiguous(memory_format=torch.channels_last)
-                       and not conv.weight.is_contiguous())
+        layouts.append(is_nhwc(self.neural))
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(VAEModule, "train_step", recording)
