@@ -361,6 +361,10 @@ def test_steering_the_average_needs_one():
 
     with pytest.raises(ConfigError, match=r"rate\.geco_tracks=averaged steers the weight average's KL"):
         from_dict({"rate": {"mode": "geco", "target": 5.0, "beta": 0.1, "geco_tracks": "averaged"}})
+    with pytest.raises(ConfigError, match=r"rate\.geco_offset_average=weights averages the KL as"):
+        from_dict({"rate": {"mode": "geco", "target": 5.0, "beta": 0.1, "geco_offset_average": "weights"}})
+    with pytest.raises(ConfigError, match=r"rate\.geco_offset_average must be one of \['geco_ema'"):
+        from_dict({"rate": {"mode": "geco", "target": 5.0, "beta": 0.1, "geco_offset_average": "evaluated"}})
 
 
 def held_out_tracking_module(tiny, tracks):

@@ -67,12 +67,45 @@ def test_geco_offset_correction_steers_the_training_kl_by_the_measured_offset():
     assert off.training_target == 10.0 and off.corrections == []
 
 
-def test_a_geco_run_reports_its_tracking_and_corrects_from_half_of_training(tiny):
+def test_the_offset_read_with_the_weights_lag_does_not_mistake_a_moving_rate_for_an_offset():
+    """rate.geco_offset_average (rate.py): the evaluated weights average the last ~1 / (1 - ρ_w) steps, so
+    while the read KL climbs the evaluated one trails it. Here the evaluated KL is exactly the read KL
+    averaged with the weights' decay, so the true offset is 1. Divided into GECO's fast EMA (the default,
+    "geco_ema") the climb reads as an offset above 1 and raises the target; the KL averaged with the
+    weights' own decay ("weights") reads 1 and leaves the target where it is. State round-trips."""
+    finite = torch.tensor(True)
+    decay = 0.99
+    targets = {}
+    for average in ("geco_ema", "weights"):
+        config = RateConfig(mode="geco", beta=1.0, target=10.0, warmup_steps=10, geco_ema_decay=0.95,
+                            geco_outer_gain=1.0, geco_outer_start=0.5, geco_offset_average=average)
+        geco = GECO(config, 1000, weights_decay=decay)
+        evaluated_sum = evaluated_weight = 0.0
+        for step in range(600):
+            kl = 8.0 + 0.01 * step  # a rate climbing 1 % of the target every 10 steps, whatever β does
+            geco.update(step, torch.tensor(kl), finite)
+            evaluated_sum, evaluated_weight = decay * evaluated_sum + kl, decay * evaluated_weight + 1.0
+        geco.correct(600, evaluated_sum / evaluated_weight, max_steps=1000)
+        targets[average] = geco.training_target
+        if average == "weights":
+            restored = GECO(config, 1000, weights_decay=decay)
+            restored.load_state_dict(geco.state_dict())
+            assert float(restored.kl_weights_average) == float(geco.kl_weights_average)
+    assert targets["weights"] == pytest.approx(10.0, rel=1e-9)  # no offset: the target stays
+    assert targets["geco_ema"] > 10.5  # the ~80 steps of lag between the two averages, read as +6 %
+    with pytest.raises(ValueError, match="weights' EMA decay"):
+        GECO(RateConfig(mode="geco", beta=1.0, target=10.0, geco_offset_average="weights"), 1000)
+
+
+@pytest.mark.parametrize("offset_average", ["geco_ema", "weights"])
+def test_a_geco_run_reports_its_tracking_and_corrects_from_half_of_training(tiny, offset_average):
     """On a short CPU run: the corrections come at the validations of the second half, the run reports
-    its tracking error (evaluated KL against the target) and ends near its target."""
+    its tracking error (evaluated KL against the target) and ends near its target, whichever average of
+    the read KL the offset divides (the run hands GECO its weights' decay for ``weights``)."""
     config = from_dict({**tiny(rate={"mode": "geco", "beta": 1.0, "target": 6.0, "warmup_steps": 10,
                                      "geco_step_size": 0.05, "geco_ema_decay": 0.95,  # as params.yaml
-                                     "geco_outer_gain": 0.5, "geco_outer_start": 0.5},
+                                     "geco_outer_gain": 0.5, "geco_outer_start": 0.5,
+                                     "geco_offset_average": offset_average},
                                optim={"max_steps": 320, "ema_decay": 0.9}), "val_every_n_steps": 32})
     metrics = fit(config)
     assert [row[0] for row in metrics["geco_corrections"]] == [160.0, 192.0, 224.0, 256.0, 288.0, 320.0]

@@ -146,6 +146,11 @@ class RateConfig:
     # training KL to target x that ratio; 0 = off (GECO tracks the training KL only).
     geco_outer_gain: float = 0.0
     geco_outer_start: float = 0.5
+    # The ratio's numerator (rate.py): GECO's own EMA of the read KL ("geco_ema", the behaviour before this
+    # key), or the read KL averaged with the evaluated weights' decay, optim.ema_decay ("weights"), so that
+    # both sides of the ratio lag the trained weights alike and a moving rate is not read as an offset
+    # (explored, not adopted: rate.py).
+    geco_offset_average: Literal["geco_ema", "weights"] = "geco_ema"
     # Ramp term (rate.py): a second integrator on log β, from geco_ramp_start (a fraction of training) on,
     # so that a steadily drifting KL is followed without a lag error; 0 = off (PI GECO).
     geco_ramp_gain: float = 0.0
@@ -265,6 +270,10 @@ class TrainConfig:
         if self.rate.reads_average and self.optim.ema_decay <= 0:
             raise ConfigError(f"{prefix}rate.geco_tracks={self.rate.tracked} steers the weight average's KL: "
                               "set optim.ema_decay > 0, or rate.geco_tracks: trained or trained_heldout")
+        rate = self.rate
+        if rate.mode == "geco" and rate.geco_offset_average == "weights" and self.optim.ema_decay <= 0:
+            raise ConfigError(f"{prefix}rate.geco_offset_average=weights averages the KL as the evaluated "
+                              "weights are: set optim.ema_decay > 0, or rate.geco_offset_average: geco_ema")
         halvings = (len(self.model.channels) if self.model.kind == "vector"
                     else len(self.model.block_out_channels) - 1)
         if self.data.image_size % 2**halvings:
@@ -282,7 +291,8 @@ class TrainConfig:
         the same run, so a change to GECO's settings never retrains a fixed-β run."""
         spec = self.to_dict()
         if self.rate.mode == "fixed":
-            spec["rate"].update({key: getattr(RateConfig(), key) for key in GECO_KEYS})
+            defaults = RateConfig()
+            spec["rate"].update({key: getattr(defaults, key) for key in GECO_KEYS})
         return spec
 
 

@@ -91,7 +91,7 @@ class VAEModule(EvaluationMixin, L.LightningModule):
         self.neural = neural_loss if neural_loss is not None else build_neural_loss(c)
         weights = {"pixel": 1.0, **({"neural": c.loss.lam} if self.neural is not None else {})}
         self.balancer = Balancer(weights, ema_decay=c.loss.balancer_ema_decay)
-        self.rate = build_rate_controller(c.rate, c.optim.max_steps)
+        self.rate = build_rate_controller(c.rate, c.optim.max_steps, c.optim.ema_decay)
         self.adversarial = self.neural is not None and c.loss.neural == "patchgan"
         # The evaluated weights' average (ema.py): not a submodule, not in the state_dict; checkpointed below.
         self.ema = WeightAverage(self.model, c.optim.ema_decay) if c.optim.ema_decay > 0 else None

@@ -44,6 +44,19 @@ cpu-geco-offset-pilot.json): pixel SSE and VGG16 (HED) end within 2 % of 5 and 2
 (+4 % and +14 %): its training KL itself still rises late and leaves the inner loop behind, which neither a
 learning-rate floor nor an offset averaged like the weights (cpu-geco-offset-lag-pilot.json) mended.
 
+Which average of the read KL the offset divides (``geco_offset_average``). With ``geco_ema`` (the behaviour
+before this key) the numerator is K̄, GECO's own EMA of the read KL (decay ρ, about 20 steps at 0.95), while
+the evaluated weights average the trained ones over about 1 / (1 − ρ_w) steps (ema.py: 100 at 0.99). When
+the rate moves, o then measures that lag as well as the offset: o moves with the evaluated KL's change over
+the previous validation interval (correlation 0.85-0.91 in every family of the sweep at f90613f,
+`paper/records`), so a rising KL reads as an offset and raises the target. With ``weights`` the numerator is
+K̃, the read KL averaged with the weights' own decay (``optim.ema_decay``, bias-corrected as K̄ is), so both
+sides of the ratio lag alike and o measures the offset only. Off in the default profile: an earlier form,
+when GECO read the training batches with an integral-only loop, did no better on one seed
+(cpu-geco-offset-lag-pilot.json), and under today's GECO an exploration on seeds 90-93
+(benchmarks/geco_gain_exploration.py, cpu-geco-lagmatched-exploration.json) kept 6 of 12 PatchGAN λ = 5 runs
+within 3 %, every one above its target, against the default's 10 of 12.
+
 Ramp term (``geco_ramp_gain`` η₂ > 0). A loop with one integrator follows a KL that drifts at a steady
 rate r per step (relative, at fixed β) only with a constant lag error, ν_ss ≈ r / (η K), K the sensitivity
 of ν to log β; the committed PatchGAN λ = 5 runs drift +17 to +44 % over their last 400 steps at fixed β
@@ -113,8 +126,13 @@ class FixedBeta:
 
 
 class GECO:
-    def __init__(self, config: RateConfig, max_steps: int) -> None:
+    def __init__(self, config: RateConfig, max_steps: int, weights_decay: float = 0.0) -> None:
+        """``weights_decay``: the evaluated weights' EMA decay (``optim.ema_decay``), which K̃ averages the
+        read KL with under ``geco_offset_average: weights`` (module doc)."""
         assert config.target is not None
+        if config.geco_offset_average == "weights" and not 0 < weights_decay < 1:
+            raise ValueError(f"geco_offset_average=weights needs the weights' EMA decay in (0, 1), got "
+                             f"{weights_decay!r}")
         self.target = config.target
         self.training_target = config.target  # what the inner loop steers the training KL to (outer loop)
         self.outer_gain, self.outer_start = config.geco_outer_gain, config.geco_outer_start
@@ -128,9 +146,11 @@ class GECO:
         self.proportional_limit = config.geco_proportional_limit
         self.ramp_gain = config.geco_ramp_gain
         self.ramp_start = max(self.warmup, math.ceil(config.geco_ramp_start * max_steps))
-        # β, Σ ρ^{t-s} K_s, Σ ρ^{t-s}, the integral I, the ramp J: moved to the KL's device at the first
-        # update.
-        self._state = torch.tensor([config.beta, 0.0, 0.0, config.beta, 0.0], dtype=torch.float64)
+        self.offset_average = config.geco_offset_average
+        self.weights_decay = weights_decay
+        # β, Σ ρ^{t-s} K_s, Σ ρ^{t-s}, the integral I, the ramp J, and K̃'s two sums (Σ ρ_w^{t-s} K_s,
+        # Σ ρ_w^{t-s}; zero unless the offset reads K̃): moved to the KL's device at the first update.
+        self._state = torch.tensor([config.beta, 0.0, 0.0, config.beta, 0.0, 0.0, 0.0], dtype=torch.float64)
 
     @property
     def beta(self) -> torch.Tensor:
@@ -140,6 +160,12 @@ class GECO:
     def kl_ema(self) -> torch.Tensor:
         return self._state[1] / self._state[2]  # NaN before the first update
 
+    @property
+    def kl_weights_average(self) -> torch.Tensor:
+        """K̃: the read KL averaged with the evaluated weights' decay (module doc); NaN unless
+        ``geco_offset_average`` is ``weights``."""
+        return self._state[5] / self._state[6]
+
     def value(self, step: int) -> torch.Tensor:
         return self._state[0].float()
 
@@ -147,9 +173,11 @@ class GECO:
         """Fold the step's mean KL into the EMA and, after the warm-up, move β; skipped if not finite."""
         if self._state.device != kl.device:
             self._state = self._state.to(kl.device)
-        beta, ema_sum, ema_weight, integral, ramp = self._state.unbind()
+        beta, ema_sum, ema_weight, integral, ramp, slow_sum, slow_weight = self._state.unbind()
         kl = torch.where(finite, kl.detach().double(), 0.0)
         new_sum, new_weight = self.decay * ema_sum + kl, self.decay * ema_weight + 1.0
+        if self.offset_average == "weights":
+            slow_sum, slow_weight = self.weights_decay * slow_sum + kl, self.weights_decay * slow_weight + 1.0
         new_beta, new_integral, new_ramp = beta, integral, ramp
         if step >= self.warmup:
             violation = (new_sum / new_weight - self.training_target) / self.training_target
@@ -168,7 +196,8 @@ class GECO:
                     acting = violation.clamp(-self.proportional_limit, self.proportional_limit)
                 new_beta = (new_integral * torch.exp(self.proportional * acting)).clamp(
                     self.beta_min, self.beta_max)
-        new_state = torch.stack([new_beta, new_sum, new_weight, new_integral, new_ramp])
+        new_state = torch.stack([new_beta, new_sum, new_weight, new_integral, new_ramp,
+                                 slow_sum, slow_weight])
         self._state = torch.where(finite, new_state, self._state)
 
     def correct(self, step: int, evaluated_kl: float, max_steps: int) -> None:
@@ -176,7 +205,8 @@ class GECO:
         start = max(self.warmup, math.ceil(self.outer_start * max_steps))
         if self.outer_gain <= 0 or step < start or not math.isfinite(evaluated_kl) or evaluated_kl <= 0:
             return
-        offset = float(self.kl_ema) / evaluated_kl
+        read = self.kl_weights_average if self.offset_average == "weights" else self.kl_ema
+        offset = float(read) / evaluated_kl
         if not math.isfinite(offset):
             return
         self.offset = (offset if self.offset is None
@@ -185,21 +215,26 @@ class GECO:
         self.corrections.append([float(step), float(evaluated_kl), self.training_target])
 
     def state_dict(self) -> dict[str, Any]:
-        beta, ema_sum, ema_weight, integral, ramp = self._state.tolist()
+        beta, ema_sum, ema_weight, integral, ramp, slow_sum, slow_weight = self._state.tolist()
         return {"beta": beta, "ema_sum": ema_sum, "ema_weight": ema_weight, "integral": integral,
-                "ramp": ramp, "training_target": self.training_target, "corrections": self.corrections,
+                "ramp": ramp, "weights_average_sum": slow_sum, "weights_average_weight": slow_weight,
+                "training_target": self.training_target, "corrections": self.corrections,
                 "offset": self.offset}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         values = [float(state["beta"]), float(state["ema_sum"]), float(state["ema_weight"]),
                   float(state.get("integral", state["beta"])),  # integral-only checkpoints: I = β
-                  float(state.get("ramp", 0.0))]  # checkpoints before the ramp term: J = 0
+                  float(state.get("ramp", 0.0)),  # checkpoints before the ramp term: J = 0
+                  # checkpoints before geco_offset_average: no K̃ (the offset read K̄)
+                  float(state.get("weights_average_sum", 0.0)),
+                  float(state.get("weights_average_weight", 0.0))]
         self._state = torch.tensor(values, dtype=torch.float64, device=self._state.device)
         self.training_target = float(state.get("training_target", self.target))
         self.corrections = [list(map(float, row)) for row in state.get("corrections", [])]
         self.offset = None if state.get("offset") is None else float(state["offset"])
 
 
-def build_rate_controller(config: RateConfig, max_steps: int) -> FixedBeta | GECO:
-    """The rate controller of ``config`` for a run of ``max_steps`` steps."""
-    return GECO(config, max_steps) if config.mode == "geco" else FixedBeta(config)
+def build_rate_controller(config: RateConfig, max_steps: int, weights_decay: float = 0.0) -> FixedBeta | GECO:
+    """The rate controller of ``config`` for a run of ``max_steps`` steps whose evaluated weights average
+    with decay ``weights_decay`` (``optim.ema_decay``)."""
+    return GECO(config, max_steps, weights_decay) if config.mode == "geco" else FixedBeta(config)
