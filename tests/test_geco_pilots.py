@@ -206,3 +206,26 @@ def test_the_offset_gain_pilot_starts_from_the_sweeps_geco_and_changes_only_the_
     order = ["default", "offset_gain_0.8"]
     assert pilot.choose_fewest_misses({"default": [0.04, 0.0], "offset_gain_0.8": [0.04, 0.01]}, order) \
         == "default"  # a tie in misses and worst error keeps the default
+
+
+def test_the_offset_trace_follows_the_explorations_worst_default_run_and_changes_no_number():
+    """benchmarks/geco_offset_trace.py traces the run its docstring names: the gain exploration's worst run
+    under the default (gain 0.8); its committed default trace ends where that exploration's run ended, to
+    the bit (tracing reads each step's KL on the host, nothing more), and the lag-matched trace where the
+    lag-matched exploration's run did."""
+    import json
+
+    import geco_offset_trace as trace
+
+    explored = json.loads(trace.EXPLORED.read_text())["runs"]
+    default = [r for r in explored if r["variant"] == "offset08"]
+    worst = max(default, key=lambda r: abs(r["error"]))
+    assert (worst["family"], worst["lam"], worst["target"], worst["seed"]) == trace.RUN
+    result = json.loads((trace.RESULTS / "cpu-geco-offset-trace.json").read_text())
+    traced = {t["variant"]: t for t in result["traces"]}
+    assert traced["default"]["error"] == worst["error"] and result["default_equals_exploration"]
+    lagmatched = json.loads((trace.RESULTS / "cpu-geco-lagmatched-exploration.json").read_text())["runs"]
+    (same,) = [r["error"] for r in lagmatched if (r["family"], r["lam"], r["target"], r["seed"]) == trace.RUN]
+    assert traced["lagmatched"]["error"] == same
+    steps = [row["step"] for row in traced["default"]["validations"]]
+    assert steps == list(range(50, 1001, 50))  # every validation, the corrections from step 500 on
