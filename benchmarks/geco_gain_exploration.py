@@ -47,6 +47,16 @@ weights' own decay instead, so both sides lag alike. The default at gain 0.8 on 
 It kept 6 of 12 runs within 3 % (worst +6.0 %, every run above its target) against the default's 10 of 12
 (worst +6.6 %) on the same seeds, so it earned no pilot and the check on the other families was not run
 (docs/protocol.md).
+
+Fourth question (2026-12-07, after benchmarks/geco_offset_trace.py): that trace, and the sweep's three
+misses, end with the read KL on its training target and the evaluated KL off it, because the weight average
+still holds an excess of the steps before (the lag-matched ratio itself was right at the end). Variant
+``terminal`` (``rate.geco_outer_terminal`` with the lag-matched ratio) aims each correction at the evaluated
+KL at the run's end, discounting the share of the final average already held (ρ_w^N, N steps left);
+``terminal_ema`` the same with the default's ratio.
+
+    python benchmarks/geco_gain_exploration.py --variants terminal,terminal_ema \
+        --out benchmarks/results/cpu-geco-terminal-exploration.json
 """
 
 from __future__ import annotations
@@ -72,6 +82,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "offset08": {"geco_outer_gain": 0.8},
     "offset1": {"geco_outer_gain": 1.0},
     "lagmatched": {"geco_offset_average": "weights"},
+    "terminal": {"geco_offset_average": "weights", "geco_outer_terminal": True},
+    "terminal_ema": {"geco_outer_terminal": True},
 }
 
 

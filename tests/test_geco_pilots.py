@@ -229,3 +229,40 @@ def test_the_offset_trace_follows_the_explorations_worst_default_run_and_changes
     assert traced["lagmatched"]["error"] == same
     steps = [row["step"] for row in traced["default"]["validations"]]
     assert steps == list(range(50, 1001, 50))  # every validation, the corrections from step 500 on
+
+
+def test_the_terminal_pilot_starts_from_the_sweeps_geco_and_changes_only_the_explorations_two_keys(tmp_path):
+    """It starts from the sweep's GECO of its time (trained-heldout at η = 0.10, offset gain 0.8, the ratio
+    over GECO's KL EMA, no terminal aim); params.yaml differs from that at most in the two keys the pilot
+    decides (unset, their schema defaults, until the sweep takes its choice); its candidate is the
+    exploration's ``terminal`` variant, changes those two keys alone and trains valid configs (the weights'
+    decay they need is set); its seeds are new to every sweep, exploration and pilot; its rule is the
+    earlier pilots'."""
+    import geco_gain_exploration
+    import geco_offset_gain_pilot
+    import geco_terminal_pilot as pilot
+    from rd_train.params import load_params
+    from rd_train.pipeline.sweep import run_configs
+
+    decided = ("geco_offset_average", "geco_outer_terminal")
+    today = dict(load_params(ROOT / "params.yaml").raw)
+    fixed = {k: v for k, v in pilot.PILOT_RATE.items() if k not in decided}
+    assert fixed == {k: today["rate"][k] for k in fixed}
+    base = pilot.as_the_pilot_read_it(today)
+    assert base["rate"] == {**today["rate"], "geco_offset_average": "geco_ema", "geco_outer_terminal": False}
+    assert today["rate"] is not base["rate"]
+    (first, default), (second, candidate) = pilot.candidates(base)
+    assert (first, second) == ("default", "terminal")
+    assert geco_gain_exploration.VARIANTS["terminal"] == pilot.CANDIDATE
+    assert candidate == {**default, "geco_offset_average": "weights", "geco_outer_terminal": True}
+    params = pilot.narrow(base, candidate)
+    assert params["rate"] == {**base["rate"], **pilot.CANDIDATE}
+    assert params["sweep"]["lams"] == [5.0] and params["sweep"]["rate_targets"] == [5.0, 10.0, 20.0]
+    assert params["sweep"]["seeds"] == params["spatial"]["seeds"] == [104, 105, 106, 107]
+    configs = run_configs(params, "geco", "adversarial", tmp_path)
+    assert len(configs) == 12 and all(c.rate.geco_outer_terminal for c in configs)
+    assert all(c.optim.ema_decay == 0.99 for c in configs)  # what the terminal aim discounts with
+    earlier = {*base["sweep"]["seeds"], *base["spatial"]["seeds"], *geco_trained_heldout_pilot.SEEDS,
+               *geco_offset_gain_pilot.SEEDS, 90, 91, 92, 93}
+    assert not set(pilot.SEEDS) & earlier
+    assert pilot.choose_fewest_misses is geco_trained_heldout_pilot.choose_fewest_misses

@@ -365,6 +365,8 @@ def test_steering_the_average_needs_one():
         from_dict({"rate": {"mode": "geco", "target": 5.0, "beta": 0.1, "geco_offset_average": "weights"}})
     with pytest.raises(ConfigError, match=r"rate\.geco_offset_average must be one of \['geco_ema'"):
         from_dict({"rate": {"mode": "geco", "target": 5.0, "beta": 0.1, "geco_offset_average": "evaluated"}})
+    with pytest.raises(ConfigError, match=r"rate\.geco_outer_terminal discounts what the weight average"):
+        from_dict({"rate": {"mode": "geco", "target": 5.0, "beta": 0.1, "geco_outer_terminal": True}})
 
 
 def held_out_tracking_module(tiny, tracks):

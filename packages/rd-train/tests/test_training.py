@@ -97,6 +97,38 @@ def test_the_offset_read_with_the_weights_lag_does_not_mistake_a_moving_rate_for
         GECO(RateConfig(mode="geco", beta=1.0, target=10.0, geco_offset_average="weights"), 1000)
 
 
+def test_the_terminal_aim_lands_the_evaluated_kl_on_the_target_despite_what_the_average_still_holds():
+    """rate.geco_outer_terminal (rate.py): a rate the loop cannot hold sits 20 % over the target until step
+    850, then follows the training target exactly; the evaluated KL is the read KL averaged as the weights
+    are. Aiming the read KL at R* x ratio leaves the average's memory of the excess in the final value
+    (+4.4 %); the terminal aim asks the last 150 steps to make up for it and ends on the target. Without
+    steps left (the last validation) it aims at R* x ratio; it needs the weights' decay."""
+    finite = torch.tensor(True)
+    decay = 0.99
+    finals, corrections = {}, {}
+    for terminal in (False, True):
+        config = RateConfig(mode="geco", beta=1.0, target=10.0, warmup_steps=10, geco_outer_gain=1.0,
+                            geco_outer_start=0.5, geco_offset_average="weights", geco_outer_terminal=terminal)
+        geco = GECO(config, 1000, weights_decay=decay)
+        evaluated_sum = evaluated_weight = 0.0
+        for step in range(1, 1001):
+            kl = 12.0 if step <= 850 else geco.training_target
+            geco.update(step, torch.tensor(kl), finite)
+            evaluated_sum, evaluated_weight = decay * evaluated_sum + kl, decay * evaluated_weight + 1.0
+            if step % 50 == 0:
+                geco.correct(step, evaluated_sum / evaluated_weight, max_steps=1000)
+        finals[terminal], corrections[terminal] = evaluated_sum / evaluated_weight, geco.corrections
+    assert finals[False] == pytest.approx(10.44, abs=0.01)
+    assert finals[True] == pytest.approx(10.0, rel=1e-4)
+    held = decay ** 150  # at step 850: the share of the final average already in today's
+    ratio, evaluated = 1.0, corrections[True][7][1]  # the ratio is 1: the evaluated KL is K̃ exactly
+    assert corrections[True][7][0] == 850.0
+    assert corrections[True][7][2] == pytest.approx(ratio * (10.0 - held * evaluated) / (1 - held))
+    assert corrections[True][-1][2] == pytest.approx(10.0)  # step 1000: no steps left, R* x ratio
+    with pytest.raises(ValueError, match="weights' EMA decay"):
+        GECO(RateConfig(mode="geco", beta=1.0, target=10.0, geco_outer_terminal=True), 1000)
+
+
 @pytest.mark.parametrize("offset_average", ["geco_ema", "weights"])
 def test_a_geco_run_reports_its_tracking_and_corrects_from_half_of_training(tiny, offset_average):
     """On a short CPU run: the corrections come at the validations of the second half, the run reports

@@ -147,10 +147,11 @@ class RateConfig:
     geco_outer_gain: float = 0.0
     geco_outer_start: float = 0.5
     # The ratio's numerator (rate.py): GECO's own EMA of the read KL ("geco_ema", the behaviour before this
-    # key), or the read KL averaged with the evaluated weights' decay, optim.ema_decay ("weights"), so that
-    # both sides of the ratio lag the trained weights alike and a moving rate is not read as an offset
-    # (explored, not adopted: rate.py).
+    # key), or the read KL averaged with the weights' decay, optim.ema_decay ("weights"): both lag alike.
     geco_offset_average: Literal["geco_ema", "weights"] = "geco_ema"
+    # Aim each correction at the evaluated KL at the run's end (rate.py): discount the share of the final
+    # weight average already held (optim.ema_decay ** steps left); false = aim the read KL at target x ratio.
+    geco_outer_terminal: bool = False
     # Ramp term (rate.py): a second integrator on log β, from geco_ramp_start (a fraction of training) on,
     # so that a steadily drifting KL is followed without a lag error; 0 = off (PI GECO).
     geco_ramp_gain: float = 0.0
@@ -274,6 +275,9 @@ class TrainConfig:
         if rate.mode == "geco" and rate.geco_offset_average == "weights" and self.optim.ema_decay <= 0:
             raise ConfigError(f"{prefix}rate.geco_offset_average=weights averages the KL as the evaluated "
                               "weights are: set optim.ema_decay > 0, or rate.geco_offset_average: geco_ema")
+        if rate.mode == "geco" and rate.geco_outer_terminal and self.optim.ema_decay <= 0:
+            raise ConfigError(f"{prefix}rate.geco_outer_terminal discounts what the weight average holds: "
+                              "set optim.ema_decay > 0, or rate.geco_outer_terminal: false")
         halvings = (len(self.model.channels) if self.model.kind == "vector"
                     else len(self.model.block_out_channels) - 1)
         if self.data.image_size % 2**halvings:

@@ -57,6 +57,18 @@ when GECO read the training batches with an integral-only loop, did no better on
 (benchmarks/geco_gain_exploration.py, cpu-geco-lagmatched-exploration.json) kept 6 of 12 PatchGAN λ = 5 runs
 within 3 %, every one above its target, against the default's 10 of 12.
 
+Terminal aim (``geco_outer_terminal``). The tables read the weight average at the run's end, which holds
+ρ_w^N of the average at a validation N steps before it (ema.py). Read to first order, the evaluated KL at
+the end is then ρ_w^N K_val + (1 − ρ_w^N) K_rest / ô, K_rest the read KL over the steps left; so the
+correction aims the read KL at
+
+    R_train = ô · (R* − ρ_w^N K_val) / (1 − ρ_w^N),   clamped to R* · [0.8, 1.25],
+
+which is R* · ô while N ≫ 1 / (1 − ρ_w) and, near the end, asks the steps left to make up for what the
+average already holds (a PatchGAN λ = 5 run traced by benchmarks/geco_offset_trace.py ends 6 % high
+because its weight average still holds an excess of steps 650-950 that the read KL no longer has). Its
+exploration and pilot, and whether the default profile runs it: docs/protocol.md and params.yaml.
+
 Ramp term (``geco_ramp_gain`` η₂ > 0). A loop with one integrator follows a KL that drifts at a steady
 rate r per step (relative, at fixed β) only with a constant lag error, ν_ss ≈ r / (η K), K the sensitivity
 of ν to log β; the committed PatchGAN λ = 5 runs drift +17 to +44 % over their last 400 steps at fixed β
@@ -130,9 +142,10 @@ class GECO:
         """``weights_decay``: the evaluated weights' EMA decay (``optim.ema_decay``), which K̃ averages the
         read KL with under ``geco_offset_average: weights`` (module doc)."""
         assert config.target is not None
-        if config.geco_offset_average == "weights" and not 0 < weights_decay < 1:
-            raise ValueError(f"geco_offset_average=weights needs the weights' EMA decay in (0, 1), got "
-                             f"{weights_decay!r}")
+        reads_weights = config.geco_offset_average == "weights" or config.geco_outer_terminal
+        if reads_weights and not 0 < weights_decay < 1:
+            raise ValueError(f"geco_offset_average=weights and geco_outer_terminal need the weights' EMA "
+                             f"decay in (0, 1), got {weights_decay!r}")
         self.target = config.target
         self.training_target = config.target  # what the inner loop steers the training KL to (outer loop)
         self.outer_gain, self.outer_start = config.geco_outer_gain, config.geco_outer_start
@@ -147,6 +160,7 @@ class GECO:
         self.ramp_gain = config.geco_ramp_gain
         self.ramp_start = max(self.warmup, math.ceil(config.geco_ramp_start * max_steps))
         self.offset_average = config.geco_offset_average
+        self.terminal = config.geco_outer_terminal
         self.weights_decay = weights_decay
         # β, Σ ρ^{t-s} K_s, Σ ρ^{t-s}, the integral I, the ramp J, and K̃'s two sums (Σ ρ_w^{t-s} K_s,
         # Σ ρ_w^{t-s}; zero unless the offset reads K̃): moved to the KL's device at the first update.
@@ -211,7 +225,15 @@ class GECO:
             return
         self.offset = (offset if self.offset is None
                        else (1 - self.outer_gain) * self.offset + self.outer_gain * offset)
-        self.training_target = self.target * min(max(self.offset, OFFSET_RANGE[0]), OFFSET_RANGE[1])
+        left = max_steps - step
+        if self.terminal and left > 0:
+            # The weight average at the end holds ρ_w^left of today's; the steps left must supply the rest.
+            held = self.weights_decay ** left
+            aim = (self.target - held * evaluated_kl) / (1 - held)  # in evaluated units
+            self.training_target = min(max(self.offset * aim, OFFSET_RANGE[0] * self.target),
+                                       OFFSET_RANGE[1] * self.target)
+        else:
+            self.training_target = self.target * min(max(self.offset, OFFSET_RANGE[0]), OFFSET_RANGE[1])
         self.corrections.append([float(step), float(evaluated_kl), self.training_target])
 
     def state_dict(self) -> dict[str, Any]:
