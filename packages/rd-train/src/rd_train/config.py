@@ -146,11 +146,9 @@ class RateConfig:
     # training KL to target x that ratio; 0 = off (GECO tracks the training KL only).
     geco_outer_gain: float = 0.0
     geco_outer_start: float = 0.5
-    # The ratio's numerator (rate.py): GECO's own EMA of the read KL ("geco_ema", the behaviour before this
-    # key), or the read KL averaged with the weights' decay, optim.ema_decay ("weights"): both lag alike.
+    # The ratio's numerator (rate.py): GECO's KL EMA, or the read KL averaged as the weights are (ema_decay).
     geco_offset_average: Literal["geco_ema", "weights"] = "geco_ema"
-    # Aim each correction at the evaluated KL at the run's end (rate.py): discount the share of the final
-    # weight average already held (optim.ema_decay ** steps left); false = aim the read KL at target x ratio.
+    # Aim each correction at the evaluated KL at the run's end, net of what the average holds (rate.py).
     geco_outer_terminal: bool = False
     # Ramp term (rate.py): a second integrator on log β, from geco_ramp_start (a fraction of training) on,
     # so that a steadily drifting KL is followed without a lag error; 0 = off (PI GECO).
