@@ -55,6 +55,9 @@ still holds an excess of the steps before (the lag-matched ratio itself was righ
 KL at the run's end, discounting the share of the final average already held (ρ_w^N, N steps left);
 ``terminal_ema`` the same with the default's ratio.
 
+Each variant names every GECO key params.yaml has set (`VARIANTS`), as params.yaml had them when its
+question was asked; ``default`` alone is params.yaml as it is (since the sweep took ``terminal``, that).
+
     python benchmarks/geco_gain_exploration.py --variants terminal,terminal_ema \
         --out benchmarks/results/cpu-geco-terminal-exploration.json
 """
@@ -71,19 +74,27 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+# Each question's GECO as params.yaml had it when the question was asked, so that a variant trains what it
+# trained then, whatever params.yaml says later; ``default`` alone reads params.yaml as it is.
+FIRST: dict[str, Any] = {"geco_tracks": "heldout", "geco_step_size": 0.05, "geco_proportional": 3.0,
+                         "geco_proportional_limit": 0.5, "geco_ema_decay": 0.95, "geco_outer_gain": 0.5,
+                         "geco_outer_start": 0.5, "geco_offset_average": "geco_ema",
+                         "geco_outer_terminal": False}
+SECOND = {**FIRST, "geco_tracks": "trained_heldout", "geco_step_size": 0.10}
+THIRD = {**SECOND, "geco_outer_gain": 0.8}  # the third and fourth questions'
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
-    "th05": {"geco_tracks": "trained_heldout"},
-    "th10": {"geco_tracks": "trained_heldout", "geco_step_size": 0.10},
-    "th15": {"geco_tracks": "trained_heldout", "geco_step_size": 0.15},
-    "th30": {"geco_tracks": "trained_heldout", "geco_step_size": 0.30},
-    "offset02": {"geco_outer_gain": 0.2},
-    "offset0": {"geco_outer_gain": 0.0},
-    "offset08": {"geco_outer_gain": 0.8},
-    "offset1": {"geco_outer_gain": 1.0},
-    "lagmatched": {"geco_offset_average": "weights"},
-    "terminal": {"geco_offset_average": "weights", "geco_outer_terminal": True},
-    "terminal_ema": {"geco_outer_terminal": True},
+    "th05": {**FIRST, "geco_tracks": "trained_heldout"},
+    "th10": {**FIRST, "geco_tracks": "trained_heldout", "geco_step_size": 0.10},
+    "th15": {**FIRST, "geco_tracks": "trained_heldout", "geco_step_size": 0.15},
+    "th30": {**FIRST, "geco_tracks": "trained_heldout", "geco_step_size": 0.30},
+    "offset02": {**SECOND, "geco_outer_gain": 0.2},
+    "offset0": {**SECOND, "geco_outer_gain": 0.0},
+    "offset08": {**SECOND, "geco_outer_gain": 0.8},
+    "offset1": {**SECOND, "geco_outer_gain": 1.0},
+    "lagmatched": {**THIRD, "geco_offset_average": "weights"},
+    "terminal": {**THIRD, "geco_offset_average": "weights", "geco_outer_terminal": True},
+    "terminal_ema": {**THIRD, "geco_outer_terminal": True},
 }
 
 

@@ -49,7 +49,8 @@ GAIN = 0.8  # the exploration's choice (module doc)
 # params.yaml's GECO keys when this pilot ran (until the sweep took its choice): the pilot starts from them,
 # so that it trains the configs it trained then, whatever params.yaml says later.
 PILOT_RATE = {"geco_tracks": "trained_heldout", "geco_step_size": 0.1, "geco_proportional": 3.0,
-              "geco_proportional_limit": 0.5, "geco_outer_gain": 0.5, "geco_outer_start": 0.5}
+              "geco_proportional_limit": 0.5, "geco_outer_gain": 0.5, "geco_outer_start": 0.5,
+              "geco_ema_decay": 0.95, "geco_offset_average": "geco_ema", "geco_outer_terminal": False}
 # The GECO keys a candidate sets: `narrowed` removes CHOSEN_KEYS and sets the candidate's, so each candidate
 # names them all, as params.yaml has them.
 KEYS = (*CHOSEN_KEYS, "geco_step_size", "geco_outer_gain")

@@ -35,8 +35,14 @@ EXPLORED = RESULTS / "cpu-geco-offset-exploration-higher.json"  # the default's 
 WEIGHTS_DECAY = 0.99  # K̃'s decay: params.yaml's optim.ema_decay (checked below)
 
 
-def traced(variant: str) -> dict[str, Any]:
-    """Train `RUN` under the exploration's ``variant`` with GECO's update and correction traced."""
+# Each trace's label in the results, and the exploration's variant it trains: the default of the trace's time
+# was the exploration's offset08 (gain 0.8), which names its GECO keys whatever params.yaml says later.
+TRACED = {"default": "offset08", "lagmatched": "lagmatched"}
+
+
+def traced(label: str) -> dict[str, Any]:
+    """Train `RUN` under the exploration's variant `TRACED` ``[label]`` with GECO's update and correction
+    traced."""
     import geco_gain_exploration as exploration
     import torch
     from rd_train.training import rate
@@ -61,8 +67,8 @@ def traced(variant: str) -> dict[str, Any]:
                      "target_before": before, "target_after": self.training_target, "beta": float(self.beta)})
 
     rate.GECO.update, rate.GECO.correct = traced_update, traced_correct  # this worker process only
-    *_, error = exploration.one((*RUN, variant))
-    return {"variant": variant, "error": error, "validations": rows}
+    *_, error = exploration.one((*RUN, TRACED[label]))
+    return {"variant": label, "error": error, "validations": rows}
 
 
 def main() -> int:
@@ -77,7 +83,7 @@ def main() -> int:
     start = time.perf_counter()
     context = multiprocessing.get_context("spawn")  # a fresh process per run, as the exploration's
     with ProcessPoolExecutor(2, mp_context=context, max_tasks_per_child=1) as pool:
-        traces = list(pool.map(traced, ["default", "lagmatched"]))
+        traces = list(pool.map(traced, list(TRACED)))
     _, lam, target, seed = RUN
     (explored,) = [r["error"] for r in json.loads(EXPLORED.read_text())["runs"] if r["variant"] == "offset08"
                    and (r["family"], r["lam"], r["target"], r["seed"]) == RUN]

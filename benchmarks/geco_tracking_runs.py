@@ -20,9 +20,11 @@ SEEDS = [98, 99]  # no sweep seed
 CHOSEN_KEYS = ("geco_proportional", "geco_proportional_limit", "geco_tracks")
 # params.yaml's GECO keys while these pilots ran (from the held-out pilot's adoption until the trained-heldout
 # gain pilot's): every pilot here starts from them, so that a pilot re-run after the default moved on trains
-# the configs it trained then (geco_step_size has been 0.05 in every params.yaml that set it).
+# the configs it trained then (geco_step_size has been 0.05 in every params.yaml that set it). Every GECO
+# key params.yaml sets is here (tests/test_geco_pilots.py checks), so none follows a later default.
 PILOTS_RATE = {"geco_tracks": "heldout", "geco_proportional": 3.0, "geco_proportional_limit": 0.5,
-               "geco_step_size": 0.05}
+               "geco_step_size": 0.05, "geco_ema_decay": 0.95, "geco_outer_gain": 0.5,
+               "geco_outer_start": 0.5, "geco_offset_average": "geco_ema", "geco_outer_terminal": False}
 
 
 def as_the_pilots_read_it(base: dict[str, Any]) -> dict[str, Any]:

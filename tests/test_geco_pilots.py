@@ -185,11 +185,13 @@ def test_the_offset_gain_pilot_starts_from_the_sweeps_geco_and_changes_only_the_
     from rd_train.params import load_params
 
     today = dict(load_params(ROOT / "params.yaml").raw)
-    assert {k: v for k, v in pilot.PILOT_RATE.items() if k != "geco_outer_gain"} == \
-        {k: today["rate"][k] for k in pilot.PILOT_RATE if k != "geco_outer_gain"}
+    later = ("geco_outer_gain", "geco_offset_average", "geco_outer_terminal")  # what the sweep took since
+    assert {k: v for k, v in pilot.PILOT_RATE.items() if k not in later} == \
+        {k: today["rate"][k] for k in pilot.PILOT_RATE if k not in later}
     assert today["rate"]["geco_outer_gain"] in (0.5, 0.8)
     base = pilot.as_the_pilot_read_it(today)
-    assert base["rate"] == {**today["rate"], "geco_outer_gain": 0.5} and today["rate"] is not base["rate"]
+    assert base["rate"] == {**today["rate"], "geco_outer_gain": 0.5, "geco_offset_average": "geco_ema",
+                            "geco_outer_terminal": False} and today["rate"] is not base["rate"]
     (first, default), (second, candidate) = pilot.candidates(base)
     assert (first, second) == ("default", "offset_gain_0.8")
     assert candidate == {**default, "geco_outer_gain": 0.8}
@@ -234,7 +236,7 @@ def test_the_offset_trace_follows_the_explorations_worst_default_run_and_changes
 def test_the_terminal_pilot_starts_from_the_sweeps_geco_and_changes_only_the_explorations_two_keys(tmp_path):
     """It starts from the sweep's GECO of its time (trained-heldout at η = 0.10, offset gain 0.8, the ratio
     over GECO's KL EMA, no terminal aim); params.yaml differs from that at most in the two keys the pilot
-    decides (unset, their schema defaults, until the sweep takes its choice); its candidate is the
+    decides (the sweep has taken its choice); its candidate is the
     exploration's ``terminal`` variant, changes those two keys alone and trains valid configs (the weights'
     decay they need is set); its seeds are new to every sweep, exploration and pilot; its rule is the
     earlier pilots'."""
@@ -253,7 +255,7 @@ def test_the_terminal_pilot_starts_from_the_sweeps_geco_and_changes_only_the_exp
     assert today["rate"] is not base["rate"]
     (first, default), (second, candidate) = pilot.candidates(base)
     assert (first, second) == ("default", "terminal")
-    assert geco_gain_exploration.VARIANTS["terminal"] == pilot.CANDIDATE
+    assert geco_gain_exploration.VARIANTS["terminal"] == {**pilot.PILOT_RATE, **pilot.CANDIDATE}
     assert candidate == {**default, "geco_offset_average": "weights", "geco_outer_terminal": True}
     params = pilot.narrow(base, candidate)
     assert params["rate"] == {**base["rate"], **pilot.CANDIDATE}
@@ -266,3 +268,27 @@ def test_the_terminal_pilot_starts_from_the_sweeps_geco_and_changes_only_the_exp
                *geco_offset_gain_pilot.SEEDS, 90, 91, 92, 93}
     assert not set(pilot.SEEDS) & earlier
     assert pilot.choose_fewest_misses is geco_trained_heldout_pilot.choose_fewest_misses
+
+
+def test_every_pilot_base_and_exploration_variant_names_every_geco_key_params_yaml_sets():
+    """A pilot or exploration re-run trains the configs it trained then: each pilot's base and each
+    exploration variant but ``default`` names every rate.geco_* key params.yaml sets, at its value of the
+    time, so none follows a later default (the sweep's move to offset gain 0.8, then to the terminal aim,
+    moved keys the earlier pilots and explorations left to params.yaml)."""
+    import geco_gain_exploration
+    import geco_offset_gain_pilot
+    import geco_terminal_pilot
+    from geco_tracking_runs import PILOTS_RATE
+    from rd_train.params import load_params
+
+    keys = {k for k in load_params(ROOT / "params.yaml").raw["rate"] if k.startswith("geco_")}
+    explored = geco_gain_exploration.VARIANTS
+    pinned = {"the pilots of geco_tracking_runs": PILOTS_RATE,
+              "the offset gain pilot": geco_offset_gain_pilot.PILOT_RATE,
+              "the terminal pilot": geco_terminal_pilot.PILOT_RATE,
+              **{f"exploration {v}": rate for v, rate in explored.items() if v != "default"}}
+    for name, rate in pinned.items():
+        assert keys <= set(rate), f"{name} leaves {sorted(keys - set(rate))} to params.yaml"
+    assert PILOTS_RATE["geco_outer_gain"] == geco_offset_gain_pilot.PILOT_RATE["geco_outer_gain"] == 0.5
+    assert geco_gain_exploration.VARIANTS["offset08"] == geco_gain_exploration.THIRD == {
+        **geco_offset_gain_pilot.PILOT_RATE, "geco_outer_gain": 0.8}
