@@ -75,13 +75,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Each question's GECO as params.yaml had it when the question was asked, so that a variant trains what it
-# trained then, whatever params.yaml says later; ``default`` alone reads params.yaml as it is.
-FIRST: dict[str, Any] = {"geco_tracks": "heldout", "geco_step_size": 0.05, "geco_proportional": 3.0,
-                         "geco_proportional_limit": 0.5, "geco_ema_decay": 0.95, "geco_outer_gain": 0.5,
-                         "geco_outer_start": 0.5, "geco_offset_average": "geco_ema",
-                         "geco_outer_terminal": False}
-SECOND = {**FIRST, "geco_tracks": "trained_heldout", "geco_step_size": 0.10}
-THIRD = {**SECOND, "geco_outer_gain": 0.8}  # the third and fourth questions'
+# trained then, whatever params.yaml says later; ``default`` alone reads params.yaml as it is. The pilots of
+# each time pinned the same keys: the first question's GECO is the tracking pilots', the second's the offset
+# gain pilot's, the third's and fourth's the terminal pilot's (gain 0.8).
+from geco_offset_gain_pilot import PILOT_RATE as SECOND
+from geco_terminal_pilot import PILOT_RATE as THIRD
+from geco_tracking_runs import PILOTS_RATE as FIRST
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "th05": {**FIRST, "geco_tracks": "trained_heldout"},
