@@ -51,11 +51,12 @@ the rate moves, o then measures that lag as well as the offset: o moves with the
 the previous validation interval (correlation 0.85-0.91 in every family of the sweep at f90613f,
 `paper/records`), so a rising KL reads as an offset and raises the target. With ``weights`` the numerator is
 K̃, the read KL averaged with the weights' own decay (``optim.ema_decay``, bias-corrected as K̄ is), so both
-sides of the ratio lag alike and o measures the offset only. Off in the default profile: an earlier form,
+sides of the ratio lag alike and o measures the offset only. On its own it did not pay: an earlier form,
 when GECO read the training batches with an integral-only loop, did no better on one seed
-(cpu-geco-offset-lag-pilot.json), and under today's GECO an exploration on seeds 90-93
-(benchmarks/geco_gain_exploration.py, cpu-geco-lagmatched-exploration.json) kept 6 of 12 PatchGAN λ = 5 runs
-within 3 %, every one above its target, against the default's 10 of 12.
+(cpu-geco-offset-lag-pilot.json), and an exploration on seeds 90-93 (benchmarks/geco_gain_exploration.py,
+cpu-geco-lagmatched-exploration.json) kept 6 of 12 PatchGAN λ = 5 runs within 3 %, every one above its
+target, against gain 0.8's 10 of 12. The default profile runs it together with the terminal aim below,
+the pair its pilot chose (params.yaml; cpu-geco-terminal-pilot.json).
 
 Terminal aim (``geco_outer_terminal``). The tables read the weight average at the run's end, which holds
 ρ_w^N of the average at a validation N steps before it (ema.py). Read to first order, the evaluated KL at
