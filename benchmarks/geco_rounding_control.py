@@ -85,7 +85,7 @@ def wait(processes: list[subprocess.Popen]) -> None:
 def finished(folder: Path) -> dict[tuple[str, float, int], dict[str, Any]]:
     """(family, target, seed) -> metrics.json of each run under ``folder``."""
     runs = {}
-    for path in sorted(folder.glob("*/runs/*/metrics.json")):
+    for path in sorted(folder.rglob("metrics.json")):
         m = json.loads(path.read_text())
         runs[(m["identity"]["family"], float(m["config"]["rate"]["target"]), int(m["config"]["seed"]))] = m
     return runs
