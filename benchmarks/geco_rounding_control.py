@@ -25,9 +25,15 @@ chosen or adopted, and no verdict reads it):
   their difference, and the anisotropy's relative shift; per family, the runs within 3 % in each, the mean
   and largest |difference| of the error.
 
+Extension (fixed in this file in a commit after the first result and before its own first run): the same
+measurement for VGG16 (HED) at λ = 5, the other neural family, with its own reference check (its run at
+20 nats, seed 2), written to its own JSON (``--families perceptual``).
+
 Writes JSON (``--out``) and prints a table. Resumable: finished runs under ``--work`` are reused.
 
     python benchmarks/geco_rounding_control.py --work /tmp/geco-rounding
+    python benchmarks/geco_rounding_control.py --work /tmp/geco-rounding --families perceptual \
+        --out benchmarks/results/cpu-geco-rounding-control-vgg.json
 """
 
 from __future__ import annotations
@@ -49,7 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 RECORDS = ROOT / "paper" / "records" / "vector" / "geco"
-FAMILIES = {"adversarial": 5.0, "pixel": 0.0}  # family -> its λ in this measurement
+LAMS = {"adversarial": 5.0, "pixel": 0.0, "perceptual": 5.0}  # family -> its λ in this measurement
+FAMILIES = ("adversarial", "pixel")  # the design's arms; the extension's: ("perceptual",)
 MISS = ("adversarial", 20.0, 2)  # family, target, seed: the sweep's one run beyond 3 %
 TOLERANCE = 0.03
 
@@ -57,8 +64,8 @@ TOLERANCE = 0.03
 def narrowed(base: dict[str, Any], family: str, targets: list[float], seeds: list[int]) -> dict[str, Any]:
     """``base`` (params.yaml) with the GECO sweep narrowed to ``family``'s λ, ``targets`` and ``seeds``."""
     params = json.loads(json.dumps(base))
-    if FAMILIES[family] > 0:
-        params["sweep"]["lams"] = [FAMILIES[family]]
+    if LAMS[family] > 0:
+        params["sweep"]["lams"] = [LAMS[family]]
     params["sweep"].update(rate_targets=targets, seeds=seeds)
     return params
 
@@ -91,14 +98,16 @@ def finished(folder: Path) -> dict[tuple[str, float, int], dict[str, Any]]:
     return runs
 
 
-def committed(records: Path = RECORDS) -> dict[tuple[str, float, int], dict[str, Any]]:
-    """(family, target, seed) -> the committed record's metrics, for this measurement's runs."""
+def committed(families: tuple[str, ...] = FAMILIES,
+              records: Path = RECORDS) -> dict[tuple[str, float, int], dict[str, Any]]:
+    """(family, target, seed) -> the committed record's metrics, for this measurement's runs of
+    ``families``."""
     out = {}
-    for family, lam in FAMILIES.items():
+    for family in families:
         for line in (records / f"{family}.jsonl").read_text().splitlines():
             record = json.loads(line)
             identity = record["identity"]
-            if float(identity["lam"]) == lam:
+            if float(identity["lam"]) == LAMS[family]:
                 out[(family, float(identity["target"]), int(identity["seed"]))] = record["metrics"]
     return out
 
@@ -112,7 +121,7 @@ def summary(reference: dict, control: dict) -> tuple[list[dict[str, Any]], dict[
                      "error_shift": ctl["geco_tracking_error"] - ref["geco_tracking_error"],
                      "anisotropy_relative_shift": ctl["anisotropy"] / ref["anisotropy"] - 1})
     families = {}
-    for family in FAMILIES:
+    for family in sorted({r["family"] for r in rows}):
         mine = [r for r in rows if r["family"] == family]
         shifts = [abs(r["error_shift"]) for r in mine]
         families[family] = {
@@ -129,6 +138,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, required=True, help="the runs (resumable)")
     parser.add_argument("--out", type=Path, default=RESULTS / "cpu-geco-rounding-control.json")
+    parser.add_argument("--families", nargs="+", choices=sorted(LAMS), default=list(FAMILIES),
+                        help="the design's arms (default) or the extension's (perceptual)")
     args = parser.parse_args()
     from bench_params import benchmark_params
     from host_overhead import commit_of
@@ -139,21 +150,28 @@ def main() -> int:
     seeds = [int(s) for s in base["sweep"]["seeds"]]
     work = args.work.resolve()
     start = time.perf_counter()
-    # The reference check first (one run, the miss, as the sweep trains it), beside the pixel control.
-    family, target, seed = MISS
-    wait([launch(work / "reference", narrowed(base, family, [target], [seed]), family, onednn=True),
-          launch(work / "control" / "pixel", narrowed(base, "pixel", targets, seeds), "pixel", onednn=False)])
-    reference = committed()
-    again = finished(work / "reference")[MISS]
-    if again["kl"] != reference[MISS]["kl"]:
-        raise SystemExit(f"geco_rounding_control: the miss trained again ends at KL {again['kl']!r}, its "
-                         f"record at {reference[MISS]['kl']!r}: the records are not these configs' runs")
-    # PatchGAN's nine runs: the seeds split over two processes.
-    wait([launch(work / "control" / f"adversarial-{half}", narrowed(base, "adversarial", targets, part),
-                 "adversarial", onednn=False)
-          for half, part in enumerate((seeds[0::2], seeds[1::2]))])
+    families = tuple(args.families)
+    # The reference check first: one run as the sweep trains it (the design's: the miss), beside the pixel
+    # control where pixel SSE is measured.
+    check = MISS if families[0] == MISS[0] else (families[0], max(targets), seeds[-1])
+    family, target, seed = check
+    first = [launch(work / "reference", narrowed(base, family, [target], [seed]), family, onednn=True)]
+    if "pixel" in families:
+        first.append(launch(work / "control" / "pixel", narrowed(base, "pixel", targets, seeds), "pixel",
+                            onednn=False))
+    wait(first)
+    reference = committed(families)
+    again = finished(work / "reference")[check]
+    if again["kl"] != reference[check]["kl"]:
+        raise SystemExit(f"geco_rounding_control: {check} trained again ends at KL {again['kl']!r}, its "
+                         f"record at {reference[check]['kl']!r}: the records are not these configs' runs")
+    # Each neural family's nine runs: the seeds split over two processes.
+    for family in (f for f in families if f != "pixel"):
+        wait([launch(work / "control" / f"{family}-{half}", narrowed(base, family, targets, part), family,
+                     onednn=False)
+              for half, part in enumerate((seeds[0::2], seeds[1::2]))])
     control = {k: v for k, v in finished(work / "control").items() if k in reference}
-    rows, families = summary(reference, control)
+    rows, by_family = summary(reference, control)
     print("| family | target | seed | error, record (oneDNN) | error, oneDNN off | shift "
           "| anisotropy shift |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -161,15 +179,19 @@ def main() -> int:
         print(f"| {r['family']} | {r['target']:g} | {r['seed']} | {r['error_record']:+.2%} | "
               f"{r['error_control']:+.2%} | {r['error_shift']:+.2%} | "
               f"{r['anisotropy_relative_shift']:+.1%} |")
-    for family, f in families.items():
+    for family, f in by_family.items():
         print(f"{family}: within 3 %: {f['within_3_percent_record']} of {f['runs']} (record), "
               f"{f['within_3_percent_control']} (oneDNN off); |error shift| mean "
               f"{f['mean_abs_error_shift']:.2%}, largest {f['max_abs_error_shift']:.2%}")
-    paragraphs = __doc__.split("\n\n")
-    write_json(args.out, {"what": paragraphs[0], "design": "\n\n".join(paragraphs[2:4]),
-                          "command": "python benchmarks/geco_rounding_control.py --work WORK",
-                          "commit": commit_of(ROOT), "reference_reproduced": True, "runs": rows,
-                          "families": families, "seconds": time.perf_counter() - start})
+    command = "python benchmarks/geco_rounding_control.py --work WORK"
+    if families != FAMILIES:
+        command += f" --families {' '.join(families)} --out {args.out.as_posix()}"
+    paragraphs = __doc__.split("\n\n")  # the design, and the extension's paragraph where it ran
+    design = paragraphs[2:4] if families == FAMILIES else paragraphs[2:5]
+    write_json(args.out, {"what": paragraphs[0], "design": "\n\n".join(design), "command": command,
+                          "commit": commit_of(ROOT), "reference_reproduced": True,
+                          "reference_run": list(check), "runs": rows, "families": by_family,
+                          "seconds": time.perf_counter() - start})
     return 0
 
 

@@ -43,3 +43,9 @@ def test_the_summary_counts_each_arm_and_measures_the_shift():
     assert adversarial["mean_abs_error_shift"] == pytest.approx(0.025)
     assert adversarial["max_abs_error_shift"] == pytest.approx(0.03)
     assert families["pixel"]["runs"] == 1
+
+
+def test_the_extension_reads_vgg16_hed_at_its_largest_lambda():
+    reference = control.committed(("perceptual",))
+    assert sorted(reference) == sorted(("perceptual", target, seed) for target in (5.0, 10.0, 20.0)
+                                       for seed in (0, 1, 2))
