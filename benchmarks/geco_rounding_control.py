@@ -29,11 +29,18 @@ Extension (fixed in this file in a commit after the first result and before its 
 measurement for VGG16 (HED) at λ = 5, the other neural family, with its own reference check (its run at
 20 nats, seed 2), written to its own JSON (``--families perceptual``).
 
+Second extension (fixed in this file in a commit after both results and before its own first run): the
+design's PatchGAN λ = 5 arm at twice the steps, i.e. the `length` stage's runs (10 nats, seeds 0-2, 2000
+steps; `paper/records/vector/length/`), with its own reference check (seed 2), to see whether the spread
+rounding produces shrinks with training length (``--sweep length --families adversarial``).
+
 Writes JSON (``--out``) and prints a table. Resumable: finished runs under ``--work`` are reused.
 
     python benchmarks/geco_rounding_control.py --work /tmp/geco-rounding
     python benchmarks/geco_rounding_control.py --work /tmp/geco-rounding --families perceptual \
         --out benchmarks/results/cpu-geco-rounding-control-vgg.json
+    python benchmarks/geco_rounding_control.py --work /tmp/geco-rounding --sweep length \
+        --families adversarial --out benchmarks/results/cpu-geco-rounding-control-length.json
 """
 
 from __future__ import annotations
@@ -54,31 +61,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-RECORDS = ROOT / "paper" / "records" / "vector" / "geco"
+RECORDS = ROOT / "paper" / "records" / "vector"  # one folder per sweep
 LAMS = {"adversarial": 5.0, "pixel": 0.0, "perceptual": 5.0}  # family -> its λ in this measurement
 FAMILIES = ("adversarial", "pixel")  # the design's arms; the extension's: ("perceptual",)
 MISS = ("adversarial", 20.0, 2)  # family, target, seed: the sweep's one run beyond 3 %
 TOLERANCE = 0.03
 
 
-def narrowed(base: dict[str, Any], family: str, targets: list[float], seeds: list[int]) -> dict[str, Any]:
-    """``base`` (params.yaml) with the GECO sweep narrowed to ``family``'s λ, ``targets`` and ``seeds``."""
+def narrowed(base: dict[str, Any], family: str, targets: list[float], seeds: list[int],
+             sweep: str = "geco") -> dict[str, Any]:
+    """``base`` (params.yaml) with the GECO sweep (or its `length` replicate) narrowed to ``family``'s λ,
+    ``targets`` and ``seeds``."""
     params = json.loads(json.dumps(base))
     if LAMS[family] > 0:
         params["sweep"]["lams"] = [LAMS[family]]
-    params["sweep"].update(rate_targets=targets, seeds=seeds)
+    params["sweep"]["seeds"] = seeds
+    if sweep == "length":
+        params["sweep"]["length_replicate"]["targets"] = targets
+    else:
+        params["sweep"]["rate_targets"] = targets
     return params
 
 
-def launch(folder: Path, params: dict[str, Any], family: str, onednn: bool) -> subprocess.Popen:
-    """`rd-train sweep --sweep geco` of ``params`` in ``folder``, one worker of one thread, oneDNN on or off
-    for every run it trains."""
+def launch(folder: Path, params: dict[str, Any], family: str, onednn: bool,
+           sweep: str = "geco") -> subprocess.Popen:
+    """`rd-train sweep --sweep SWEEP` of ``params`` in ``folder``, one worker of one thread, oneDNN on or
+    off for every run it trains."""
     from precision_pilot import prelude
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return subprocess.Popen(
-        [sys.executable, "-c", prelude(onednn), "sweep", "--sweep", "geco", "--family", family,
+        [sys.executable, "-c", prelude(onednn), "sweep", "--sweep", sweep, "--family", family,
          "--out", str(folder / "runs"), "--jobs", "1"], cwd=folder,
         env={**os.environ, "MPLBACKEND": "Agg", "TRITON_INTERPRET": "0", "RD_TRAIN_CORES": "1"})
 
@@ -98,13 +112,13 @@ def finished(folder: Path) -> dict[tuple[str, float, int], dict[str, Any]]:
     return runs
 
 
-def committed(families: tuple[str, ...] = FAMILIES,
+def committed(families: tuple[str, ...] = FAMILIES, sweep: str = "geco",
               records: Path = RECORDS) -> dict[tuple[str, float, int], dict[str, Any]]:
     """(family, target, seed) -> the committed record's metrics, for this measurement's runs of
-    ``families``."""
+    ``families`` in ``sweep``."""
     out = {}
     for family in families:
-        for line in (records / f"{family}.jsonl").read_text().splitlines():
+        for line in (records / sweep / f"{family}.jsonl").read_text().splitlines():
             record = json.loads(line)
             identity = record["identity"]
             if float(identity["lam"]) == LAMS[family]:
@@ -140,35 +154,41 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "cpu-geco-rounding-control.json")
     parser.add_argument("--families", nargs="+", choices=sorted(LAMS), default=list(FAMILIES),
                         help="the design's arms (default) or the extension's (perceptual)")
+    parser.add_argument("--sweep", choices=("geco", "length"), default="geco",
+                        help="the GECO sweep (default) or its length replicate (the second extension)")
     args = parser.parse_args()
     from bench_params import benchmark_params
     from host_overhead import commit_of
     from rd_train.training.metrics import write_json
 
     base = benchmark_params("geco_rounding_control")
-    targets = [float(t) for t in base["sweep"]["rate_targets"]]
+    sweep = args.sweep
+    targets = [float(t) for t in (base["sweep"]["length_replicate"]["targets"] if sweep == "length"
+                                  else base["sweep"]["rate_targets"])]
     seeds = [int(s) for s in base["sweep"]["seeds"]]
-    work = args.work.resolve()
+    # Runs are keyed by (family, target, seed): the length replicate's live apart from the GECO sweep's.
+    work = args.work.resolve() / ("length" if sweep == "length" else "")
     start = time.perf_counter()
     families = tuple(args.families)
     # The reference check first: one run as the sweep trains it (the design's: the miss), beside the pixel
     # control where pixel SSE is measured.
-    check = MISS if families[0] == MISS[0] else (families[0], max(targets), seeds[-1])
+    check = MISS if sweep == "geco" and families[0] == MISS[0] else (families[0], max(targets), seeds[-1])
     family, target, seed = check
-    first = [launch(work / "reference", narrowed(base, family, [target], [seed]), family, onednn=True)]
+    first = [launch(work / "reference", narrowed(base, family, [target], [seed], sweep), family, onednn=True,
+                    sweep=sweep)]
     if "pixel" in families:
-        first.append(launch(work / "control" / "pixel", narrowed(base, "pixel", targets, seeds), "pixel",
-                            onednn=False))
+        first.append(launch(work / "control" / "pixel", narrowed(base, "pixel", targets, seeds, sweep),
+                            "pixel", onednn=False, sweep=sweep))
     wait(first)
-    reference = committed(families)
+    reference = committed(families, sweep)
     again = finished(work / "reference")[check]
     if again["kl"] != reference[check]["kl"]:
         raise SystemExit(f"geco_rounding_control: {check} trained again ends at KL {again['kl']!r}, its "
                          f"record at {reference[check]['kl']!r}: the records are not these configs' runs")
     # Each neural family's nine runs: the seeds split over two processes.
     for family in (f for f in families if f != "pixel"):
-        wait([launch(work / "control" / f"{family}-{half}", narrowed(base, family, targets, part), family,
-                     onednn=False)
+        wait([launch(work / "control" / f"{family}-{half}", narrowed(base, family, targets, part, sweep),
+                     family, onednn=False, sweep=sweep)
               for half, part in enumerate((seeds[0::2], seeds[1::2]))])
     control = {k: v for k, v in finished(work / "control").items() if k in reference}
     rows, by_family = summary(reference, control)
@@ -184,10 +204,13 @@ def main() -> int:
               f"{f['within_3_percent_control']} (oneDNN off); |error shift| mean "
               f"{f['mean_abs_error_shift']:.2%}, largest {f['max_abs_error_shift']:.2%}")
     command = "python benchmarks/geco_rounding_control.py --work WORK"
-    if families != FAMILIES:
+    if sweep != "geco":
+        command += f" --sweep {sweep}"
+    if families != FAMILIES or sweep != "geco":
         command += f" --families {' '.join(families)} --out {args.out.as_posix()}"
-    paragraphs = __doc__.split("\n\n")  # the design, and the extension's paragraph where it ran
-    design = paragraphs[2:4] if families == FAMILIES else paragraphs[2:5]
+    paragraphs = __doc__.split("\n\n")  # the design, and the extension's paragraph where one ran
+    design = paragraphs[2:4] + ([paragraphs[5]] if sweep == "length" else
+                                [paragraphs[4]] if families != FAMILIES else [])
     write_json(args.out, {"what": paragraphs[0], "design": "\n\n".join(design), "command": command,
                           "commit": commit_of(ROOT), "reference_reproduced": True,
                           "reference_run": list(check), "runs": rows, "families": by_family,

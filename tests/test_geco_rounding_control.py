@@ -49,3 +49,13 @@ def test_the_extension_reads_vgg16_hed_at_its_largest_lambda():
     reference = control.committed(("perceptual",))
     assert sorted(reference) == sorted(("perceptual", target, seed) for target in (5.0, 10.0, 20.0)
                                        for seed in (0, 1, 2))
+
+
+def test_the_second_extension_reads_patchgan_at_twice_the_steps():
+    reference = control.committed(("adversarial",), "length")
+    assert sorted(reference) == [("adversarial", 10.0, seed) for seed in (0, 1, 2)]
+    length = control.narrowed({"sweep": {"lams": [0.1, 5.0], "seeds": [0, 1, 2], "rate_targets": [5.0, 10.0],
+                                         "length_replicate": {"targets": [10.0], "steps_factor": 2}}},
+                              "adversarial", [10.0], [2], "length")
+    assert length["sweep"]["length_replicate"]["targets"] == [10.0] and length["sweep"]["seeds"] == [2]
+    assert length["sweep"]["rate_targets"] == [5.0, 10.0] and length["sweep"]["lams"] == [5.0]
