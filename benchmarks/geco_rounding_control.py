@@ -58,14 +58,15 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from geco_tracking_runs import TOLERANCE  # protocol v3's 3 %
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-RECORDS = ROOT / "paper" / "records" / "vector"  # one folder per sweep
+RECORDS = ROOT / "paper" / "records"
 LAMS = {"adversarial": 5.0, "pixel": 0.0, "perceptual": 5.0}  # family -> its λ in this measurement
 FAMILIES = ("adversarial", "pixel")  # the design's arms; the extension's: ("perceptual",)
 MISS = ("adversarial", 20.0, 2)  # family, target, seed: the sweep's one run beyond 3 %
-TOLERANCE = 0.03
+Key = tuple[str, float, int]  # family, target, seed
 
 
 def narrowed(base: dict[str, Any], family: str, targets: list[float], seeds: list[int],
@@ -103,27 +104,27 @@ def wait(processes: list[subprocess.Popen]) -> None:
             raise SystemExit(f"geco_rounding_control: a sweep exited {process.returncode}")
 
 
-def finished(folder: Path) -> dict[tuple[str, float, int], dict[str, Any]]:
-    """(family, target, seed) -> metrics.json of each run under ``folder``."""
-    runs = {}
-    for path in sorted(folder.rglob("metrics.json")):
-        m = json.loads(path.read_text())
-        runs[(m["identity"]["family"], float(m["config"]["rate"]["target"]), int(m["config"]["seed"]))] = m
-    return runs
+def key(record: dict[str, Any]) -> Key:
+    identity = record["identity"]
+    return identity["family"], float(identity["target"]), int(identity["seed"])
+
+
+def finished(folder: Path) -> dict[Key, dict[str, Any]]:
+    """`key` -> the metrics of each finished run under ``folder`` (`rd_train.protocol.records.collect`)."""
+    from rd_train.protocol import records
+
+    return {key(record): record["metrics"] for record in records.collect(folder)}
 
 
 def committed(families: tuple[str, ...] = FAMILIES, sweep: str = "geco",
-              records: Path = RECORDS) -> dict[tuple[str, float, int], dict[str, Any]]:
-    """(family, target, seed) -> the committed record's metrics, for this measurement's runs of
-    ``families`` in ``sweep``."""
-    out = {}
-    for family in families:
-        for line in (records / sweep / f"{family}.jsonl").read_text().splitlines():
-            record = json.loads(line)
-            identity = record["identity"]
-            if float(identity["lam"]) == LAMS[family]:
-                out[(family, float(identity["target"]), int(identity["seed"]))] = record["metrics"]
-    return out
+              folder: Path = RECORDS) -> dict[Key, dict[str, Any]]:
+    """`key` -> the committed record's metrics (`rd_train.protocol.records.read`), for this measurement's
+    runs: the vector VAE's in ``sweep`` of ``families``, each at its λ."""
+    from rd_train.protocol import records
+
+    return {key(record): record["metrics"] for record in records.read(folder)
+            if (i := record["identity"])["architecture"] == "vector" and i["sweep"] == sweep
+            and i["family"] in families and float(i["lam"]) == LAMS[i["family"]]}
 
 
 def summary(reference: dict, control: dict) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
