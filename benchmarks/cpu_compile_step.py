@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 from bench_params import benchmark_params
-from loop_overhead import FAMILIES, conv_median_gflops, peak_gflops
+from loop_overhead import FAMILIES, conv_median_gflops, peak_gflops, timed_geco_run
 
 
 def training_setup(config: Any, compiled: bool, neural_loss: torch.nn.Module | None) -> tuple[Any, Any, Any]:
@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--profile-steps", type=int, default=20)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    from rd_train.pipeline.sweep import run_configs, sweep_neural_loss
+    from rd_train.pipeline.sweep import sweep_neural_loss
     from rd_train.pipeline.workers import set_threads
     from rd_train.training.metrics import write_json
     from rd_train.training.precision import cpu_bf16_flags
@@ -134,8 +134,7 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="rd-compile-step-") as scratch:
         for family, lam in FAMILIES.items():
-            config = next(c for c in run_configs(params, "geco", family, scratch)
-                          if c.loss.lam == lam and c.rate.target == 10.0 and c.seed == 0)
+            config = timed_geco_run(params, family, lam, scratch)
             loss = sweep_neural_loss(config, Path(scratch) / "feature-tables")
             times: dict[str, list[float]] = {"eager": [], "compiled": []}
             for _ in range(args.rounds):

@@ -150,12 +150,20 @@ def bare_loop(config: Any, steps: int, warmup: int = 20, neural_loss: torch.nn.M
     return (time.perf_counter() - start) / steps * 1e3, float(counter.get_total_flops())
 
 
+def timed_geco_run(params: dict[str, Any], family: str, lam: float, scratch: str) -> Any:
+    """The run of ``family`` the step benchmarks time: the GECO sweep's at λ = ``lam``, 10 nats, seed 0."""
+    from rd_train.pipeline.sweep import run_configs
+
+    return next(c for c in run_configs(params, "geco", family, scratch)
+                if c.loss.lam == lam and c.rate.target == 10.0 and c.seed == 0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    from rd_train.pipeline.sweep import run_configs, sweep_neural_loss
+    from rd_train.pipeline.sweep import sweep_neural_loss
     from rd_train.pipeline.workers import set_threads
     from rd_train.training.precision import cpu_bf16_flags
 
@@ -165,8 +173,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="rd-loop-overhead-") as scratch:
         for family, lam in FAMILIES.items():
-            config = next(c for c in run_configs(params, "geco", family, scratch)
-                          if c.loss.lam == lam and c.rate.target == 10.0 and c.seed == 0)
+            config = timed_geco_run(params, family, lam, scratch)
             loss = sweep_neural_loss(config, Path(scratch) / "feature-tables")
             lightning = lightning_ms(config, args.steps, Path(scratch) / family, loss)
             bare, flops = bare_loop(config, args.steps, neural_loss=loss)
