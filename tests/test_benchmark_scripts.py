@@ -64,6 +64,10 @@ def test_sweep_throughput_runs_the_baseline_tree_and_this_one(tmp_path):
              for name, r in report["per_family_best_of_repeats"].items()}
     assert flops["perceptual"][0] < 0.8 * flops["perceptual"][1]
     assert flops["pixel"][0] == flops["pixel"][1] and flops["adversarial"][0] == flops["adversarial"][1]
+    # The ceiling scales this tree's walls by each step's convolution share: above the measured ratio.
+    shares = [r["conv_share"] for r in report["per_family_best_of_repeats"].values()]
+    assert all(0 < share < 1 for share in shares)
+    assert report["ceiling_outside_convolutions"] > report["all_families_ratio"]
     current, baseline = report["results"]["current"][0], report["results"]["8b4a8ec"][0]
     for family in ("pixel", "perceptual", "adversarial"):
         runs = current[family]["runs"]
