@@ -37,43 +37,29 @@ from typing import Any
 
 import torch
 from bench_params import benchmark_params
-from loop_overhead import FAMILIES, conv_median_gflops, peak_gflops, timed_geco_run
+from loop_overhead import bare_training, conv_median_gflops, peak_gflops, timed_family_runs
 
 
-def training_setup(config: Any, compiled: bool, neural_loss: torch.nn.Module | None) -> tuple[Any, Any, Any]:
-    """(module, optimizers, schedulers) of ``config`` with ``compile`` set as asked, its weights drawn from
-    the run's seed, so the two variants start from the same weights; fed as `fit` feeds it (the held-out
-    images a GECO step reads)."""
+def training_setup(config: Any, compiled: bool, neural_loss: torch.nn.Module | None, batches: int
+                   ) -> tuple[Any, Any, Any, list[torch.Tensor]]:
+    """(module, optimizers, schedulers, the run's first ``batches`` training batches, the loader cycled if
+    it is shorter) of ``config`` with ``compile`` set as asked, as `loop_overhead.bare_training` sets it
+    up, its weights drawn from the run's seed, so the two variants start from the same weights."""
     from rd_train.config import from_dict
-    from rd_train.training.module import VAEModule
 
     torch.manual_seed(config.seed)
-    settings = from_dict({**config.to_dict(), "compile": compiled}).to_dict()
-    module = VAEModule(settings, neural_loss=neural_loss)
-    module.manual_backward = lambda loss: loss.backward()  # type: ignore[method-assign]
-    optimizers, schedulers = module.configure_optimizers()
-    return module, optimizers, schedulers
-
-
-def training_batches(config: Any, module: Any, count: int) -> list[torch.Tensor]:
-    """The run's first ``count`` training batches (the loader cycled if it is shorter), and the held-out
-    images handed to ``module``."""
-    from rd_train.training.run import data_module, give_training_images
-
-    data = data_module(config)
-    give_training_images(module, data, config)
-    data.setup("fit")
-    batches: list[torch.Tensor] = []
-    while len(batches) < count:
-        batches.extend(b for _, b in zip(range(count - len(batches)), data.train_dataloader(), strict=False))
-    return batches
+    variant = from_dict({**config.to_dict(), "compile": compiled})
+    module, optimizers, schedulers, loader = bare_training(variant, neural_loss)
+    out: list[torch.Tensor] = []
+    while len(out) < batches:
+        out.extend(b for _, b in zip(range(batches - len(out)), loader, strict=False))
+    return module, optimizers, schedulers, out
 
 
 def timed_round(config: Any, compiled: bool, neural_loss: torch.nn.Module | None, warmup: int,
                 steps: int) -> float:
     """ms per step after ``warmup`` steps."""
-    module, optimizers, schedulers = training_setup(config, compiled, neural_loss)
-    batches = training_batches(config, module, warmup + steps)
+    module, optimizers, schedulers, batches = training_setup(config, compiled, neural_loss, warmup + steps)
     for batch in batches[:warmup]:
         module.train_step(batch, optimizers, schedulers)
     start = time.perf_counter()
@@ -85,9 +71,9 @@ def timed_round(config: Any, compiled: bool, neural_loss: torch.nn.Module | None
 def core_difference(config: Any, neural_loss: torch.nn.Module | None) -> float:
     """The largest relative difference between the compiled and the eager encoder -> sample -> decoder on
     the first training batch with its noise, from the same weights: reconstruction and per-sample KL."""
-    eager, _, _ = training_setup(config, False, neural_loss)
-    compiled, _, _ = training_setup(config, True, neural_loss)
-    x = training_batches(config, eager, 1)[0]
+    eager, _, _, batches = training_setup(config, False, neural_loss, 1)
+    compiled, _, _, _ = training_setup(config, True, neural_loss, 1)
+    x = batches[0]
     _, eps = eager.draw_noise(x, 0)
     worst = 0.0
     with torch.no_grad():
@@ -100,8 +86,7 @@ def conv_share(config: Any, neural_loss: torch.nn.Module | None, warmup: int, st
     """The eager step's operator self time (ms per step, profiled) and the share of it in convolutions."""
     from torch.profiler import ProfilerActivity, profile
 
-    module, optimizers, schedulers = training_setup(config, False, neural_loss)
-    batches = training_batches(config, module, warmup + steps)
+    module, optimizers, schedulers, batches = training_setup(config, False, neural_loss, warmup + steps)
     for batch in batches[:warmup]:
         module.train_step(batch, optimizers, schedulers)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -122,7 +107,6 @@ def main() -> None:
     parser.add_argument("--profile-steps", type=int, default=20)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    from rd_train.pipeline.sweep import sweep_neural_loss
     from rd_train.pipeline.workers import set_threads
     from rd_train.training.metrics import write_json
     from rd_train.training.precision import cpu_bf16_flags
@@ -133,9 +117,7 @@ def main() -> None:
     first, first_median = peak_gflops(), conv_median_gflops()
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="rd-compile-step-") as scratch:
-        for family, lam in FAMILIES.items():
-            config = timed_geco_run(params, family, lam, scratch)
-            loss = sweep_neural_loss(config, Path(scratch) / "feature-tables")
+        for family, config, loss in timed_family_runs(params, scratch):
             times: dict[str, list[float]] = {"eager": [], "compiled": []}
             for _ in range(args.rounds):
                 times["eager"].append(timed_round(config, False, loss, args.warmup, args.steps))

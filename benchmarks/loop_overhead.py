@@ -32,6 +32,7 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,25 +111,32 @@ def lightning_ms(config: Any, steps: int, scratch: Path, neural_loss: torch.nn.M
     return (seconds[1] - seconds[0]) / (steps - steps // 4) * 1e3
 
 
+def bare_training(config: Any, neural_loss: torch.nn.Module | None = None) -> tuple[Any, Any, Any, Any]:
+    """What `fit` hands a training step, without Lightning: (the module, its backward plain autograd and
+    given the held-out images a GECO step reads; its optimisers; its schedulers; the training loader)."""
+    from rd_train.training.module import VAEModule
+    from rd_train.training.run import data_module, give_training_images
+
+    module = VAEModule(config.to_dict(), neural_loss=neural_loss)
+    module.manual_backward = lambda loss: loss.backward()  # type: ignore[method-assign]
+    data = data_module(config)
+    give_training_images(module, data, config)
+    data.setup("fit")
+    optimizers, schedulers = module.configure_optimizers()
+    return module, optimizers, schedulers, data.train_dataloader()
+
+
 def bare_loop(config: Any, steps: int, warmup: int = 20, neural_loss: torch.nn.Module | None = None,
               channels_last: bool = False) -> tuple[float, float]:
     """(ms per step of the bare loop, FLOPs of one step counted by torch's flop counter): the FLOPs the
     step runs, so a VGG16 (HED) step given the tabled loss counts no forward pass of its targets. With
     ``channels_last`` the perceptual feature network's weights are NHWC, as bf16 CPU training keeps them
     (`VAEModule.use_channels_last`)."""
-    from rd_train.training.module import VAEModule
-    from rd_train.training.run import data_module, give_training_images
     from torch.utils.flop_counter import FlopCounterMode
 
-    module = VAEModule(config.to_dict(), neural_loss=neural_loss)
+    module, optimizers, schedulers, loader = bare_training(config, neural_loss)
     if channels_last:
         module.use_channels_last()
-    module.manual_backward = lambda loss: loss.backward()  # type: ignore[method-assign]
-    data = data_module(config)
-    give_training_images(module, data, config)  # what `fit` gives it: a GECO step reads held-out images
-    data.setup("fit")
-    optimizers, schedulers = module.configure_optimizers()
-    loader = data.train_dataloader()
     batches = iter(loader)
 
     def step(index: int) -> None:  # index: the loop's count; the module counts its own steps
@@ -150,12 +158,17 @@ def bare_loop(config: Any, steps: int, warmup: int = 20, neural_loss: torch.nn.M
     return (time.perf_counter() - start) / steps * 1e3, float(counter.get_total_flops())
 
 
-def timed_geco_run(params: dict[str, Any], family: str, lam: float, scratch: str) -> Any:
-    """The run of ``family`` the step benchmarks time: the GECO sweep's at λ = ``lam``, 10 nats, seed 0."""
-    from rd_train.pipeline.sweep import run_configs
+def timed_family_runs(params: dict[str, Any], scratch: str
+                      ) -> Iterator[tuple[str, Any, torch.nn.Module | None]]:
+    """(family, config, neural loss) of each run the step benchmarks time: the GECO sweep's at the family's
+    λ in FAMILIES, 10 nats, seed 0, with the loss its sweep trains it with (VGG16 (HED): the shared
+    target-feature table, built under ``scratch``)."""
+    from rd_train.pipeline.sweep import run_configs, sweep_neural_loss
 
-    return next(c for c in run_configs(params, "geco", family, scratch)
-                if c.loss.lam == lam and c.rate.target == 10.0 and c.seed == 0)
+    for family, lam in FAMILIES.items():
+        config = next(c for c in run_configs(params, "geco", family, scratch)
+                      if c.loss.lam == lam and c.rate.target == 10.0 and c.seed == 0)
+        yield family, config, sweep_neural_loss(config, Path(scratch) / "feature-tables")
 
 
 def main() -> None:
@@ -163,7 +176,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    from rd_train.pipeline.sweep import sweep_neural_loss
     from rd_train.pipeline.workers import set_threads
     from rd_train.training.precision import cpu_bf16_flags
 
@@ -172,9 +184,7 @@ def main() -> None:
     first, first_median = peak_gflops(), conv_median_gflops()
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="rd-loop-overhead-") as scratch:
-        for family, lam in FAMILIES.items():
-            config = timed_geco_run(params, family, lam, scratch)
-            loss = sweep_neural_loss(config, Path(scratch) / "feature-tables")
+        for family, config, loss in timed_family_runs(params, scratch):
             lightning = lightning_ms(config, args.steps, Path(scratch) / family, loss)
             bare, flops = bare_loop(config, args.steps, neural_loss=loss)
             results[family] = {"lightning_ms": lightning, "bare_ms": bare, "gflop_per_step": flops / 1e9,

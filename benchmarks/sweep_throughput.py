@@ -218,14 +218,15 @@ def main() -> int:
     def best(name: str, family: str, key: str = "run_steps_per_s") -> float:
         return max(r[family][key] for r in results[name])
 
+    # Each tree's best (shortest) wall time per family over the repeats.
+    walls = {name: {f: min(r[f]["wall_s"] for r in results[name]) for f in FAMILIES} for name in trees}
     per_family = {}
     for family in FAMILIES:
         current, old = best("current", family), best(args.baseline_ref, family)
         step_s = 2 / current  # two workers on two cores: one worker's seconds per step
         roofline_s = flops[family] / (peak * 1e9)
-        fastest = min(r[family]["wall_s"] for r in results["current"])
         with_build = results["current"][0][family]["run_steps"] / (
-            fastest + (table_build_s if family == "perceptual" else 0.0))
+            walls["current"][family] + (table_build_s if family == "perceptual" else 0.0))
         per_family[family] = {"current_run_steps_per_s": current, "baseline_run_steps_per_s": old,
                               "ratio": current / old, "ratio_with_table_build": with_build / old,
                               "training_only_ratio": best("current", family, "train_run_steps_per_s")
@@ -234,11 +235,11 @@ def main() -> int:
                               "gflop_per_step_without_table": untabled[family] / 1e9,
                               "step_ms": step_s * 1e3, "roofline_ms": roofline_s * 1e3,
                               "x_roofline": step_s / roofline_s, "conv_share": shares[family]}
-    total = {name: sum(min(r[f]["wall_s"] for r in results[name]) for f in FAMILIES) for name in trees}
+    total = {name: sum(walls[name].values()) for name in trees}
     steps = sum(results["current"][0][f]["run_steps"] for f in FAMILIES)
     overall = (steps / total["current"]) / (steps / total[args.baseline_ref])
     overall_with_build = total[args.baseline_ref] / (total["current"] + table_build_s)
-    convolutions_only = sum(min(r[f]["wall_s"] for r in results["current"]) * shares[f] for f in FAMILIES)
+    convolutions_only = sum(walls["current"][f] * shares[f] for f in FAMILIES)
     ceiling = total[args.baseline_ref] / convolutions_only
     print(f"fp32 conv peak {peak:.0f} GFLOP/s (one thread)")
     print(f"| family | {args.baseline_ref} run-steps/s | current run-steps/s | ratio | ratio, table build "

@@ -25,8 +25,8 @@ def tiny_run(tmp_path: Path):
 
 def test_the_compiled_arm_runs_compiled_code_that_differs_from_eager_by_rounding_only(tmp_path):
     config = tiny_run(tmp_path)
-    eager, _, _ = training_setup(config, False, None)
-    compiled, _, _ = training_setup(config, True, None)
+    eager, _, _, _ = training_setup(config, False, None, 1)
+    compiled, _, _, _ = training_setup(config, True, None, 1)
     assert eager._core == eager._sample_and_decode
     assert compiled._core != compiled._sample_and_decode
     # Inductor's own kernels round differently, so a compiled core that ran reads a nonzero difference; an
