@@ -70,11 +70,12 @@ narrow = narrow_on(SEEDS)  # this pilot's runs
 
 def pilot_main(name: str, doc: str, candidates: Callable[[dict[str, Any]], list[tuple[str, dict[str, Any]]]],
                first_runs_help: str | None = None, read_base: Callable[[dict[str, Any]], dict[str, Any]]
-               = as_the_pilots_read_it, seeds: list[int] = SEEDS) -> int:
+               = as_the_pilots_read_it, seeds: list[int] = SEEDS, narrow: Narrowing | None = None) -> int:
     """The command line of every pilot of this design (this one, geco_ramp_pilot.py,
-    geco_trained_heldout_gain_pilot.py, geco_offset_gain_pilot.py): ``candidates`` of ``read_base`` of
-    params.yaml (by default the params as the pilots before the trained-heldout default read them), trained
-    on `narrow_on` ``seeds``'s runs and chosen by `choose_fewest_misses`.
+    geco_trained_heldout_gain_pilot.py, geco_offset_gain_pilot.py, geco_terminal_pilot.py,
+    geco_cadence_pilot.py): ``candidates`` of ``read_base`` of params.yaml (by default the params as the
+    pilots before the trained-heldout default read them), trained on ``narrow`` (by default `narrow_on`
+    ``seeds``) and chosen by `choose_fewest_misses`.
     ``name`` (the script's stem) names the default runs folder and results file; ``first_runs_help`` adds
     ``--first-runs``, the first candidate's runs from an earlier pilot."""
     stem = name.replace("_", "-")
@@ -90,7 +91,7 @@ def pilot_main(name: str, doc: str, candidates: Callable[[dict[str, Any]], list[
     base = read_base(benchmark_params(name, args.params))
     first = Path(args.first_runs) if getattr(args, "first_runs", None) else None
     compare_in_order(base, candidates(base), first, Path(args.work), args.jobs, Path(args.out), doc,
-                     narrow=narrow_on(seeds), choose=choose_fewest_misses, seeds=seeds)
+                     narrow=narrow or narrow_on(seeds), choose=choose_fewest_misses, seeds=seeds)
     return 0
 
 

@@ -270,11 +270,51 @@ def test_the_terminal_pilot_starts_from_the_sweeps_geco_and_changes_only_the_exp
     assert pilot.choose_fewest_misses is geco_trained_heldout_pilot.choose_fewest_misses
 
 
+def test_the_cadence_pilot_starts_from_the_sweeps_geco_and_cadence_and_changes_only_the_cadence(tmp_path):
+    """It starts from the sweep's GECO and validation cadence of its time, which params.yaml still has (the
+    sweep takes its choice only with a re-run); its candidate validates every 25 steps and changes nothing
+    else, in every run it trains, the AutoencoderKL's included; the length stage would scale it; its seeds
+    are new to every sweep, exploration and pilot; its rule is the earlier pilots'."""
+    import geco_cadence_pilot as pilot
+    import geco_offset_gain_pilot
+    import geco_terminal_pilot
+    from rd_train.params import from_mapping, load_params
+    from rd_train.pipeline.sweep import run_configs
+
+    today = dict(load_params(ROOT / "params.yaml").raw)
+    assert {k: today["rate"][k] for k in pilot.PILOT_RATE} == pilot.PILOT_RATE
+    assert today["trainer"]["val_every_n_steps"] == pilot.PILOT_CADENCE == 50
+    base = pilot.as_the_pilot_read_it(today)
+    assert base == today and base["rate"] is not today["rate"]
+    (first, default), (second, candidate) = pilot.candidates(base)
+    assert (first, second) == ("default", "every-25")
+    assert candidate == {**default, "val_every_n_steps": 25}
+    for rates, cadence in ((default, 50), (candidate, 25)):
+        params = pilot.narrow(base, rates)
+        assert params["rate"] == today["rate"] and params["trainer"] == {**today["trainer"],
+                                                                        "val_every_n_steps": cadence}
+        assert params["sweep"]["lams"] == [5.0] and params["sweep"]["rate_targets"] == [5.0, 10.0, 20.0]
+        assert params["sweep"]["seeds"] == params["spatial"]["seeds"] == [108, 109, 110, 111]
+        configs = run_configs(params, "geco", "adversarial", tmp_path / str(cadence))
+        assert len(configs) == 12 and all(c.val_every_n_steps == cadence for c in configs)
+        loaded = from_mapping(params, "the cadence pilot")
+        spatial = loaded.spatial_params().run_configs("geco", "perceptual", tmp_path / f"spatial-{cadence}")
+        assert len(spatial) == 4 and all(c.val_every_n_steps == cadence for c in spatial)
+        length = run_configs(params, "length", "adversarial", tmp_path / f"length-{cadence}")
+        assert length and all(c.val_every_n_steps == 2 * cadence for c in length)
+    assert today["trainer"]["val_every_n_steps"] == 50  # narrowing changed a copy
+    earlier = {*base["sweep"]["seeds"], *base["spatial"]["seeds"], *geco_trained_heldout_pilot.SEEDS,
+               *geco_offset_gain_pilot.SEEDS, *geco_terminal_pilot.SEEDS, 90, 91, 92, 93}
+    assert not set(pilot.SEEDS) & earlier
+    assert pilot.choose_fewest_misses is geco_trained_heldout_pilot.choose_fewest_misses
+
+
 def test_every_pilot_base_and_exploration_variant_names_every_geco_key_params_yaml_sets():
     """A pilot or exploration re-run trains the configs it trained then: each pilot's base and each
     exploration variant but ``default`` names every rate.geco_* key params.yaml sets, at its value of the
     time, so none follows a later default (the sweep's move to offset gain 0.8, then to the terminal aim,
     moved keys the earlier pilots and explorations left to params.yaml)."""
+    import geco_cadence_pilot
     import geco_gain_exploration
     import geco_offset_gain_pilot
     import geco_terminal_pilot
@@ -286,6 +326,7 @@ def test_every_pilot_base_and_exploration_variant_names_every_geco_key_params_ya
     pinned = {"the pilots of geco_tracking_runs": PILOTS_RATE,
               "the offset gain pilot": geco_offset_gain_pilot.PILOT_RATE,
               "the terminal pilot": geco_terminal_pilot.PILOT_RATE,
+              "the cadence pilot": geco_cadence_pilot.PILOT_RATE,
               **{f"exploration {v}": rate for v, rate in explored.items() if v != "default"}}
     for name, rate in pinned.items():
         assert keys <= set(rate), f"{name} leaves {sorted(keys - set(rate))} to params.yaml"
