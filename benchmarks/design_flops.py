@@ -42,7 +42,7 @@ def design_blocks(params: Any) -> dict[str, dict[str, Any]]:
 
     blocks: dict[str, dict[str, Any]] = {}
     for block in planned_blocks(params):
-        model, family = block.cost_key
+        model, family = block.model, block.family  # a step's FLOPs: the rate controller aside
         name = f"{'AutoencoderKL' if model == 'spatial' else model}/{family}"
         entry = blocks.setdefault(name, {"runs": 0, "steps": 0, "config": block.configs[-1]})
         entry["runs"] += len(block.configs)

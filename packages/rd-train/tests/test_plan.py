@@ -90,18 +90,24 @@ def test_each_model_and_family_is_timed_once_and_the_prediction_follows_its_cost
     validated = load_params(ROOT / "params.yaml")
     blocks = planned_blocks(validated)
     params = validated.raw
-    rates = {("vector", "pixel"): 0.01, ("vector", "perceptual"): 0.08, ("vector", "adversarial"): 0.03,
-             ("spatial", "pixel"): 0.07, ("spatial", "perceptual"): 0.13}
+    per_step = {("vector", "pixel"): 0.01, ("vector", "perceptual"): 0.08, ("vector", "adversarial"): 0.03,
+                ("spatial", "pixel"): 0.07, ("spatial", "perceptual"): 0.13}
+    # GECO's held-out batch and its validation schedule cost more per step: timed apart from fixed β
+    rates = {(*key, controller): rate * (1.1 if controller == "geco" else 1.0)
+             for key, rate in per_step.items() for controller in ("fixed", "geco")}
     calls = []
 
     def fake_timer(config, steps, copies, where):
         key = (config.model.kind, "pixel" if config.loss.neural == "none" else
-               {"vgg16_hed": "perceptual", "patchgan": "adversarial"}[config.loss.neural])
+               {"vgg16_hed": "perceptual", "patchgan": "adversarial"}[config.loss.neural], config.rate.mode)
         calls.append((key, steps, copies))
         return [4.0 + rates[key] * steps] * copies
 
     costs = calibrate(blocks, 2, timer=fake_timer, report=lambda line: None)
-    assert sorted({key for key, _, _ in calls}) == sorted(rates) and len(calls) == 2 * len(rates)
+    timed = {key for key, _, _ in calls}
+    assert timed == {b.cost_key for b in blocks} and len(calls) == 2 * len(timed)
+    assert {("vector", "pixel", "fixed"), ("vector", "pixel", "geco")} <= timed
+    rates = {key: rate for key, rate in rates.items() if key in timed}
     assert {steps for _, steps, _ in calls} == set(default_lengths(params["optim"]["max_steps"]))
     for key, rate in rates.items():
         assert costs[key].per_step == pytest.approx(rate) and costs[key].fixed == pytest.approx(4.0)
@@ -110,6 +116,8 @@ def test_each_model_and_family_is_timed_once_and_the_prediction_follows_its_cost
     first = plans[0]  # fixed/pixel: n runs of 4 + 0.01 steps on two workers
     n = len(first.block.configs)
     assert first.seconds == pytest.approx((4.0 + 0.01 * steps) * ((n + 1) // 2))
+    geco_pixel = next(p for p in plans if p.block.stage == "geco" and p.block.family == "pixel")
+    assert geco_pixel.seconds_per_run == pytest.approx(4.0 + 0.011 * steps)  # GECO's own cost, not fixed β's
     table = format_plan(plans, 2)
     assert "spatial" in table and f"({sum(len(b.configs) for b in blocks)} runs, 2 worker(s))" in table
 
@@ -138,7 +146,7 @@ def test_plan_times_real_short_runs_of_a_miniature_grid_and_writes_its_predictio
     assert all(b["seconds"] > 0 for b in result["blocks"])
     assert result["training_seconds"] == pytest.approx(sum(b["seconds"] for b in result["blocks"]))
     assert not list(tmp_path.glob("runs*")), "plan trains in a scratch directory, never under runs/"
-    assert done.stdout.count("[plan] timed ") == len({(b.model, b.family) for b in blocks})
+    assert done.stdout.count("[plan] timed ") == len({b.cost_key for b in blocks if b.configs})
 
     again = run_cli("plan", "--costs", "plan.json", "--json", "again.json", cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stderr[-3000:]

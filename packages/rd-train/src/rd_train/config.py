@@ -101,20 +101,14 @@ class LossConfig:
     balancer_ema_decay: float = 0.999
 
     def validate(self, prefix: str) -> None:
-        if self.lam < 0:
-            raise ConfigError(f"{prefix}.lam must be >= 0, got {self.lam}")
+        _non_negative(prefix, "lam", self.lam)
         if self.neural == "none" and self.lam > 0:
             raise ConfigError(f"{prefix}.lam={self.lam} but {prefix}.neural is 'none'")
         if not 0 < self.balancer_ema_decay <= 1:
             raise ConfigError(f"{prefix}.balancer_ema_decay must be in (0, 1]")
-        if self.disc_start_step < 0:
-            raise ConfigError(f"{prefix}.disc_start_step must be >= 0")
-        if self.disc_lr_schedule not in ("constant", "cosine"):
-            raise ConfigError(f"{prefix}.disc_lr_schedule must be 'constant' or 'cosine', got "
-                              f"{self.disc_lr_schedule!r}")
+        _non_negative(prefix, "disc_start_step", self.disc_start_step)
         if self.vgg_stages is not None and not 1 <= self.vgg_stages <= 5:
-            raise ConfigError(f"{prefix}.vgg_stages must be 1..5 (VGG16 has five conv blocks), got "
-                f"{self.vgg_stages}")
+            raise ConfigError(f"{prefix}.vgg_stages must be 1..5 (VGG16's blocks), got {self.vgg_stages}")
 
 
 # Whose KL GECO steers (RateConfig.geco_tracks; training/rate_tracking.py).
@@ -146,6 +140,9 @@ class RateConfig:
     # training KL to target x that ratio; 0 = off (GECO tracks the training KL only).
     geco_outer_gain: float = 0.0
     geco_outer_start: float = 0.5
+    # From the corrections' start on, validate (and so correct) every N steps, before it every
+    # val_every_n_steps (training/cadence.py); 0 = val_every_n_steps throughout (as before this key).
+    geco_correct_every_n_steps: int = 0
     # The ratio's numerator (rate.py): GECO's KL EMA, or the read KL averaged as the weights are (ema_decay).
     geco_offset_average: Literal["geco_ema", "weights"] = "geco_ema"
     # Aim each correction at the evaluated KL at the run's end, net of what the average holds (rate.py).
@@ -176,8 +173,7 @@ class RateConfig:
     def validate(self, prefix: str) -> None:
         if self.beta <= 0:
             raise ConfigError(f"{prefix}.beta must be > 0, got {self.beta}")
-        if self.warmup_steps < 0:
-            raise ConfigError(f"{prefix}.warmup_steps must be >= 0")
+        _non_negative(prefix, "warmup_steps", self.warmup_steps)
         if self.mode == "geco":
             if self.target is None or self.target <= 0:
                 raise ConfigError(f"{prefix}.target: GECO needs a rate target > 0 (nats per sample)")
@@ -185,8 +181,7 @@ class RateConfig:
                 raise ConfigError(f"{prefix}: need 0 < beta_min <= beta <= beta_max")
             if not 0 < self.geco_ema_decay < 1:
                 raise ConfigError(f"{prefix}.geco_ema_decay must be in (0, 1)")
-            if self.geco_proportional < 0:
-                raise ConfigError(f"{prefix}.geco_proportional must be >= 0, got {self.geco_proportional}")
+            _non_negative(prefix, "geco_proportional", self.geco_proportional)
             limit = self.geco_proportional_limit
             if limit is not None and not limit > 0:
                 raise ConfigError(f"{prefix}.geco_proportional_limit must be > 0 (or null: unbounded), "
@@ -195,8 +190,9 @@ class RateConfig:
                 raise ConfigError(f"{prefix}.geco_outer_gain must be in [0, 1], got {self.geco_outer_gain}")
             if not 0 <= self.geco_outer_start <= 1:
                 raise ConfigError(f"{prefix}.geco_outer_start must be in [0, 1], got {self.geco_outer_start}")
-            if self.geco_ramp_gain < 0:
-                raise ConfigError(f"{prefix}.geco_ramp_gain must be >= 0 (0: off), got {self.geco_ramp_gain}")
+            _non_negative(prefix, "geco_correct_every_n_steps", self.geco_correct_every_n_steps,
+                          " (0: val_every_n_steps throughout)")
+            _non_negative(prefix, "geco_ramp_gain", self.geco_ramp_gain, " (0: off)")
             if not 0 <= self.geco_ramp_start <= 1:
                 raise ConfigError(f"{prefix}.geco_ramp_start must be in [0, 1], got {self.geco_ramp_start}")
 
@@ -214,8 +210,7 @@ class OptimConfig:
     lr_floor: float = 0.0
 
     def validate(self, prefix: str) -> None:
-        if self.lr <= 0:
-            raise ConfigError(f"{prefix}.lr must be > 0")
+        _positive(prefix, "lr", self.lr)
         if not 0 <= self.lr_floor < 1:
             raise ConfigError(f"{prefix}.lr_floor must be in [0, 1), got {self.lr_floor}")
         if not 0 <= self.ema_decay < 1:
@@ -259,17 +254,17 @@ class TrainConfig:
             value = getattr(self, f.name)
             if dataclasses.is_dataclass(value):
                 typing.cast(Any, value).validate(f"{prefix}{f.name}")
-        _positive(prefix.rstrip(".") or "config", "devices", self.devices)
-        _positive(prefix.rstrip(".") or "config", "log_every_n_steps", self.log_every_n_steps)
-        if self.bn_calibration_images < 0:
-            raise ConfigError(f"bn_calibration_images must be >= 0, got {self.bn_calibration_images}")
-        if self.val_every_n_steps < 0:
-            raise ConfigError(f"val_every_n_steps must be >= 0 (0: every epoch), got "
-                              f"{self.val_every_n_steps}")
-        if self.rate.reads_average and self.optim.ema_decay <= 0:
-            raise ConfigError(f"{prefix}rate.geco_tracks={self.rate.tracked} steers the weight average's KL: "
+        top, rate = prefix.rstrip(".") or "config", self.rate
+        _positive(top, "devices", self.devices)
+        _positive(top, "log_every_n_steps", self.log_every_n_steps)
+        _non_negative(top, "bn_calibration_images", self.bn_calibration_images)
+        _non_negative(top, "val_every_n_steps", self.val_every_n_steps, " (0: every epoch)")
+        if rate.mode == "geco" and rate.geco_correct_every_n_steps and not self.val_every_n_steps:
+            raise ConfigError(f"{prefix}rate.geco_correct_every_n_steps is a step cadence: set "
+                              "val_every_n_steps > 0, or rate.geco_correct_every_n_steps: 0")
+        if rate.reads_average and self.optim.ema_decay <= 0:
+            raise ConfigError(f"{prefix}rate.geco_tracks={rate.tracked} steers the weight average's KL: "
                               "set optim.ema_decay > 0, or rate.geco_tracks: trained or trained_heldout")
-        rate = self.rate
         if rate.mode == "geco" and rate.geco_offset_average == "weights" and self.optim.ema_decay <= 0:
             raise ConfigError(f"{prefix}rate.geco_offset_average=weights averages the KL as the evaluated "
                               "weights are: set optim.ema_decay > 0, or rate.geco_offset_average: geco_ema")
@@ -397,3 +392,9 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
 def _positive(prefix: str, name: str, value: int | float) -> None:
     if value <= 0:
         raise ConfigError(f"{prefix}.{name} must be > 0, got {value}")
+
+
+def _non_negative(prefix: str, name: str, value: int | float, zero: str = "") -> None:
+    """``zero``: what 0 means, where it means something of its own."""
+    if value < 0:
+        raise ConfigError(f"{prefix}.{name} must be >= 0{zero}, got {value}")

@@ -8,8 +8,10 @@ to its ``jobs`` workers.
 A run's time is close to a + b·steps: a is what it costs whatever its length (process and data set-up,
 the model and the frozen weights, the final evaluation), b a training step with its share of the
 validations (their cadence is fixed in steps) and of the checkpoints. What a step computes depends on
-the model, the family (pixel SSE alone, VGG16 (HED) features, a PatchGAN) and the data and batch, not
-on λ, β, the rate controller or the seed; so one run per (model, family) is timed, trained here for two
+the model, the family (pixel SSE alone, VGG16 (HED) features, a PatchGAN), the data and batch and the rate
+controller (GECO reads a held-out batch at every step, and validates at its own schedule from the
+corrections' start on: training/cadence.py), not on λ, β, the target or the seed; so one run per (model,
+family, controller) is timed, trained here for two
 short lengths as a sweep trains it (``workers`` copies side by side, one thread each when the cores
 are shared as in a sweep, output to a log), and a and b are the line through the two mean times.
 Lengths default to 10 % and 30 % of the params' steps, so that both include validations and a
@@ -39,6 +41,10 @@ if TYPE_CHECKING:
     from rd_train.params import Params
 
 
+# (model, family, rate controller): what one calibration times (module doc), "vector/pixel/geco" in JSON.
+CostKey = tuple[str, str, str]
+
+
 @dataclass(frozen=True)
 class Block:
     """The runs one stage trains together: one (sweep, family), in submission order."""
@@ -50,8 +56,9 @@ class Block:
     configs: tuple[TrainConfig, ...]
 
     @property
-    def cost_key(self) -> tuple[str, str]:
-        return self.model, self.family
+    def cost_key(self) -> CostKey:
+        """What a run's cost depends on (module doc): its model, family and rate controller."""
+        return self.model, self.family, self.configs[0].rate.mode if self.configs else "fixed"
 
 
 @dataclass(frozen=True)
@@ -145,36 +152,36 @@ class PooledFits:
 
 def calibrate(blocks: Sequence[Block], workers: int, lengths: tuple[int, int] | None = None,
               timer: FitTimer | None = None, report: Callable[[str], None] = print,
-              known: dict[tuple[str, str], RunCost] | None = None) -> dict[tuple[str, str], RunCost]:
-    """One `RunCost` per (model, family) of ``blocks``, from its first block's first run; those in
-    ``known`` (an earlier calibration on this machine, `read_costs`) are not timed again. ``timer``
-    (default: real fits in one `PooledFits`) times a fit."""
+              known: dict[CostKey, RunCost] | None = None) -> dict[CostKey, RunCost]:
+    """One `RunCost` per (model, family, rate controller) of ``blocks``, from its first block's first run;
+    those in ``known`` (an earlier calibration on this machine, `read_costs`) are not timed again.
+    ``timer`` (default: real fits in one `PooledFits`) times a fit."""
     if timer is None:
         with PooledFits(workers) as pooled:
             return calibrate(blocks, workers, lengths, pooled, report, known)
-    costs: dict[tuple[str, str], RunCost] = dict(known or {})
+    costs: dict[CostKey, RunCost] = dict(known or {})
     with tempfile.TemporaryDirectory(prefix="rd-train-plan-") as scratch:
         for block in blocks:
             if block.cost_key in costs or not block.configs:
                 continue
             config = block.configs[0]
             chosen = lengths or default_lengths(config.optim.max_steps)
-            where = Path(scratch) / f"{block.model}-{block.family}"
+            where = Path(scratch) / "-".join(block.cost_key)
             start = time.perf_counter()
             if isinstance(timer, PooledFits):
                 timer.warm(config, where)
             means = [statistics.fmean(timer(config, steps, workers, where)) for steps in chosen]
             costs[block.cost_key] = RunCost.through(chosen, (means[0], means[1]))
-            report(f"[plan] timed {block.model}/{block.family} at {chosen[0]} and {chosen[1]} steps "
+            report(f"[plan] timed {cost_key_name(block.cost_key)} at {chosen[0]} and {chosen[1]} steps "
                    f"({time.perf_counter() - start:.0f} s)")
     return costs
 
 
-def cost_key_name(key: tuple[str, str]) -> str:
+def cost_key_name(key: CostKey) -> str:
     return "/".join(key)
 
 
-def plan_to_json(params: Params, plans: Sequence[BlockPlan], costs: dict[tuple[str, str], RunCost],
+def plan_to_json(params: Params, plans: Sequence[BlockPlan], costs: dict[CostKey, RunCost],
                  workers: int) -> dict[str, Any]:
     """What ``rd-train plan --json`` writes, and `read_costs` reads back (its workers and costs)."""
     return {
@@ -188,7 +195,7 @@ def plan_to_json(params: Params, plans: Sequence[BlockPlan], costs: dict[tuple[s
     }
 
 
-def read_costs(path: str | Path, workers: int) -> dict[tuple[str, str], RunCost]:
+def read_costs(path: str | Path, workers: int) -> dict[CostKey, RunCost]:
     """The costs an earlier ``rd-train plan --json`` measured, if it was for the same workers."""
     import json
 
@@ -208,9 +215,9 @@ def read_costs(path: str | Path, workers: int) -> dict[tuple[str, str], RunCost]
     return costs
 
 
-def _key(name: str) -> tuple[str, str]:
-    model, family = name.split("/", 1)
-    return model, family
+def _key(name: str) -> CostKey:
+    model, family, controller = name.split("/")  # a name of another form is not this plan's: ValueError
+    return model, family, controller
 
 
 @dataclass(frozen=True)
@@ -220,7 +227,7 @@ class BlockPlan:
     seconds: float  # the block's span on the workers
 
 
-def predict(blocks: Sequence[Block], costs: dict[tuple[str, str], RunCost], workers: int) -> list[BlockPlan]:
+def predict(blocks: Sequence[Block], costs: dict[CostKey, RunCost], workers: int) -> list[BlockPlan]:
     plans = []
     for block in blocks:
         cost = costs[block.cost_key]
@@ -250,7 +257,7 @@ def format_plan(plans: Sequence[BlockPlan], workers: int) -> str:
 
 def plan_params(params: Params, jobs: int | None = None, lengths: tuple[int, int] | None = None,
                 timer: FitTimer | None = None, costs_path: str | Path | None = None
-                ) -> tuple[list[BlockPlan], dict[tuple[str, str], RunCost], int]:
+                ) -> tuple[list[BlockPlan], dict[CostKey, RunCost], int]:
     """Blocks of the params with their predicted times, the run costs and the workers."""
     from rd_train.pipeline.workers import plan_workers
 

@@ -99,6 +99,8 @@ def run_configs(params: Mapping[str, Any], sweep: str, family: str, out: str | P
             rate["warmup_steps"] = int(rate.get("warmup_steps", 0)) * factor
             if "val_every_n_steps" in trainer:
                 trainer["val_every_n_steps"] = int(trainer["val_every_n_steps"]) * factor
+            if "geco_correct_every_n_steps" in rate:
+                rate["geco_correct_every_n_steps"] = int(rate["geco_correct_every_n_steps"]) * factor
             tag += f"_steps{optim['max_steps']}"
         name = f"{family}_lam{lam:g}_{tag}_seed{seed}"
         identity = {

@@ -217,7 +217,7 @@ class GECO:
 
     def correct(self, step: int, evaluated_kl: float, max_steps: int) -> None:
         """The offset correction (module doc), at a validation of step ``step`` of ``max_steps``."""
-        start = max(self.warmup, math.ceil(self.outer_start * max_steps))
+        start = correction_start(self.warmup, self.outer_start, max_steps)
         if self.outer_gain <= 0 or step < start or not math.isfinite(evaluated_kl) or evaluated_kl <= 0:
             return
         read = self.kl_weights_average if self.offset_average == "weights" else self.kl_ema
@@ -255,6 +255,12 @@ class GECO:
         self.training_target = float(state.get("training_target", self.target))
         self.corrections = [list(map(float, row)) for row in state.get("corrections", [])]
         self.offset = None if state.get("offset") is None else float(state["offset"])
+
+
+def correction_start(warmup_steps: int, outer_start: float, max_steps: int) -> int:
+    """The first step whose validation GECO's offset correction acts at (`GECO.correct`): the fraction
+    ``outer_start`` (``rate.geco_outer_start``) of the run, and never inside the warm-up."""
+    return max(warmup_steps, math.ceil(outer_start * max_steps))
 
 
 def build_rate_controller(config: RateConfig, max_steps: int, weights_decay: float = 0.0) -> FixedBeta | GECO:

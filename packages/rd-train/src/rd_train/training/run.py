@@ -35,6 +35,7 @@ from torch import nn
 
 from rd_train.config import TrainConfig, from_dict
 from rd_train.errors import ConfigError, RunConflictError, StoppedError
+from rd_train.training.cadence import ValidationSchedule, cadence
 from rd_train.training.checkpoints import AtomicCheckpointIO, SaveLast, read_checkpoint, remove_partial_writes
 from rd_train.training.data import ImageDataModule
 from rd_train.training.metrics import write_json
@@ -110,12 +111,14 @@ def _train(config: TrainConfig, neural_loss: nn.Module | None, callbacks: Sequen
     give_training_images(module, data, config)
     if precision.precision == "bf16-mixed" and training_device(config).type == "cpu":
         module.use_channels_last()
+    validations = cadence(config)  # the trainer's interval below until a correction can act (cadence.py)
+    schedule = [ValidationSchedule(validations)] if validations.correcting_from is not None else []
     trainer = L.Trainer(
         accelerator=config.accelerator, devices=config.devices, precision=precision.precision,  # type: ignore[arg-type]
         strategy="ddp" if config.devices > 1 else "auto",
         sync_batchnorm=config.devices > 1,  # BatchNorm statistics over the global batch (see module.py)
         max_epochs=-1, max_steps=-1,  # the module stops itself after optim.max_steps batches
-        callbacks=[SaveLast(checkpoints), StopWhenAsked(), *callbacks],
+        callbacks=[SaveLast(checkpoints), StopWhenAsked(), *schedule, *callbacks],
         enable_checkpointing=False,  # SaveLast checkpoints
         plugins=[AtomicCheckpointIO()],
         logger=CSVLogger(out, name="logs", version=0),
