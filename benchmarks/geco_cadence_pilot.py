@@ -49,7 +49,8 @@ SEEDS = [108, 109, 110, 111]  # no sweep seed, none an exploration or an earlier
 # configs it trained then, whatever params.yaml says later.
 PILOT_RATE = {"geco_tracks": "trained_heldout", "geco_step_size": 0.1, "geco_proportional": 3.0,
               "geco_proportional_limit": 0.5, "geco_outer_gain": 0.8, "geco_outer_start": 0.5,
-              "geco_ema_decay": 0.95, "geco_offset_average": "weights", "geco_outer_terminal": True}
+              "geco_ema_decay": 0.95, "geco_offset_average": "weights", "geco_outer_terminal": True,
+              "geco_correct_every_n_steps": 0}  # a key added since: 0 is one cadence throughout, as both ran
 PILOT_CADENCE = 50
 CADENCE = "val_every_n_steps"  # the one trainer key a candidate sets, beside the GECO keys
 CANDIDATE = {CADENCE: 25}
@@ -73,7 +74,8 @@ def narrow(base: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
 
 
 def as_the_pilot_read_it(base: dict[str, Any]) -> dict[str, Any]:
-    """``base`` (params.yaml's mapping) with its GECO keys and cadence as they were when this pilot ran."""
+    """``base`` (params.yaml's mapping) with its GECO keys and cadence as they were when this pilot ran: one
+    cadence throughout (``geco_correct_every_n_steps`` 0, a key the sweep took from its choice)."""
     params = copy.deepcopy(base)
     params["rate"].update(PILOT_RATE)
     params["trainer"][CADENCE] = PILOT_CADENCE

@@ -50,7 +50,8 @@ GAIN = 0.8  # the exploration's choice (module doc)
 # so that it trains the configs it trained then, whatever params.yaml says later.
 PILOT_RATE = {"geco_tracks": "trained_heldout", "geco_step_size": 0.1, "geco_proportional": 3.0,
               "geco_proportional_limit": 0.5, "geco_outer_gain": 0.5, "geco_outer_start": 0.5,
-              "geco_ema_decay": 0.95, "geco_offset_average": "geco_ema", "geco_outer_terminal": False}
+              "geco_ema_decay": 0.95, "geco_offset_average": "geco_ema", "geco_outer_terminal": False,
+              "geco_correct_every_n_steps": 0}  # a key added since: 0 is the one cadence it validated at
 # The GECO keys a candidate sets: `narrowed` removes CHOSEN_KEYS and sets the candidate's, so each candidate
 # names them all, as params.yaml has them.
 KEYS = (*CHOSEN_KEYS, "geco_step_size", "geco_outer_gain")

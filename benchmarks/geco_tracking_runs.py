@@ -24,7 +24,8 @@ CHOSEN_KEYS = ("geco_proportional", "geco_proportional_limit", "geco_tracks")
 # key params.yaml sets is here (tests/test_geco_pilots.py checks), so none follows a later default.
 PILOTS_RATE = {"geco_tracks": "heldout", "geco_proportional": 3.0, "geco_proportional_limit": 0.5,
                "geco_step_size": 0.05, "geco_ema_decay": 0.95, "geco_outer_gain": 0.5,
-               "geco_outer_start": 0.5, "geco_offset_average": "geco_ema", "geco_outer_terminal": False}
+               "geco_outer_start": 0.5, "geco_offset_average": "geco_ema", "geco_outer_terminal": False,
+               "geco_correct_every_n_steps": 0}  # a key added since: 0 is the one cadence they validated at
 
 
 def as_the_pilots_read_it(base: dict[str, Any]) -> dict[str, Any]:

@@ -185,13 +185,15 @@ def test_the_offset_gain_pilot_starts_from_the_sweeps_geco_and_changes_only_the_
     from rd_train.params import load_params
 
     today = dict(load_params(ROOT / "params.yaml").raw)
-    later = ("geco_outer_gain", "geco_offset_average", "geco_outer_terminal")  # what the sweep took since
+    later = ("geco_outer_gain", "geco_offset_average", "geco_outer_terminal",  # what the sweep took since
+             "geco_correct_every_n_steps")
     assert {k: v for k, v in pilot.PILOT_RATE.items() if k not in later} == \
         {k: today["rate"][k] for k in pilot.PILOT_RATE if k not in later}
     assert today["rate"]["geco_outer_gain"] in (0.5, 0.8)
     base = pilot.as_the_pilot_read_it(today)
     assert base["rate"] == {**today["rate"], "geco_outer_gain": 0.5, "geco_offset_average": "geco_ema",
-                            "geco_outer_terminal": False} and today["rate"] is not base["rate"]
+                            "geco_outer_terminal": False, "geco_correct_every_n_steps": 0}
+    assert today["rate"] is not base["rate"]
     (first, default), (second, candidate) = pilot.candidates(base)
     assert (first, second) == ("default", "offset_gain_0.8")
     assert candidate == {**default, "geco_outer_gain": 0.8}
@@ -246,12 +248,13 @@ def test_the_terminal_pilot_starts_from_the_sweeps_geco_and_changes_only_the_exp
     from rd_train.params import load_params
     from rd_train.pipeline.sweep import run_configs
 
-    decided = ("geco_offset_average", "geco_outer_terminal")
+    decided = ("geco_offset_average", "geco_outer_terminal", "geco_correct_every_n_steps")  # and since
     today = dict(load_params(ROOT / "params.yaml").raw)
     fixed = {k: v for k, v in pilot.PILOT_RATE.items() if k not in decided}
     assert fixed == {k: today["rate"][k] for k in fixed}
     base = pilot.as_the_pilot_read_it(today)
-    assert base["rate"] == {**today["rate"], "geco_offset_average": "geco_ema", "geco_outer_terminal": False}
+    assert base["rate"] == {**today["rate"], "geco_offset_average": "geco_ema", "geco_outer_terminal": False,
+                            "geco_correct_every_n_steps": 0}
     assert today["rate"] is not base["rate"]
     (first, default), (second, candidate) = pilot.candidates(base)
     assert (first, second) == ("default", "terminal")
@@ -271,28 +274,34 @@ def test_the_terminal_pilot_starts_from_the_sweeps_geco_and_changes_only_the_exp
 
 
 def test_the_cadence_pilot_starts_from_the_sweeps_geco_and_cadence_and_changes_only_the_cadence(tmp_path):
-    """It starts from the sweep's GECO and validation cadence of its time, which params.yaml still has (the
-    sweep takes its choice only with a re-run); its candidate validates every 25 steps and changes nothing
-    else, in every run it trains, the AutoencoderKL's included; the length stage would scale it; its seeds
-    are new to every sweep, exploration and pilot; its rule is the earlier pilots'."""
+    """It starts from the sweep's GECO and validation cadence of its time: params.yaml's, less the schedule
+    the sweep took from its choice (``geco_correct_every_n_steps``, then absent: one cadence throughout);
+    its candidate validates every 25 steps and changes nothing else, in every run it trains, the
+    AutoencoderKL's included; the length stage would scale it; its seeds are new to every sweep,
+    exploration and pilot; its rule is the earlier pilots'."""
     import geco_cadence_pilot as pilot
     import geco_offset_gain_pilot
     import geco_terminal_pilot
     from rd_train.params import from_mapping, load_params
     from rd_train.pipeline.sweep import run_configs
+    from rd_train.training.cadence import cadence as schedule_of
 
     today = dict(load_params(ROOT / "params.yaml").raw)
-    assert {k: today["rate"][k] for k in pilot.PILOT_RATE} == pilot.PILOT_RATE
+    later = ("geco_correct_every_n_steps",)  # what the sweep took since, from this pilot's choice
+    assert {k: today["rate"][k] for k in pilot.PILOT_RATE if k not in later} == \
+        {k: v for k, v in pilot.PILOT_RATE.items() if k not in later}
+    assert today["rate"]["geco_correct_every_n_steps"] == 25
     assert today["trainer"]["val_every_n_steps"] == pilot.PILOT_CADENCE == 50
     base = pilot.as_the_pilot_read_it(today)
-    assert base == today and base["rate"] is not today["rate"]
+    assert base == {**today, "rate": {**today["rate"], "geco_correct_every_n_steps": 0}}
+    assert base["rate"] is not today["rate"]
     (first, default), (second, candidate) = pilot.candidates(base)
     assert (first, second) == ("default", "every-25")
     assert candidate == {**default, "val_every_n_steps": 25}
     for rates, cadence in ((default, 50), (candidate, 25)):
         params = pilot.narrow(base, rates)
-        assert params["rate"] == today["rate"] and params["trainer"] == {**today["trainer"],
-                                                                        "val_every_n_steps": cadence}
+        assert params["rate"] == base["rate"] and params["trainer"] == {**today["trainer"],
+                                                                       "val_every_n_steps": cadence}
         assert params["sweep"]["lams"] == [5.0] and params["sweep"]["rate_targets"] == [5.0, 10.0, 20.0]
         assert params["sweep"]["seeds"] == params["spatial"]["seeds"] == [108, 109, 110, 111]
         configs = run_configs(params, "geco", "adversarial", tmp_path / str(cadence))
@@ -302,6 +311,7 @@ def test_the_cadence_pilot_starts_from_the_sweeps_geco_and_cadence_and_changes_o
         assert len(spatial) == 4 and all(c.val_every_n_steps == cadence for c in spatial)
         length = run_configs(params, "length", "adversarial", tmp_path / f"length-{cadence}")
         assert length and all(c.val_every_n_steps == 2 * cadence for c in length)
+        assert all(schedule_of(c).correcting_from is None for c in [*configs, *spatial, *length])
     assert today["trainer"]["val_every_n_steps"] == 50  # narrowing changed a copy
     earlier = {*base["sweep"]["seeds"], *base["spatial"]["seeds"], *geco_trained_heldout_pilot.SEEDS,
                *geco_offset_gain_pilot.SEEDS, *geco_terminal_pilot.SEEDS, 90, 91, 92, 93}

@@ -15,7 +15,12 @@ from typing import Any
 import pytest
 import torch
 from rd_train import from_dict
+from rd_train.params import load_params
+from rd_train.pipeline.plan import planned_blocks
+from rd_train.training.cadence import cadence
 from rd_train.training.run import fit
+
+ROOT = Path(__file__).resolve().parents[3]
 
 # params.yaml's GECO (trained weights on held-out images, PI, the offset correction from half of training,
 # read with the weights' lag and aimed at the end), on a PatchGAN run: the family whose discriminator
@@ -115,3 +120,19 @@ def test_a_resumed_run_keeps_the_schedule(tiny, tmp_path, monkeypatch, killed_at
     assert_same(resumed_history, straight_history)
     assert_same(resumed, straight)
 
+
+def test_the_sweeps_geco_runs_validate_as_the_pilot_chose_and_no_other_run_changes():
+    """params.yaml: every GECO run (vector, length replicate, AutoencoderKL) validates at 30 steps, every
+    twentieth of training before the corrections' start (half of training) and every fortieth from it, as
+    the cadence pilot's chosen runs correct; every fixed-β run at its 20, as before the schedule."""
+    for block in planned_blocks(load_params(ROOT / "params.yaml")):
+        for config in block.configs:
+            steps, schedule = config.optim.max_steps, cadence(config)
+            validated = schedule.validation_steps(steps)
+            if config.rate.mode == "fixed":
+                assert schedule.correcting_from is None and len(validated) == 20, config.out_dir
+                continue
+            assert schedule.correcting_from == steps // 2, config.out_dir
+            assert schedule.correcting_every * 40 == schedule.every * 20 == steps, config.out_dir
+            assert len([s for s in validated if s < steps // 2]) == 9, config.out_dir
+            assert len([s for s in validated if s >= steps // 2]) == 21, config.out_dir
