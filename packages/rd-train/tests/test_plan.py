@@ -122,6 +122,24 @@ def test_each_model_and_family_is_timed_once_and_the_prediction_follows_its_cost
     assert "spatial" in table and f"({sum(len(b.configs) for b in blocks)} runs, 2 worker(s))" in table
 
 
+def test_a_block_without_runs_needs_no_cost():
+    """A grid with no β leaves the fixed-β blocks empty: the plan times and prices only the blocks with
+    runs (a block's cost key reads its runs' rate controller, which an empty block does not have)."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["sweep"]["betas"] = []
+    from rd_train.params import from_mapping
+
+    blocks = planned_blocks(from_mapping(raw, "a grid with no β"))
+    empty = [b for b in blocks if not b.configs]
+    assert {(b.sweep, b.family) for b in empty} == {("fixed", "pixel"), ("fixed", "perceptual"),
+                                                    ("fixed", "adversarial")}
+    costs = calibrate(blocks, 2, timer=lambda config, steps, copies, where: [1.0 + 0.01 * steps] * copies,
+                      report=lambda line: None)
+    plans = predict(blocks, costs, 2)
+    assert all(p.seconds == 0 for p in plans if not p.block.configs)
+    assert all(p.seconds > 0 for p in plans if p.block.configs)
+
+
 def run_cli(*args, cwd, env=None):
     code = "import sys; from rd_train.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True,

@@ -76,7 +76,6 @@ def test_validations_without_a_correction_change_no_trained_state(tiny, tmp_path
         assert_same(corrected_dense["state_dict"], corrected_sparse["state_dict"])
 
 
-
 def test_the_schedule_trains_the_run_that_validates_at_the_fine_cadence_throughout(tiny, tmp_path):
     """Every 16 steps, and every 8 from the corrections' start (step 24, not a multiple of 16): validations
     at 16, 24, 32, 40 and 48, and a final checkpoint equal bit for bit to the run that validates every 8

@@ -11,9 +11,9 @@ validations (their cadence is fixed in steps) and of the checkpoints. What a ste
 the model, the family (pixel SSE alone, VGG16 (HED) features, a PatchGAN), the data and batch and the rate
 controller (GECO reads a held-out batch at every step, and validates at its own schedule from the
 corrections' start on: training/cadence.py), not on λ, β, the target or the seed; so one run per (model,
-family, controller) is timed, trained here for two
-short lengths as a sweep trains it (``workers`` copies side by side, one thread each when the cores
-are shared as in a sweep, output to a log), and a and b are the line through the two mean times.
+family, controller) is timed, trained here for two short lengths as a sweep trains it (``workers``
+copies side by side, one thread each when the cores are shared as in a sweep, output to a log), and a
+and b are the line through the two mean times.
 Lengths default to 10 % and 30 % of the params' steps, so that both include validations and a
 PatchGAN's discriminator switched on at its start step (``loss.disc_start_step`` below 10 %).
 
@@ -57,8 +57,9 @@ class Block:
 
     @property
     def cost_key(self) -> CostKey:
-        """What a run's cost depends on (module doc): its model, family and rate controller."""
-        return self.model, self.family, self.configs[0].rate.mode if self.configs else "fixed"
+        """What a run's cost depends on (module doc): its model, family and rate controller. A block
+        without runs (a grid with no β, say) has no controller, and needs no cost."""
+        return self.model, self.family, self.configs[0].rate.mode
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def calibrate(blocks: Sequence[Block], workers: int, lengths: tuple[int, int] | 
     costs: dict[CostKey, RunCost] = dict(known or {})
     with tempfile.TemporaryDirectory(prefix="rd-train-plan-") as scratch:
         for block in blocks:
-            if block.cost_key in costs or not block.configs:
+            if not block.configs or block.cost_key in costs:
                 continue
             config = block.configs[0]
             chosen = lengths or default_lengths(config.optim.max_steps)
@@ -230,8 +231,7 @@ class BlockPlan:
 def predict(blocks: Sequence[Block], costs: dict[CostKey, RunCost], workers: int) -> list[BlockPlan]:
     plans = []
     for block in blocks:
-        cost = costs[block.cost_key]
-        durations = [cost.seconds_for(c.optim.max_steps) for c in block.configs]
+        durations = [costs[block.cost_key].seconds_for(c.optim.max_steps) for c in block.configs]
         per_run = statistics.fmean(durations) if durations else 0.0
         plans.append(BlockPlan(block, per_run, list_schedule(durations, workers)))
     return plans
